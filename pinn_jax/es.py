@@ -1,0 +1,94 @@
+"""The one place that talks to evosax (pinned to 0.3.x, whose API differs from 0.1/0.2).
+
+evosax *minimises*; this module's :class:`Strategy` speaks in fitness to *maximise* (returns) and
+negates on the way in, so callers never see the sign convention.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from evosax.algorithms import algorithms as _ALGORITHMS
+
+from pinn_jax.config import ConfigError, StrategyConfig
+
+
+def available() -> list[str]:
+    """Names of the evosax algorithms that can be chosen in ``strategy.name``."""
+    return sorted(_ALGORITHMS)
+
+
+def _lookup(name: str) -> type:
+    by_lower = {k.lower(): v for k, v in _ALGORITHMS.items()}
+    cls = by_lower.get(name.lower().replace("-", "_"))
+    if cls is None:
+        raise ConfigError(f"config key 'strategy.name' {name!r} is not an evosax algorithm "
+                          f"(e.g. CMA_ES, Sep_CMA_ES, PGPE, Open_ES, SNES; all: {', '.join(available())})")
+    return cls
+
+
+@dataclass(frozen=True, eq=False)
+class Strategy:
+    """An evosax algorithm bound to its hyper-parameters; maximises fitness.
+
+    ``state`` is the evosax state pytree; ``params`` are the evosax hyper-parameters (a pytree).
+    """
+
+    algo: Any
+    params: Any
+
+    @property
+    def num_dims(self) -> int:
+        return int(self.algo.num_dims)
+
+    def init(self, key: jax.Array, mean: Any) -> Any:
+        """Initial state with the search distribution centred on the ``mean`` pytree."""
+        if "mean" in inspect.signature(self.algo.init).parameters:
+            return self.algo.init(key, mean, self.params)
+        return self.algo.init(key, self.params)  # population-based algorithms
+
+    def ask(self, key: jax.Array, state: Any) -> tuple[Any, Any]:
+        """Propose a population (a pytree with a leading population axis)."""
+        return self.algo.ask(key, state, self.params)
+
+    def tell(self, key: jax.Array, population: Any, fitness: jax.Array, state: Any) -> Any:
+        """Update the state from fitness to maximise (one value per member)."""
+        state, _ = self.algo.tell(key, population, -fitness, state, self.params)
+        return state
+
+    def best(self, state: Any) -> tuple[jax.Array, jax.Array]:
+        """Best flat solution seen so far and its fitness (to maximise)."""
+        return state.best_solution, -state.best_fitness
+
+    def mean(self, state: Any) -> jax.Array | None:
+        """Flat mean of the search distribution (None for population-based algorithms)."""
+        return getattr(state, "mean", None)
+
+    def unravel(self, flat: jax.Array) -> Any:
+        """Flat vector → parameter pytree."""
+        return self.algo._unravel_solution(flat)
+
+
+def make_strategy(cfg: StrategyConfig, solution: Any) -> Strategy:
+    """Build the configured evosax algorithm for parameter pytrees shaped like ``solution``.
+
+    ``cfg.sigma_init`` sets the initial search std where the algorithm has one (``std_init``
+    hyper-parameter, or a ``std_schedule`` constructor argument as in Open_ES).
+    """
+    cls = _lookup(cfg.name)
+    kwargs: dict[str, Any] = {}
+    if "std_schedule" in inspect.signature(cls.__init__).parameters:
+        kwargs["std_schedule"] = optax.constant_schedule(cfg.sigma_init)
+    try:
+        algo = cls(population_size=cfg.population_size, solution=solution, **kwargs)
+    except AssertionError as e:  # evosax validates with asserts, e.g. "Population size must be even."
+        raise ConfigError(f"config key 'strategy.population_size' rejected by {cls.__name__}: {e}") from None
+    params = algo.default_params
+    if hasattr(params, "std_init"):
+        params = params.replace(std_init=jnp.asarray(cfg.sigma_init, jnp.float32))
+    return Strategy(algo=algo, params=params)

@@ -1,0 +1,116 @@
+"""Episodes as pure functions: one policy, one environment, ``lax.scan`` over time.
+
+``episode`` runs one episode; ``evaluate_population`` vmaps it over the rollouts of each member
+and over the whole population. With common random numbers (the official trainer's protocol,
+the default) every member sees the same episode starts, permutations and noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from pinn_jax.config import EnvConfig, PolicyConfig, TrainConfig
+from pinn_jax.envs import ObsTransform, ObsTransformWrapper, make
+from pinn_jax.policies import Policy, make_policy
+
+
+class Episode(NamedTuple):
+    """Result of one episode. ``trajectory`` is only filled when recording."""
+
+    ret: jax.Array  # total reward until termination (inclusive)
+    length: jax.Array  # number of steps taken until termination
+    trajectory: dict[str, Any] | None = None
+
+
+def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
+    """The configured environment wrapped with the observation transform, and its params."""
+    overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
+    if env_cfg.name.startswith("CartPoleSwingUp"):
+        overrides["hard"] = env_cfg.start == "hard"
+    env, params = make(env_cfg.name, **overrides)
+    return ObsTransformWrapper(env, transform), params
+
+
+def transform_from(train_cfg: TrainConfig) -> ObsTransform:
+    """Train-time observation augmentation from the config."""
+    return ObsTransform(shuffle=train_cfg.shuffle, shuffle_every=train_cfg.shuffle_every,
+                        num_noise=train_cfg.num_noise)
+
+
+def build_policy(policy_cfg: PolicyConfig) -> Policy:
+    """The configured policy."""
+    if policy_cfg.name == "attention_neuron":
+        return make_policy("attention_neuron", hidden_dim=policy_cfg.hidden_dim, msg_dim=policy_cfg.msg_dim,
+                           pos_em_dim=policy_cfg.pos_em_dim, scale=policy_cfg.scale)
+    if policy_cfg.name == "mlp":
+        return make_policy("mlp", hidden=tuple(policy_cfg.hidden))
+    return make_policy("linear")
+
+
+def obs_dim_of(env: ObsTransformWrapper, env_params: Any) -> int:
+    """Number of features the policy receives (after noise features are appended)."""
+    obs, _ = jax.eval_shape(env.reset_env, jax.random.key(0), env_params)
+    return int(obs.shape[-1])
+
+
+def episode(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any, key: jax.Array,
+            num_steps: int, record: bool = False) -> Episode:
+    """Run one episode of at most ``num_steps`` steps; the state is frozen once it is done.
+
+    With ``record`` the trajectory (observations, actions, rewards, done flags, env states and
+    the policy's aux outputs such as attention weights) is returned, one entry per step.
+    """
+    prepared = policy.prepare(params)
+    key_reset, key_steps = jax.random.split(key)
+    obs, env_state = env.reset_env(key_reset, env_params)
+    pstate = policy.initial_state(obs.shape[-1])
+    act0 = jnp.zeros((policy.act_dim,), jnp.float32)
+
+    def body(carry, t):
+        obs, env_state, pstate, act, done, ret, length = carry
+        pstate, act, aux = policy.step(prepared, pstate, obs, act)
+        obs2, env_state2, reward, terminated, _ = env.step_env(jax.random.fold_in(key_steps, t), env_state,
+                                                               act, env_params)
+        ret = ret + jnp.where(done, 0.0, reward)
+        length = length + jnp.where(done, 0, 1)
+        out = None
+        if record:
+            out = {"obs": obs, "action": act, "reward": jnp.where(done, 0.0, reward), "done": done,
+                   "env_state": env_state, "aux": aux}
+        new_done = done | terminated | (t + 1 >= num_steps)
+        keep = lambda old, new: jax.tree.map(lambda o, n: jnp.where(done, o, n), old, new)  # noqa: E731
+        carry = (keep(obs, obs2), keep(env_state, env_state2), pstate, act, new_done, ret, length)
+        return carry, out
+
+    init = (obs, env_state, pstate, act0, jnp.array(False), jnp.float32(0.0), jnp.int32(0))
+    (_, _, _, _, _, ret, length), traj = jax.lax.scan(body, init, jnp.arange(num_steps))
+    return Episode(ret=ret, length=length, trajectory=traj)
+
+
+def member_returns(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any,
+                   keys: jax.Array, num_steps: int) -> jax.Array:
+    """Returns of one parameter set over a batch of episode keys, shape ``keys.shape[:-1]``."""
+    run = lambda k: episode(policy, env, env_params, params, k, num_steps).ret  # noqa: E731
+    return jax.vmap(run)(keys)
+
+
+def rollout_keys(key: jax.Array, population_size: int, rollouts: int, common: bool) -> jax.Array:
+    """Episode keys: ``(rollouts,)`` shared by all members when ``common``, else ``(pop, rollouts)``."""
+    if common:
+        return jax.random.split(key, rollouts)
+    return jax.random.split(key, (population_size, rollouts))
+
+
+def evaluate_population(policy: Policy, env: ObsTransformWrapper, env_params: Any, population: Any,
+                        key: jax.Array, rollouts: int, num_steps: int, common: bool = True) -> jax.Array:
+    """Per-episode returns of every member, shape ``(pop, rollouts)``.
+
+    ``population`` is a parameter pytree with a leading population axis.
+    """
+    pop_size = jax.tree.leaves(population)[0].shape[0]
+    keys = rollout_keys(key, pop_size, rollouts, common)
+    run = lambda p, k: member_returns(policy, env, env_params, p, k, num_steps)  # noqa: E731
+    return jax.vmap(run, in_axes=(0, None if common else 0))(population, keys)

@@ -1,0 +1,130 @@
+"""The training core: one generation (ask → evaluate population × rollouts → tell) as one
+compiled call, and ``lax.scan`` over several generations between log points.
+
+Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs and progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.flatten_util import ravel_pytree
+
+from pinn_jax.config import Config
+from pinn_jax.es import Strategy, make_strategy
+from pinn_jax.policies import Policy
+from pinn_jax.rollout import build_env, build_policy, evaluate_population, obs_dim_of, transform_from
+
+METRIC_NAMES = ("fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far", "nan_count")
+
+
+@struct.dataclass
+class TrainState:
+    """Everything that determines the rest of a run: strategy state, PRNG key, generation."""
+
+    es_state: Any
+    key: jax.Array  # raw uint32 PRNG key data
+    generation: jax.Array  # int32 scalar
+
+
+@dataclass(frozen=True, eq=False)
+class Trainer:
+    """A configured experiment: policy, wrapped env, strategy and the compiled generation loop.
+
+    ``run(state, n)`` advances ``n`` generations in one jit-compiled ``lax.scan`` and returns the
+    new state and per-generation metrics (arrays of length ``n``, see ``METRIC_NAMES``).
+    ``traces`` counts how often the generation body was traced (compilation guard in tests).
+    """
+
+    cfg: Config
+    policy: Policy
+    env: Any
+    env_params: Any
+    obs_dim: int
+    strategy: Strategy
+    template: Any  # a parameter pytree fixing structure and shapes
+    run: Callable[[TrainState, int], tuple[TrainState, dict[str, jax.Array]]]
+    traces: list
+
+    def init(self, key: jax.Array | None = None) -> TrainState:
+        """Initial state from ``cfg.seed`` (or an explicit key)."""
+        key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
+        return _init_state(self, key)
+
+    def unravel(self, flat: jax.Array) -> Any:
+        """Flat parameter vector → parameter pytree."""
+        return self.strategy.unravel(flat)
+
+    def best_params(self, state: TrainState) -> Any:
+        """Best member seen so far (as evaluated in its generation)."""
+        return self.unravel(self.strategy.best(state.es_state)[0])
+
+    def mean_params(self, state: TrainState) -> Any:
+        """Centre of the search distribution (falls back to the best member)."""
+        mean = self.strategy.mean(state.es_state)
+        return self.best_params(state) if mean is None else self.unravel(mean)
+
+
+def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
+    key, k_mean, k_es = jax.random.split(key, 3)
+    if tr.cfg.strategy.init_mean == "random":
+        mean = tr.policy.init(k_mean, tr.obs_dim)
+    else:
+        mean = jax.tree.map(jnp.zeros_like, tr.template)
+    es_state = jax.jit(tr.strategy.init)(k_es, mean)
+    # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
+    es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)
+    return TrainState(es_state=es_state, key=key, generation=jnp.int32(0))
+
+
+def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, strategy: Strategy,
+                    constrain: Callable[[Any], Any] = lambda x: x) -> Callable:
+    """The pure generation step ``(state, _) -> (state, metrics)`` for use in ``lax.scan``.
+
+    ``constrain`` is applied to the population before evaluation (e.g. a sharding constraint).
+    """
+    tc = cfg.train
+
+    def generation(state: TrainState, _: Any) -> tuple[TrainState, dict[str, jax.Array]]:
+        key, k_ask, k_eval, k_tell = jax.random.split(state.key, 4)
+        population, es_state = strategy.ask(k_ask, state.es_state)
+        population = constrain(population)
+        returns = evaluate_population(policy, env, env_params, population, k_eval, tc.rollouts,
+                                      cfg.env.max_steps, tc.common_random_numbers)
+        fitness = returns.mean(axis=1)
+        es_state = strategy.tell(k_tell, population, fitness, es_state)
+        metrics = {
+            "fitness_max": jnp.nanmax(fitness), "fitness_mean": jnp.nanmean(fitness),
+            "fitness_min": jnp.nanmin(fitness), "fitness_std": jnp.nanstd(fitness),
+            "best_so_far": strategy.best(es_state)[1], "nan_count": jnp.isnan(fitness).sum(),
+        }
+        return TrainState(es_state=es_state, key=key, generation=state.generation + 1), metrics
+
+    return generation
+
+
+def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x) -> Trainer:
+    """Build the experiment described by ``cfg`` with its compiled multi-generation ``run``."""
+    policy = build_policy(cfg.policy)
+    env, env_params = build_env(cfg.env, transform_from(cfg.train))
+    obs_dim = obs_dim_of(env, env_params)
+    template = policy.init(jax.random.PRNGKey(0), obs_dim)
+    strategy = make_strategy(cfg.strategy, template)
+    generation = make_generation(cfg, policy, env, env_params, strategy, constrain)
+    traces: list = []
+
+    def run(state: TrainState, n: int) -> tuple[TrainState, dict[str, jax.Array]]:
+        traces.append(n)
+        return jax.lax.scan(generation, state, None, length=n)
+
+    return Trainer(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
+                   strategy=strategy, template=template, run=jax.jit(run, static_argnums=1), traces=traces)
+
+
+def num_params(tr: Trainer) -> int:
+    """Number of trainable parameters (the search dimension)."""
+    return int(ravel_pytree(tr.template)[0].size)

@@ -1,0 +1,192 @@
+"""Training: determinism, exact resume, learning progress, compilation, configs and errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+
+from pinn_jax import checkpoint as ckpt
+from pinn_jax import config as config_lib
+from pinn_jax import es
+from pinn_jax.config import ConfigError
+from pinn_jax.metrics import read_csv
+from pinn_jax.rollout import build_env, build_policy, evaluate_population
+from pinn_jax.train import TrainingError, main, train
+from pinn_jax.trainer import make_trainer
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def tiny(run_dir, **sections) -> config_lib.Config:
+    """A seconds-sized config: linear policy on the easy start."""
+    data = {
+        "seed": 3, "run_dir": str(run_dir),
+        "env": {"start": "easy", "max_steps": 60},
+        "policy": {"name": "linear"},
+        "strategy": {"name": "CMA_ES", "population_size": 8, "sigma_init": 0.5},
+        "train": {"generations": 4, "rollouts": 2, "log_every": 2, "checkpoint_every": 2},
+    }
+    for k, v in sections.items():
+        data.setdefault(k, {}).update(v)
+    return config_lib.from_dict(data)
+
+
+def leaves_equal(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+               for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_same_seed_same_history_and_different_seed_differs(tmp_path):
+    cfg = tiny(tmp_path / "a")
+    _, s1, rows1 = train(cfg, progress=False)
+    _, s2, rows2 = train(dataclasses.replace(cfg, run_dir=str(tmp_path / "b")), progress=False)
+    _, _, rows3 = train(dataclasses.replace(cfg, seed=4, run_dir=str(tmp_path / "c")), progress=False)
+    assert [r["fitness_mean"] for r in rows1] == [r["fitness_mean"] for r in rows2]
+    assert leaves_equal(s1.es_state, s2.es_state)
+    assert [r["fitness_mean"] for r in rows1] != [r["fitness_mean"] for r in rows3]
+    assert len(rows1) == 4 and [r["generation"] for r in rows1] == [1, 2, 3, 4]
+
+
+def test_exact_resume_is_bit_identical(tmp_path):
+    full = tiny(tmp_path / "full", train={"generations": 6})
+    _, s_full, rows_full = train(full, progress=False)
+    half = tiny(tmp_path / "half", train={"generations": 2})
+    train(half, progress=False)
+    cont = dataclasses.replace(half, train=dataclasses.replace(half.train, generations=6))
+    _, s_res, rows_res = train(cont, resume=True, progress=False)
+    assert int(s_res.generation) == 6
+    assert leaves_equal(s_full, s_res)
+    assert [r["fitness_max"] for r in rows_full[2:]] == [r["fitness_max"] for r in rows_res]
+    # the CSV holds the whole history once
+    assert [r["generation"] for r in read_csv(tmp_path / "half")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_generation_is_compiled_once(tmp_path):
+    tr = make_trainer(tiny(tmp_path))
+    state = tr.init()
+    for _ in range(3):
+        state, m = tr.run(state, 2)
+    assert tr.traces == [2]
+    assert int(state.generation) == 6
+    assert m["fitness_mean"].shape == (2,)
+
+
+def test_linear_policy_improves_on_easy_env(tmp_path):
+    cfg = tiny(tmp_path, env={"max_steps": 200},
+               strategy={"population_size": 16, "sigma_init": 0.5},
+               train={"generations": 20, "rollouts": 4, "log_every": 10})
+    _, _, rows = train(cfg, progress=False)
+    first = np.mean([r["fitness_mean"] for r in rows[:3]])
+    last = np.mean([r["fitness_mean"] for r in rows[-3:]])
+    assert last > first + 5.0, (first, last)
+    assert rows[-1]["best_so_far"] >= max(r["fitness_max"] for r in rows) - 1e-4
+
+
+def test_common_random_numbers_switch():
+    cfg = tiny("unused", env={"start": "hard"})
+    policy = build_policy(cfg.policy)
+    env, params = build_env(cfg.env)
+    p = policy.init(jax.random.PRNGKey(0), 5)
+    pop = jax.tree.map(lambda x: jnp.stack([x, x, x]), p)  # three identical members
+    crn = evaluate_population(policy, env, params, pop, jax.random.PRNGKey(1), 3, 60, common=True)
+    ind = evaluate_population(policy, env, params, pop, jax.random.PRNGKey(1), 3, 60, common=False)
+    assert crn.shape == ind.shape == (3, 3)
+    np.testing.assert_array_equal(crn[0], crn[1])
+    np.testing.assert_array_equal(crn[0], crn[2])
+    assert not np.array_equal(ind[0], ind[1])
+
+
+@pytest.mark.parametrize("name", ["Sep_CMA_ES", "PGPE", "Open_ES", "SNES", "sep-cma-es"])
+def test_other_strategies_by_name(tmp_path, name):
+    tr = make_trainer(tiny(tmp_path, strategy={"name": name}))
+    state, m = tr.run(tr.init(), 2)
+    assert np.all(np.isfinite(m["fitness_mean"]))
+    assert int(state.generation) == 2
+
+
+def test_unknown_strategy_is_a_config_error():
+    with pytest.raises(ConfigError, match="strategy.name.*not an evosax algorithm"):
+        es.make_strategy(config_lib.StrategyConfig(name="NoSuchES"), {"w": jnp.zeros(3)})
+
+
+def test_nan_fitness_stops_without_touching_checkpoints(tmp_path):
+    cfg = tiny(tmp_path / "run")
+    tr, state, _ = train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, generations=2)),
+                         progress=False)
+    before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+
+    def nan_run(s, n):
+        s, m = tr.run(s, n)
+        return s, {**m, "nan_count": m["nan_count"] + 1, "fitness_mean": m["fitness_mean"] * jnp.nan}
+
+    bad = dataclasses.replace(tr, run=nan_run)
+    with pytest.raises(TrainingError, match="NaN fitness .* generation 3"):
+        train(cfg, resume=True, progress=False, trainer=bad)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    cfg = tiny(tmp_path / "run", train={"generations": 2})
+    train(cfg, progress=False)
+    mtime = (tmp_path / "run" / "metrics.csv").stat().st_mtime_ns
+    with pytest.raises(ConfigError, match="already exists.*--resume"):
+        train(cfg, progress=False)
+    assert (tmp_path / "run" / "metrics.csv").stat().st_mtime_ns == mtime
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"train": {"rollout": 3}}))
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: unknown config key 'train.rollout' (valid keys here: checkpoint_every, "
+                   "common_random_numbers, generations, log_every, num_noise, rollouts, shuffle, shuffle_every)")
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "nowhere")]) == 2
+    assert "not a pinn_jax run directory" in capsys.readouterr().err
+
+
+def test_resume_with_incompatible_config_is_refused(tmp_path, capsys):
+    cfg = tiny(tmp_path / "run", train={"generations": 2})
+    train(cfg, progress=False)
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**cfg.to_dict(), "policy": {"name": "mlp", "hidden": [4]}}))
+    assert main(["--resume", str(tmp_path / "run"), "--config", str(other)]) == 2
+    assert "incompatible config keys policy.hidden, policy.name" in capsys.readouterr().err
+    # a checkpoint whose shapes do not match the trainer is reported, not crashed on
+    tr = make_trainer(dataclasses.replace(cfg, policy=config_lib.PolicyConfig(name="mlp", hidden=(4,))))
+    with pytest.raises(ckpt.CheckpointError, match="does not match this config"):
+        ckpt.restore(tmp_path / "run", tr.init())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.rollouts=abc", "config key 'train.rollouts' has the wrong type: expected int"),
+    ("train.rollouts=0", "config key 'train.rollouts' must be >= 1"),
+    ("env.start=medium", "config key 'env.start' must be 'hard' or 'easy'"),
+    ("policy.name=cnn", "config key 'policy.name' must be one of"),
+    ("nokey", "must look like key=value"),
+    ("strategy.sigma=1", "unknown config key 'strategy.sigma'"),
+])
+def test_config_validation_messages(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        config_lib.load(CONFIGS / "quick.yaml", [override])
+
+
+def test_shipped_configs_are_valid():
+    names = {p.stem for p in CONFIGS.glob("*.yaml")}
+    assert {"cartpole_pi", "cartpole_mlp", "cartpole_linear", "cartpole_mlp_shuffle", "cartpole_linear_shuffle",
+            "quick"} <= names
+    for p in CONFIGS.glob("*.yaml"):
+        cfg = config_lib.load(p)
+        assert cfg.run_dir.startswith("runs/")
+    pi = config_lib.load(CONFIGS / "cartpole_pi.yaml")
+    assert (pi.strategy.population_size, pi.train.rollouts, pi.env.max_steps, pi.strategy.sigma_init,
+            pi.env.start, pi.train.shuffle) == (256, 16, 1000, 0.1, "hard", False)
+    assert config_lib.load(CONFIGS / "cartpole_mlp_shuffle.yaml").train.shuffle is True
