@@ -1,0 +1,46 @@
+"""Environments: cart-pole swing-up, gymnax pass-through and obs wrappers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnax
+
+from pinn_jax.envs.cartpole_swingup import (
+    CartPoleSwingUp, EnvParams, EnvState, accelerations, render)
+from pinn_jax.envs.wrappers import (
+    ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
+    transform_reset, transform_step)
+
+# name -> value of EnvParams.hard
+CARTPOLE_NAMES: dict[str, bool] = {
+    "CartPoleSwingUp-v0": True,
+    "CartPoleSwingUp-hard": True,
+    "CartPoleSwingUp-easy": False,
+}
+
+
+def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
+    """Build ``(env, env_params)``; keyword args replace fields of the params.
+
+    Cart-pole swing-up names are listed in ``CARTPOLE_NAMES``; any other name
+    is passed to ``gymnax.make``.
+    """
+    if name in CARTPOLE_NAMES:
+        env, params = CartPoleSwingUp(), EnvParams(hard=CARTPOLE_NAMES[name])
+    else:
+        try:
+            env, params = gymnax.make(name)
+        except ValueError:
+            raise ValueError(
+                f"Unknown environment {name!r}: use one of "
+                f"{', '.join(CARTPOLE_NAMES)} or a gymnax environment id."
+            ) from None
+    return env, params.replace(**param_overrides) if param_overrides else params
+
+
+__all__ = [
+    "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
+    "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
+    "accelerations", "make", "render", "transform_reset", "transform_step",
+]
