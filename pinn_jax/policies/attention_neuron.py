@@ -1,0 +1,350 @@
+"""Permutation-invariant AttentionNeuron policy (Tang & Ha, 2021), cart-pole config.
+
+Per time step, with observation ``o`` of any length ``N`` and previous action
+``a_prev`` (``act_dim``,):
+
+1. every feature ``o_i`` is paired with ``a_prev``; ``[o_i, a_prev]`` goes
+   through ONE shared LSTM cell (PyTorch ``LSTMCell`` semantics, hidden size
+   ``pos_em_dim``) that keeps its own ``(h_i, c_i)`` per feature.  The new
+   hidden states form the keys ``K`` (N, pos_em_dim);
+2. the queries ``Q`` are a FIXED sinusoidal table (hidden_dim, pos_em_dim);
+3. attention ``A = tanh((Q W_q)(K W_k)^T / s)`` (hidden_dim, N), no softmax,
+   ``s = 1`` or ``sqrt(msg_dim)`` when ``scale=True``;
+4. latent ``m = tanh(A @ o)`` (hidden_dim,) (identity value projection);
+5. action ``a = tanh(m @ W + b)`` (act_dim,).
+
+Parameter pytree (plain nested dict of float32 arrays, PyTorch shapes for the
+LSTM so the authors' weights map over one-to-one)::
+
+    {
+      "lstm": {"weight_ih": (4H, 1 + act_dim), "weight_hh": (4H, H),
+               "bias_ih": (4H,), "bias_hh": (4H,)},      # gate rows i, f, g, o
+      "w_q": (H, msg_dim),        # = proj_q.weight.T
+      "w_k": (H, msg_dim),        # = proj_k.weight.T
+      "head": {"kernel": (hidden_dim, act_dim), "bias": (act_dim,)},
+    }
+
+with ``H = pos_em_dim``.  The default config has 913 parameters
+(LSTM 384, W_q 256, W_k 256, head 17), independent of the number of features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "AttentionNeuronPolicy",
+    "LSTMState",
+    "pos_table",
+    "lstm_cell",
+    "attention_logits_reference",
+    "reference_step",
+    "official_weights_path",
+    "load_official",
+    "to_official",
+    "from_official_flat",
+    "OFFICIAL_NUM_PARAMS",
+    "REFERENCE_DIR_ENV",
+]
+
+OFFICIAL_NUM_PARAMS = 913
+REFERENCE_DIR_ENV = "PINN_JAX_REFERENCE_DIR"
+_OFFICIAL_SUBPATH = Path("attentionneuron_cartpole") / "model.npz"
+
+
+class LSTMState(NamedTuple):
+    """Per-feature LSTM state of one agent: ``h``, ``c`` both (n_features, H)."""
+
+    h: jax.Array
+    c: jax.Array
+
+
+@functools.lru_cache(maxsize=None)
+def _pos_table_cached(n_pos: int, dim: int) -> np.ndarray:
+    table = pos_table(n_pos, dim)
+    table.setflags(write=False)
+    return table
+
+
+def pos_table(n_pos: int, dim: int) -> np.ndarray:
+    """Fixed sinusoidal position table (n_pos, dim), float32.
+
+    ``angle(i, j) = i / 10000 ** (2 * (j // 2) / dim)``; sin on even columns,
+    cos on odd columns.  Computed in float64 then cast.
+    """
+    i = np.arange(n_pos, dtype=np.float64)[:, None]
+    j = np.arange(dim)[None, :]
+    angle = i / np.power(10000.0, 2.0 * (j // 2) / dim)
+    table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle))
+    return table.astype(np.float32)
+
+
+def lstm_cell(lstm: dict, x: jax.Array, h: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """PyTorch ``LSTMCell`` on a batch: x (B, in), h, c (B, H) -> (h', c').
+
+    ``gates = x W_ih^T + b_ih + h W_hh^T + b_hh`` split in row blocks i, f, g, o.
+    Unfused reference implementation (the policy's ``step`` uses a fused one).
+    """
+    gates = x @ lstm["weight_ih"].T + lstm["bias_ih"] + h @ lstm["weight_hh"].T + lstm["bias_hh"]
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+    return h_new, c_new
+
+
+def attention_logits_reference(params: dict, keys: jax.Array, queries: jax.Array, scale: float = 1.0) -> jax.Array:
+    """Unfolded logits ``(Q W_q)(K W_k)^T / scale`` (n_queries, n_features)."""
+    q = queries @ params["w_q"]
+    k = keys @ params["w_k"]
+    return (q @ k.T) / scale
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionNeuronPolicy:
+    """AttentionNeuron permutation-invariant policy (paper's cart-pole config).
+
+    Parameter count: ``4H(1 + act_dim) + 4H*H + 8H`` (LSTM) ``+ 2*H*msg_dim``
+    (W_q, W_k) ``+ hidden_dim*act_dim + act_dim`` (head), ``H = pos_em_dim``.
+    **913** for the defaults (act_dim=1, hidden_dim=16, msg_dim=32,
+    pos_em_dim=8) = LSTM 384 + W_q 256 + W_k 256 + head 17, for any number of
+    observation features.
+
+    Attributes:
+        act_dim: action size.
+        hidden_dim: number of query rows M = size of the latent ``m``.
+        msg_dim: projection dimension of W_q / W_k.
+        pos_em_dim: query embedding size, also the LSTM hidden size.
+        scale: divide attention logits by ``sqrt(msg_dim)`` when True.
+    """
+
+    act_dim: int = 1
+    hidden_dim: int = 16
+    msg_dim: int = 32
+    pos_em_dim: int = 8
+    scale: bool = False
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def queries(self) -> np.ndarray:
+        """Fixed (not learned) query table Q, (hidden_dim, pos_em_dim)."""
+        return _pos_table_cached(self.hidden_dim, self.pos_em_dim)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(np.sqrt(self.msg_dim)) if self.scale else 1.0
+
+    def num_params(self, obs_dim: int | None = None) -> int:
+        """913 for the defaults; ``obs_dim`` is accepted and ignored."""
+        h = self.pos_em_dim
+        lstm = 4 * h * (1 + self.act_dim) + 4 * h * h + 2 * 4 * h
+        proj = 2 * h * self.msg_dim
+        head = self.hidden_dim * self.act_dim + self.act_dim
+        return lstm + proj + head
+
+    def init(self, key: jax.Array, obs_dim: int | None = None) -> dict:
+        """PyTorch-default-like uniform init; ``obs_dim`` is irrelevant."""
+        h, m = self.pos_em_dim, self.hidden_dim
+        ks = jax.random.split(key, 8)
+
+        def u(k, shape, fan_in):
+            bound = 1.0 / np.sqrt(fan_in)
+            return jax.random.uniform(k, shape, jnp.float32, -bound, bound)
+
+        return {
+            "lstm": {
+                "weight_ih": u(ks[0], (4 * h, 1 + self.act_dim), h),
+                "weight_hh": u(ks[1], (4 * h, h), h),
+                "bias_ih": u(ks[2], (4 * h,), h),
+                "bias_hh": u(ks[3], (4 * h,), h),
+            },
+            "w_q": u(ks[4], (h, self.msg_dim), h),
+            "w_k": u(ks[5], (h, self.msg_dim), h),
+            "head": {
+                "kernel": u(ks[6], (m, self.act_dim), m),
+                "bias": u(ks[7], (self.act_dim,), m),
+            },
+        }
+
+    def initial_state(self, obs_dim: int) -> LSTMState:
+        """Zero per-feature LSTM state, ``h`` and ``c`` of shape (obs_dim, H)."""
+        z = jnp.zeros((int(obs_dim), self.pos_em_dim), jnp.float32)
+        return LSTMState(h=z, c=z)
+
+    # --------------------------------------------------------------- stepping
+    def prepare(self, params: dict) -> dict:
+        """Hoist parameter-only work out of the time loop.
+
+        Folds the fixed queries and both projections into
+        ``P = (Q W_q) W_k^T / s`` (hidden_dim, H) so the per-step logits are
+        ``P @ K^T``; splits the LSTM input weights into observation and action
+        parts and sums the two LSTM biases.
+
+        The sigmoid gates (i, f, o) are computed as ``sigmoid(x) = (1 + tanh(x / 2)) / 2``
+        (XLA's CPU logistic is several times slower than its tanh), so their rows are
+        pre-scaled by 1/2 here and ``step`` applies a single ``tanh`` to all gates.
+        """
+        lstm = params["lstm"]
+        q = jnp.asarray(self.queries)
+        p = ((q @ params["w_q"]) @ params["w_k"].T) / self.logit_scale
+        h = self.pos_em_dim
+        gate_scale = jnp.concatenate([jnp.full(2 * h, 0.5), jnp.ones(h), jnp.full(h, 0.5)]).astype(jnp.float32)
+        w_ih = lstm["weight_ih"] * gate_scale[:, None]
+        return {
+            "w_obs": w_ih[:, 0],  # (4H,)
+            "w_act_t": w_ih[:, 1:].T,  # (act_dim, 4H)
+            "w_hh_t": lstm["weight_hh"].T * gate_scale,  # (H, 4H)
+            "bias": (lstm["bias_ih"] + lstm["bias_hh"]) * gate_scale,  # (4H,)
+            "p": p,  # (hidden_dim, H)
+            "head_kernel": params["head"]["kernel"],
+            "head_bias": params["head"]["bias"],
+        }
+
+    def _check(self, state: LSTMState, obs: jax.Array, prev_action: jax.Array) -> None:
+        if obs.ndim != 1:
+            raise ValueError(f"AttentionNeuronPolicy.step expects obs of shape (n_features,), got {obs.shape}")
+        if state.h.shape != (obs.shape[0], self.pos_em_dim) or state.c.shape != state.h.shape:
+            raise ValueError(
+                f"AttentionNeuronPolicy state has shape h{state.h.shape}/c{state.c.shape} but obs has "
+                f"{obs.shape[0]} features (expected ({obs.shape[0]}, {self.pos_em_dim}))"
+            )
+        if prev_action.shape != (self.act_dim,):
+            raise ValueError(f"prev_action must have shape ({self.act_dim},), got {prev_action.shape}")
+
+    def step(self, prepared: dict, state: LSTMState, obs: jax.Array, prev_action: jax.Array):
+        """One step; returns ``(new_state, action (act_dim,), aux)``.
+
+        ``aux = {"attention": A (hidden_dim, n_features), "latent": m (hidden_dim,)}``.
+        """
+        obs = jnp.asarray(obs, jnp.float32)
+        prev_action = jnp.asarray(prev_action, jnp.float32)
+        self._check(state, obs, prev_action)
+        # LSTM gates: x W_ih^T = o_i * W_ih[:, 0] + a_prev W_ih[:, 1:]^T (action part shared).
+        shared = prev_action @ prepared["w_act_t"] + prepared["bias"]  # (4H,)
+        gates = obs[:, None] * prepared["w_obs"][None, :] + shared[None, :] + state.h @ prepared["w_hh_t"]
+        i, f, g, o = jnp.split(jnp.tanh(gates), 4, axis=-1)  # i, f, o pre-halved: sigmoid = (1 + tanh) / 2
+        c = (0.5 + 0.5 * f) * state.c + (0.5 + 0.5 * i) * g
+        h = (0.5 + 0.5 * o) * jnp.tanh(c)
+        attn = jnp.tanh(prepared["p"] @ h.T)  # (hidden_dim, n)
+        latent = jnp.tanh(attn @ obs)  # (hidden_dim,)
+        action = jnp.tanh(latent @ prepared["head_kernel"] + prepared["head_bias"])
+        return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
+
+    # ---------------------------------------------------------- official I/O
+    def load_official(self, path: str | os.PathLike | None = None) -> dict:
+        """Load the authors' released cart-pole weights into this policy's params."""
+        return load_official(path, policy=self)
+
+
+def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState, obs: jax.Array, prev_action: jax.Array):
+    """Unfused, unfolded single step straight from the paper's formulas (for tests)."""
+    obs = jnp.asarray(obs, jnp.float32)
+    n = obs.shape[0]
+    x = jnp.concatenate([obs[:, None], jnp.broadcast_to(prev_action, (n, policy.act_dim))], axis=1)
+    h, c = lstm_cell(params["lstm"], x, state.h, state.c)
+    logits = attention_logits_reference(params, h, jnp.asarray(policy.queries), policy.logit_scale)
+    attn = jnp.tanh(logits)
+    latent = jnp.tanh(attn @ obs)
+    action = jnp.tanh(latent @ params["head"]["kernel"] + params["head"]["bias"])
+    return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
+
+
+# ------------------------------------------------------------------ official weights
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def official_weights_path() -> Path:
+    """Default location of the authors' cart-pole weights.
+
+    ``$PINN_JAX_REFERENCE_DIR/attentionneuron_cartpole/model.npz`` when the env
+    var is set (it names the ``reference`` directory), else
+    ``<repo root>/../shared/reference/attentionneuron_cartpole/model.npz``.
+    """
+    env = os.environ.get(REFERENCE_DIR_ENV)
+    base = Path(env) if env else _repo_root().parent / "shared" / "reference"
+    return (base / _OFFICIAL_SUBPATH).resolve()
+
+
+def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple[str, ...], tuple[int, ...], bool]]:
+    """(param path, torch shape, transpose?) in the authors' flat order."""
+    h = policy.pos_em_dim
+    return [
+        (("lstm", "weight_ih"), (4 * h, 1 + policy.act_dim), False),
+        (("lstm", "weight_hh"), (4 * h, h), False),
+        (("lstm", "bias_ih"), (4 * h,), False),
+        (("lstm", "bias_hh"), (4 * h,), False),
+        (("w_q",), (policy.msg_dim, h), True),  # proj_q.weight
+        (("w_k",), (policy.msg_dim, h), True),  # proj_k.weight
+        (("head", "kernel"), (policy.act_dim, policy.hidden_dim), True),  # net.0.weight
+        (("head", "bias"), (policy.act_dim,), False),
+    ]
+
+
+def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = None) -> dict:
+    """Convert the authors' flat vector (PyTorch layout) into a params pytree."""
+    policy = policy or AttentionNeuronPolicy()
+    flat = np.asarray(flat)
+    expected = policy.num_params()
+    if flat.ndim != 1 or flat.size != expected:
+        raise ValueError(f"expected a flat vector of {expected} parameters, got shape {flat.shape}")
+    params: dict = {"lstm": {}, "head": {}}
+    off = 0
+    for path, shape, transpose in _official_slices(policy):
+        size = int(np.prod(shape))
+        arr = flat[off : off + size].reshape(shape)  # C order, as torch .ravel()
+        off += size
+        arr = jnp.asarray(arr.T if transpose else arr, jnp.float32)
+        if len(path) == 1:
+            params[path[0]] = arr
+        else:
+            params[path[0]][path[1]] = arr
+    assert off == expected
+    return params
+
+
+def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np.ndarray:
+    """Inverse of :func:`from_official_flat`: params -> authors' flat float32 vector."""
+    policy = policy or AttentionNeuronPolicy()
+    parts = []
+    for path, shape, transpose in _official_slices(policy):
+        arr = params[path[0]] if len(path) == 1 else params[path[0]][path[1]]
+        arr = np.asarray(arr, np.float32)
+        arr = arr.T if transpose else arr
+        if arr.shape != shape:
+            raise ValueError(f"param {'/'.join(path)} has shape {arr.shape}, expected {shape} (torch layout)")
+        parts.append(arr.ravel())
+    return np.concatenate(parts)
+
+
+def load_official(path: str | os.PathLike | None = None, policy: AttentionNeuronPolicy | None = None) -> dict:
+    """Read the authors' released cart-pole weights (``np.savez`` with key ``params``).
+
+    Args:
+        path: the ``model.npz`` file; defaults to :func:`official_weights_path`.
+        policy: the config to load into (default config; must have 913 params).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the archive lacks the single ``params`` key or has the wrong size.
+    """
+    policy = policy or AttentionNeuronPolicy()
+    path = Path(path) if path is not None else official_weights_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"official AttentionNeuron weights not found: {path}")
+    with np.load(path, allow_pickle=False) as data:
+        keys = list(data.keys())
+        if keys != ["params"]:
+            raise ValueError(f"{path}: expected an npz with the single key 'params', found keys {keys}")
+        flat = np.asarray(data["params"])
+    expected = policy.num_params()
+    if flat.ndim != 1 or flat.size != expected:
+        raise ValueError(f"{path}: expected 'params' to be a flat vector of {expected} values, got shape {flat.shape}")
+    return from_official_flat(flat.astype(np.float32), policy)

@@ -1,0 +1,475 @@
+"""Tests for pinn_jax.policies (AttentionNeuron, MLP, linear)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pinn_jax.policies import (
+    POLICY_NAMES,
+    AttentionNeuronPolicy,
+    LSTMState,
+    MLPPolicy,
+    Policy,
+    count_params,
+    flatten_params,
+    make_policy,
+)
+from pinn_jax.policies.attention_neuron import (
+    attention_logits_reference,
+    lstm_cell,
+    pos_table,
+    reference_step,
+)
+
+ATOL = 1e-5
+AN = AttentionNeuronPolicy()
+# Random feature counts are drawn from a small pool so that the jit caches of
+# the helpers below are shared between tests (every new shape is a compile).
+N_POOL = (2, 3, 5, 8, 13, 17, 32)
+
+
+# ----------------------------------------------------------------------------- helpers
+@partial(jax.jit, static_argnums=0)
+def jstep(policy, prepared, state, obs, prev_action):
+    return policy.step(prepared, state, obs, prev_action)
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def jinit(policy, key, obs_dim):
+    return policy.init(key, obs_dim)
+
+
+@partial(jax.jit, static_argnums=0)
+def jprepare(policy, params):
+    return policy.prepare(params)
+
+
+@partial(jax.jit, static_argnums=0)
+def rollout(policy, params, state, obs_seq, act_seq):
+    """Open-loop rollout: obs_seq (T, n), act_seq (T, act_dim) used as prev actions."""
+    prepared = policy.prepare(params)
+
+    def body(s, xs):
+        o, a = xs
+        s, act, aux = policy.step(prepared, s, o, a)
+        return s, (act, aux["latent"], aux["attention"])
+
+    return jax.lax.scan(body, state, (obs_seq, act_seq))
+
+
+def permute_state(state: LSTMState, perm) -> LSTMState:
+    return LSTMState(h=state.h[perm], c=state.c[perm])
+
+
+def random_params(seed: int, policy=AN, obs_dim: int = 5):
+    return jinit(policy, jax.random.key(seed), obs_dim)
+
+
+# ----------------------------------------------------------------------------- construction
+def test_make_policy_names_and_protocol():
+    for name in POLICY_NAMES:
+        pol = make_policy(name)
+        assert isinstance(pol, Policy)
+        assert pol.act_dim == 1
+        hash(pol)  # usable as a jit static argument
+        assert pol == make_policy(name)
+    assert isinstance(make_policy("attention_neuron"), AttentionNeuronPolicy)
+    assert make_policy("linear").hidden == ()
+    assert make_policy("mlp", hidden=[16, 16]).hidden == (16, 16)  # lists normalised, still hashable
+    hash(make_policy("mlp", hidden=[16, 16]))
+
+
+def test_make_policy_unknown_name():
+    with pytest.raises(ValueError) as err:
+        make_policy("transformer")
+    msg = str(err.value)
+    for name in POLICY_NAMES:
+        assert name in msg
+    with pytest.raises(ValueError):
+        make_policy("linear", hidden=(8,))
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,obs_dim,expected",
+    [
+        ("attention_neuron", {}, 5, 913),
+        ("mlp", {}, 5, 113),
+        ("mlp", {"hidden": (16,)}, 5, 113),
+        ("mlp", {"hidden": (16, 16)}, 5, 385),
+        ("linear", {}, 5, 6),
+    ],
+)
+def test_param_counts(name, kwargs, obs_dim, expected):
+    pol = make_policy(name, **kwargs)
+    params = jinit(pol, jax.random.key(0), obs_dim)
+    assert pol.num_params(obs_dim) == expected
+    assert count_params(params) == expected
+    assert flatten_params(params)[0].shape == (expected,)
+    for leaf in jax.tree_util.tree_leaves(params):
+        assert leaf.dtype == jnp.float32
+
+
+def test_attention_param_breakdown_and_fixed_queries():
+    params = random_params(0)
+    # independent of the number of features and of the logit scaling
+    assert AN.num_params(17) == AN.num_params(64) == AttentionNeuronPolicy(scale=True).num_params(5) == 913
+    sizes = {k: count_params(v) for k, v in params.items()}
+    assert sizes == {"lstm": 384, "w_q": 256, "w_k": 256, "head": 17}
+    assert params["lstm"]["weight_ih"].shape == (32, 2)
+    assert params["lstm"]["weight_hh"].shape == (32, 8)
+    assert params["w_q"].shape == (8, 32) and params["w_k"].shape == (8, 32)
+    # the query table is fixed, not a parameter
+    assert all(leaf.shape != (16, 8) for leaf in jax.tree_util.tree_leaves(params))
+    q = pos_table(16, 8)
+    assert q.shape == (16, 8)
+    np.testing.assert_allclose(q[0], [0, 1, 0, 1, 0, 1, 0, 1], atol=0)
+    i = 7
+    for j in range(8):
+        angle = i / 10000 ** (2 * (j // 2) / 8)
+        want = np.sin(angle) if j % 2 == 0 else np.cos(angle)
+        assert abs(q[i, j] - want) < 1e-6
+    np.testing.assert_array_equal(AN.queries, q)
+
+
+# ----------------------------------------------------------------------------- permutation invariance
+@pytest.mark.parametrize("seed", range(6))
+def test_single_step_permutation_invariance(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice(N_POOL))
+    perm = rng.permutation(n)
+    prepared = jprepare(AN, random_params(seed))
+    obs = jnp.asarray(rng.normal(size=n), jnp.float32)
+    a_prev = jnp.asarray(rng.uniform(-1, 1, size=1), jnp.float32)
+    s1, act1, aux1 = jstep(AN, prepared, AN.initial_state(n), obs, a_prev)
+    s2, act2, aux2 = jstep(AN, prepared, AN.initial_state(n), obs[perm], a_prev)
+    np.testing.assert_allclose(act2, act1, atol=ATOL)
+    np.testing.assert_allclose(aux2["latent"], aux1["latent"], atol=ATOL)
+    np.testing.assert_allclose(aux2["attention"], aux1["attention"][:, perm], atol=ATOL)
+    np.testing.assert_allclose(s2.h, s1.h[perm], atol=ATOL)
+    np.testing.assert_allclose(s2.c, s1.c[perm], atol=ATOL)
+    assert np.abs(np.asarray(act1)).max() <= 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rollout_permutation_invariance(seed):
+    """20 steps, fixed action sequence, same feature permutation every step."""
+    rng = np.random.default_rng(100 + seed)
+    n, T = int(rng.choice(N_POOL)), 20
+    perm = rng.permutation(n)
+    params = random_params(seed)
+    obs = jnp.asarray(rng.normal(size=(T, n)), jnp.float32)
+    acts = jnp.asarray(rng.uniform(-1, 1, size=(T, 1)), jnp.float32)
+    s1, (a1, m1, w1) = rollout(AN, params, AN.initial_state(n), obs, acts)
+    s2, (a2, m2, w2) = rollout(AN, params, AN.initial_state(n), obs[:, perm], acts)
+    assert a1.shape == (T, 1) and m1.shape == (T, 16) and w1.shape == (T, 16, n)
+    np.testing.assert_allclose(a2, a1, atol=ATOL)
+    np.testing.assert_allclose(m2, m1, atol=ATOL)
+    np.testing.assert_allclose(w2, w1[:, :, perm], atol=ATOL)
+    np.testing.assert_allclose(s2.h, s1.h[perm], atol=ATOL)
+    # the recurrent state actually matters: actions vary over time
+    assert np.ptp(np.asarray(a1)) > 1e-3
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mid_rollout_permutation_with_state(seed):
+    """Re-shuffle features mid-episode; permuting the LSTM state alongside keeps outputs."""
+    rng = np.random.default_rng(200 + seed)
+    n, T, t0 = int(rng.choice(N_POOL[1:])), 20, 10
+    perm = rng.permutation(n)
+    while np.all(perm == np.arange(n)):
+        perm = rng.permutation(n)
+    params = random_params(seed)
+    obs = jnp.asarray(rng.normal(size=(T, n)), jnp.float32)
+    acts = jnp.asarray(rng.uniform(-1, 1, size=(T, 1)), jnp.float32)
+    _, (a_ref, m_ref, w_ref) = rollout(AN, params, AN.initial_state(n), obs, acts)
+    s_mid, (a_first, _, _) = rollout(AN, params, AN.initial_state(n), obs[:t0], acts[:t0])
+    np.testing.assert_allclose(a_first, a_ref[:t0], atol=ATOL)
+
+    _, (a_p, m_p, w_p) = rollout(AN, params, permute_state(s_mid, perm), obs[t0:, perm], acts[t0:])
+    np.testing.assert_allclose(a_p, a_ref[t0:], atol=ATOL)
+    np.testing.assert_allclose(m_p, m_ref[t0:], atol=ATOL)
+    np.testing.assert_allclose(w_p, w_ref[t0:, :, perm], atol=ATOL)
+
+    # control: permuting observations WITHOUT the state breaks the equality (test can fail)
+    _, (a_bad, _, _) = rollout(AN, params, s_mid, obs[t0:, perm], acts[t0:])
+    assert np.abs(np.asarray(a_bad) - np.asarray(a_ref[t0:])).max() > 1e-4
+
+    # a reset state is also consistent with any permutation
+    _, (a_r1, _, _) = rollout(AN, params, AN.initial_state(n), obs[t0:], acts[t0:])
+    _, (a_r2, _, _) = rollout(AN, params, AN.initial_state(n), obs[t0:, perm], acts[t0:])
+    np.testing.assert_allclose(a_r2, a_r1, atol=ATOL)
+
+
+def test_closed_loop_permutation_invariance():
+    """Feed back the policy's own actions (as in a real episode) under a fixed shuffle."""
+    rng = np.random.default_rng(7)
+    n, T = 9, 20
+    perm = rng.permutation(n)
+    prepared = jprepare(AN, random_params(3))
+    obs = rng.normal(size=(T, n)).astype(np.float32)
+    outs = []
+    for p in (np.arange(n), perm):
+        s, a, acts = AN.initial_state(n), jnp.zeros(1), []
+        for t in range(T):
+            s, a, _ = jstep(AN, prepared, s, jnp.asarray(obs[t, p]), a)
+            acts.append(np.asarray(a))
+        outs.append(np.stack(acts))
+    np.testing.assert_allclose(outs[1], outs[0], atol=ATOL)
+
+
+@pytest.mark.parametrize("hidden", [(16,), (16, 16), ()])
+def test_mlp_not_permutation_invariant(hidden):
+    pol = MLPPolicy(hidden=hidden)
+    rng = np.random.default_rng(1)
+    params = jinit(pol, jax.random.key(1), 5)
+    obs = jnp.asarray(rng.normal(size=5), jnp.float32)
+    perm = np.array([1, 0, 3, 4, 2])
+    _, a1, _ = jstep(pol, params, (), obs, jnp.zeros(1))
+    _, a2, _ = jstep(pol, params, (), obs[perm], jnp.zeros(1))
+    assert np.abs(np.asarray(a1) - np.asarray(a2)).max() > 1e-4
+
+
+# ----------------------------------------------------------------------------- shapes
+# Each feature count is a fresh XLA compile (~0.2 s on 2 cores), so sample 1..64
+# at both ends, around the cart-pole size 5 and around powers of two.
+SHAPE_SIZES = (1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 32, 33, 63, 64)
+
+
+def test_shapes_1_to_64_features():
+    prepared = jprepare(AN, random_params(0))
+    rng = np.random.default_rng(0)
+    for n in SHAPE_SIZES:
+        obs = jnp.asarray(rng.normal(size=n), jnp.float32)
+        state, act, aux = jstep(AN, prepared, AN.initial_state(n), obs, jnp.zeros(1))
+        assert act.shape == (1,)
+        assert aux["attention"].shape == (16, n)
+        assert aux["latent"].shape == (16,)
+        assert state.h.shape == state.c.shape == (n, 8)
+        assert np.all(np.isfinite(np.asarray(act))) and np.abs(np.asarray(act)).max() <= 1.0
+
+
+@pytest.mark.parametrize("n_noise", [0, 1, 10, 100])
+def test_same_params_for_noise_features(n_noise):
+    params = random_params(0, obs_dim=5)
+    n = 5 + n_noise
+    assert AN.num_params(n) == AN.num_params(5) == 913
+    obs = jnp.asarray(np.random.default_rng(n).normal(size=n), jnp.float32)
+    s, a, aux = jstep(AN, jprepare(AN, params), AN.initial_state(n), obs, jnp.zeros(1))
+    assert a.shape == (1,) and aux["attention"].shape == (16, n)
+    s_ref, a_ref, _ = jax.jit(partial(reference_step, AN))(params, AN.initial_state(n), obs, jnp.zeros(1))
+    np.testing.assert_allclose(a, a_ref, atol=ATOL)
+
+
+def test_attention_state_mismatch_raises():
+    prepared = AN.prepare(random_params(0))
+    with pytest.raises(ValueError, match="features"):
+        AN.step(prepared, AN.initial_state(5), jnp.zeros(6), jnp.zeros(1))
+
+
+def test_actions_bounded_for_large_params():
+    params = jax.tree_util.tree_map(lambda x: 50.0 * x, random_params(0))
+    for pol, p in ((AN, params), (MLPPolicy(), jax.tree_util.tree_map(lambda x: 50.0 * x + 1.0, jinit(MLPPolicy(), jax.random.key(0), 5)))):
+        st = pol.initial_state(5)
+        _, a, _ = jstep(pol, jprepare(pol, p), st, 10.0 * jnp.arange(5.0), jnp.ones(1))
+        assert np.abs(np.asarray(a)).max() <= 1.0
+
+
+# ----------------------------------------------------------------------------- population / pytrees / jit
+@pytest.mark.parametrize("name,kwargs", [("attention_neuron", {}), ("mlp", {"hidden": (16, 16)}), ("linear", {})])
+def test_vmap_population_matches_loop(name, kwargs):
+    pol = make_policy(name, **kwargs)
+    pop, n = 256, 5
+    keys = jax.random.split(jax.random.key(42), pop)
+    params = jax.jit(jax.vmap(lambda k: pol.init(k, n)))(keys)
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.normal(size=(pop, n)), jnp.float32)
+    a_prev = jnp.asarray(rng.uniform(-1, 1, size=(pop, 1)), jnp.float32)
+    state0 = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (pop, *x.shape)), pol.initial_state(n))
+
+    @jax.jit
+    def pop_step(params, state, obs, a_prev):
+        prepared = jax.vmap(pol.prepare)(params)
+        return jax.vmap(pol.step)(prepared, state, obs, a_prev)
+
+    states, acts, aux = pop_step(params, state0, obs, a_prev)
+    assert acts.shape == (pop, 1)
+    for i in (0, 1, 137, pop - 1):
+        p_i = jax.tree_util.tree_map(lambda x: x[i], params)
+        s_i, a_i, aux_i = jstep(pol, jprepare(pol, p_i), pol.initial_state(n), obs[i], a_prev[i])
+        np.testing.assert_allclose(acts[i], a_i, atol=1e-6)
+        for leaf, leaf_i in zip(jax.tree_util.tree_leaves(states), jax.tree_util.tree_leaves(s_i)):
+            np.testing.assert_allclose(leaf[i], leaf_i, atol=1e-6)
+        for k in aux_i:
+            np.testing.assert_allclose(aux[k][i], aux_i[k], atol=1e-6)
+    # different members really are different
+    assert np.ptp(np.asarray(acts)) > 1e-3
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_flatten_roundtrip_exact(name):
+    pol = make_policy(name)
+    params = jinit(pol, jax.random.key(3), 5)
+    flat, unflatten = flatten_params(params)
+    assert flat.ndim == 1 and flat.shape[0] == pol.num_params(5)
+    rebuilt = unflatten(flat)
+    assert jax.tree_util.tree_structure(rebuilt) == jax.tree_util.tree_structure(params)
+    for a, b in zip(jax.tree_util.tree_leaves(rebuilt), jax.tree_util.tree_leaves(params)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(flatten_params(rebuilt)[0], flat)
+    # a perturbed vector lands back in the right leaves
+    shifted = unflatten(flat + 1.0)
+    for a, b in zip(jax.tree_util.tree_leaves(shifted), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b + 1.0)
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_jit_compiles_once_for_fixed_shape(name):
+    pol = make_policy(name)
+    traces = []
+
+    @jax.jit
+    def run(params, state, obs, a_prev):
+        traces.append(1)  # Python side effect: runs only while tracing
+        return pol.step(pol.prepare(params), state, obs, a_prev)
+
+    rng = np.random.default_rng(0)
+    outs = []
+    for i in range(4):
+        params = jinit(pol, jax.random.key(i), 5)
+        obs = jnp.asarray(rng.normal(size=5), jnp.float32)
+        a_prev = jnp.asarray(rng.uniform(-1, 1, size=1), jnp.float32)
+        outs.append(np.asarray(run(params, pol.initial_state(5), obs, a_prev)[1]))
+    assert len(traces) == 1
+    assert len({float(o[0]) for o in outs}) == 4  # new values really were used
+
+
+def test_policy_as_static_arg_no_retrace():
+    traces = []
+
+    @partial(jax.jit, static_argnums=0)
+    def run(pol, params, obs):
+        traces.append(1)
+        return pol.step(pol.prepare(params), pol.initial_state(5), obs, jnp.zeros(1))[1]
+
+    params = random_params(0)
+    run(AttentionNeuronPolicy(), params, jnp.ones(5))
+    run(AttentionNeuronPolicy(), params, jnp.zeros(5))  # equal, freshly built policy -> cache hit
+    assert len(traces) == 1
+
+
+# ----------------------------------------------------------------------------- MLP specifics
+def test_mlp_wrong_obs_size_raises():
+    pol = MLPPolicy(hidden=(16,))
+    params = jinit(pol, jax.random.key(0), 5)
+    with pytest.raises(ValueError, match=r"size 5.*\(7,\)") as err:
+        pol.step(params, (), jnp.zeros(7), jnp.zeros(1))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=r"size 5.*\(4,\)"):
+        jstep(pol, params, (), jnp.zeros(4), jnp.zeros(1))  # raised at trace time under jit
+    lin = make_policy("linear")
+    with pytest.raises(ValueError, match=r"size 5.*\(6,\)"):
+        lin.step(jinit(lin, jax.random.key(0), 5), (), jnp.zeros(6), jnp.zeros(1))
+    fixed = MLPPolicy(obs_dim=5)
+    with pytest.raises(ValueError, match="obs_dim=5.*obs_dim=8"):
+        fixed.init(jax.random.key(0), 8)
+
+
+def test_mlp_interface_details():
+    pol = MLPPolicy(hidden=(16, 16))
+    params = jinit(pol, jax.random.key(0), 5)
+    assert pol.initial_state(5) == ()
+    assert pol.prepare(params) is params
+    obs = jnp.asarray(np.random.default_rng(0).normal(size=5), jnp.float32)
+    _, a, aux = pol.step(params, (), obs, jnp.zeros(1))
+    p = params["params"]
+    h = np.tanh(np.asarray(obs) @ p["hidden_0"]["kernel"] + p["hidden_0"]["bias"])
+    h = np.tanh(h @ p["hidden_1"]["kernel"] + p["hidden_1"]["bias"])
+    want = np.tanh(h @ p["out"]["kernel"] + p["out"]["bias"])
+    np.testing.assert_allclose(a, want, atol=1e-6)
+    assert isinstance(aux, dict)
+
+
+# ----------------------------------------------------------------------------- attention internals
+@pytest.mark.parametrize("scale", [False, True])
+def test_prepare_folded_matches_unfolded(scale):
+    pol = AttentionNeuronPolicy(scale=scale)
+    rng = np.random.default_rng(5)
+    params = jinit(pol, jax.random.key(5), 5)
+    prepared = jprepare(pol, params)
+    keys = jnp.asarray(rng.normal(size=(13, 8)), jnp.float32)
+    folded = prepared["p"] @ keys.T
+    s = np.sqrt(32.0) if scale else 1.0
+    unfolded = jax.jit(attention_logits_reference, static_argnums=3)(params, keys, jnp.asarray(pos_table(16, 8)), s)
+    assert folded.shape == (16, 13)
+    np.testing.assert_allclose(folded, unfolded, atol=ATOL, rtol=1e-5)
+    # and the full fused step equals the unfused, unfolded reference step (non-zero state)
+    n = 13
+    state = LSTMState(
+        h=jnp.asarray(rng.uniform(-1, 1, size=(n, 8)), jnp.float32),
+        c=jnp.asarray(rng.normal(size=(n, 8)), jnp.float32),
+    )
+    obs = jnp.asarray(rng.normal(size=n), jnp.float32)
+    a_prev = jnp.asarray([0.3], jnp.float32)
+    got = jstep(pol, prepared, state, obs, a_prev)
+    want = jax.jit(partial(reference_step, pol))(params, state, obs, a_prev)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(g, w, atol=ATOL)
+
+
+def test_scale_changes_output():
+    params = random_params(0)
+    obs, st = jnp.linspace(-1, 1, 5), AN.initial_state(5)
+    a0 = AN.step(AN.prepare(params), st, obs, jnp.zeros(1))[2]["attention"]
+    sc = AttentionNeuronPolicy(scale=True)
+    a1 = sc.step(sc.prepare(params), st, obs, jnp.zeros(1))[2]["attention"]
+    np.testing.assert_allclose(np.arctanh(a1), np.arctanh(a0) / np.sqrt(32.0), atol=1e-4)
+
+
+def _np_sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _np_torch_lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """Plain numpy re-statement of torch.nn.LSTMCell (gate order i, f, g, o)."""
+    gates = x @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+    hs = h.shape[-1]
+    i = _np_sigmoid(gates[:, 0 * hs : 1 * hs])
+    f = _np_sigmoid(gates[:, 1 * hs : 2 * hs])
+    g = np.tanh(gates[:, 2 * hs : 3 * hs])
+    o = _np_sigmoid(gates[:, 3 * hs : 4 * hs])
+    c_new = f * c + i * g
+    return o * np.tanh(c_new), c_new
+
+
+def test_lstm_matches_numpy_torch_semantics():
+    rng = np.random.default_rng(11)
+    params = random_params(11)
+    # make the gates distinguishable: perturb each gate block differently
+    lstm = {k: np.asarray(v, np.float64) for k, v in params["lstm"].items()}
+    n = 6
+    obs = rng.normal(size=n)
+    a_prev = np.array([-0.4])
+    h = rng.uniform(-1, 1, size=(n, 8))
+    c = rng.normal(size=(n, 8))
+    x = np.concatenate([obs[:, None], np.broadcast_to(a_prev, (n, 1))], axis=1)
+    h_np, c_np = _np_torch_lstm_cell(x, h, c, lstm["weight_ih"], lstm["weight_hh"], lstm["bias_ih"], lstm["bias_hh"])
+
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    h_j, c_j = lstm_cell(params["lstm"], f32(x), f32(h), f32(c))
+    np.testing.assert_allclose(h_j, h_np, atol=ATOL)
+    np.testing.assert_allclose(c_j, c_np, atol=ATOL)
+    # the policy's fused step produces the same per-feature state (= the keys)
+    state, _, _ = AN.step(AN.prepare(params), LSTMState(f32(h), f32(c)), f32(obs), f32(a_prev))
+    np.testing.assert_allclose(state.h, h_np, atol=ATOL)
+    np.testing.assert_allclose(state.c, c_np, atol=ATOL)
+    # and the gate order matters: swapping the f and g row blocks changes the result
+    w_sw = lstm["weight_ih"].copy()
+    w_sw[8:16], w_sw[16:24] = lstm["weight_ih"][16:24], lstm["weight_ih"][8:16]
+    h_sw, _ = _np_torch_lstm_cell(x, h, c, w_sw, lstm["weight_hh"], lstm["bias_ih"], lstm["bias_hh"])
+    assert np.abs(h_sw - h_np).max() > 1e-3
