@@ -181,3 +181,17 @@ def test_env_var_override(tmp_path, monkeypatch):
     monkeypatch.setenv("PINN_JAX_REFERENCE_DIR", str(tmp_path))
     assert official_weights_path() == target.resolve()
     np.testing.assert_array_equal(to_official(load_official()), vec)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_official_agent_matches_paper_score_on_hard_env(params, shuffle):
+    """1000 hard-start episodes: mean within 40 of the paper's 471 (released log: 516.6 ± 420.4 over 100)."""
+    from pinn_jax.config import EnvConfig
+    from pinn_jax.envs import ObsTransform
+    from pinn_jax.rollout import build_env, episode
+
+    env, env_params = build_env(EnvConfig(start="hard"), ObsTransform(shuffle=shuffle))
+    run = jax.jit(jax.vmap(lambda k: episode(AttentionNeuronPolicy(), env, env_params, params, k, 1000).ret))
+    returns = np.asarray(run(jax.random.split(jax.random.PRNGKey(0), 1000)))
+    assert abs(returns.mean() - 471.0) < 40.0, returns.mean()
+    assert 380.0 < returns.std() < 470.0  # the hard start's bimodal outcome (paper: ± 426)
