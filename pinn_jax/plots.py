@@ -1,0 +1,263 @@
+"""Figures of an evaluation report (see :func:`pinn_jax.evaluate.evaluate`) and of attention weights.
+
+Every function draws on its own ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot state,
+no GUI backend), saves a PNG of exactly ``figsize * dpi`` pixels and returns the path.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import textwrap
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+__all__ = ["plot_returns", "plot_noise", "plot_shuffle_period", "plot_attention_weights",
+           "noise_conditions", "period_conditions"]
+
+_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+
+
+def _figure(figsize: tuple[float, float], dpi: int) -> Figure:
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")  # no bbox_inches="tight": the size stays figsize * dpi
+    return path
+
+
+def _wrap(name: str, width: int = 18) -> str:
+    return "\n".join(textwrap.wrap(name, width, break_on_hyphens=False)) or name
+
+
+def _subtitle(report: dict[str, Any]) -> str:
+    m = report["meta"]
+    env = m["env"]
+    return (f"{m['episodes']} episodes per condition, {env['name']} ({env['start']} start, "
+            f"max {env['max_steps']} steps), seed {m['seed']}")
+
+
+def _cell(report: dict[str, Any], model: str, cond: str) -> dict[str, Any]:
+    return report["results"][model][cond]
+
+
+def _na_reason(report: dict[str, Any], model: str, conds: Sequence[dict]) -> str | None:
+    """The reason if ``model`` is n/a in every one of ``conds``."""
+    cells = [_cell(report, model, c["name"]) for c in conds]
+    if cells and all(c["status"] != "ok" for c in cells):
+        return cells[0]["reason"].split(" (")[0]
+    return None
+
+
+def noise_conditions(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Conditions of the noise series (shuffled once per episode, any number of noise features) when
+    at least one has noise features, sorted by the number of noise features."""
+    conds = [c for c in report["meta"]["conditions"] if c["shuffle"] and not c["shuffle_every"]]
+    if not any(c["num_noise"] for c in conds):
+        return []
+    return sorted(conds, key=lambda c: c["num_noise"])
+
+
+def period_conditions(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Conditions without noise ordered by how rarely they shuffle: never, once, every k (large k first)."""
+    conds = [c for c in report["meta"]["conditions"] if not c["num_noise"]]
+    order = lambda c: (0, 0) if not c["shuffle"] else (1, 0) if not c["shuffle_every"] else (2, -c["shuffle_every"])  # noqa: E731
+    return sorted(conds, key=order)
+
+
+def _period_label(c: dict[str, Any]) -> str:
+    if not c["shuffle"]:
+        return "never"
+    if not c["shuffle_every"]:
+        return "once per\nepisode"
+    return f"every\n{c['shuffle_every']} steps"
+
+
+def plot_returns(report: dict[str, Any], path: str | os.PathLike, conditions: Sequence[str] | None = None,
+                 figsize: tuple[float, float] = (10.0, 5.5), dpi: int = 100) -> pathlib.Path:
+    """Box plot (with the episodes as dots) of the return of every model side by side, one box per
+    condition (default: the conditions without noise or periodic shuffling, i.e. no shuffle and
+    shuffle once per episode). Cells that are n/a are marked as such."""
+    meta_conds = report["meta"]["conditions"]
+    if conditions is None:
+        conds = [c for c in meta_conds if not c["num_noise"] and not c["shuffle_every"]] or list(meta_conds)
+    else:
+        by_name = {c["name"]: c for c in meta_conds}
+        missing = [n for n in conditions if n not in by_name]
+        if missing:
+            raise ValueError(f"conditions not in the report: {missing}")
+        conds = [by_name[n] for n in conditions]
+    models = list(report["results"])
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    nc = len(conds)
+    w = 0.8 / nc
+    rng = np.random.default_rng(0)
+    for j, c in enumerate(conds):
+        color = _COLORS[j % len(_COLORS)]
+        for i, m in enumerate(models):
+            pos = i + (j - (nc - 1) / 2) * w
+            data = report["returns"][m][c["name"]]
+            if data is None:
+                ax.text(pos, 0.5, "n/a", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                        rotation=90, color="0.4", fontsize=9)
+                continue
+            data = np.asarray(data, float)
+            ax.boxplot([data], positions=[pos], widths=w * 0.8, patch_artist=True, showfliers=False,
+                       medianprops={"color": "black"},
+                       boxprops={"facecolor": color, "alpha": 0.45, "edgecolor": color},
+                       whiskerprops={"color": color}, capprops={"color": color})
+            jitter = rng.uniform(-w * 0.25, w * 0.25, data.size)
+            ax.scatter(pos + jitter, data, s=6, color=color, alpha=0.6, linewidths=0, zorder=3)
+            ax.scatter([pos], [data.mean()], marker="D", s=24, color="white", edgecolors="black", zorder=4)
+    ax.set_xticks(range(len(models)), [_wrap(m) for m in models])
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.set_xlabel("model")
+    ax.set_ylabel("episode return")
+    ax.set_title("Return per model with and without shuffled observations\n" + _subtitle(report), fontsize=10)
+    handles = [Patch(facecolor=_COLORS[j % len(_COLORS)], alpha=0.45, label=c["label"]) for j, c in enumerate(conds)]
+    handles.append(Line2D([], [], marker="D", color="white", markeredgecolor="black", linestyle="", label="mean"))
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _series_plot(report: dict[str, Any], conds: Sequence[dict], xs: Sequence[float], ax: Any) -> None:
+    """Mean ± std per model over ``conds`` at ``xs`` (models slightly offset so bars stay apart)."""
+    models = list(report["results"])
+    span = (max(xs) - min(xs)) if len(xs) > 1 else 1.0
+    for i, m in enumerate(models):
+        color = _COLORS[i % len(_COLORS)]
+        reason = _na_reason(report, m, conds)
+        if reason is not None:
+            ax.plot([], [], color=color, marker="o", linestyle="--", label=f"{m} (n/a: {reason})")
+            continue
+        off = (i - (len(models) - 1) / 2) * 0.012 * span
+        pts = [(x + off, _cell(report, m, c["name"])) for x, c in zip(xs, conds)
+               if _cell(report, m, c["name"])["status"] == "ok"]
+        x = [p[0] for p in pts]
+        mean = [p[1]["mean"] for p in pts]
+        std = [p[1]["std"] for p in pts]
+        ax.errorbar(x, mean, yerr=std, color=color, marker="o", capsize=4, linewidth=1.5, label=m)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+
+
+def plot_noise(report: dict[str, Any], path: str | os.PathLike,
+               figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 100) -> pathlib.Path:
+    """Mean return (± std over episodes) against the number of noise features appended to the
+    shuffled observation, one line per model."""
+    conds = noise_conditions(report)
+    if not conds:
+        raise ValueError("the report has no noise conditions (shuffled, with noise features)")
+    xs = [c["num_noise"] for c in conds]
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    _series_plot(report, conds, xs, ax)
+    ax.set_xticks(xs)
+    ax.set_xlabel("number of noise features appended (observation shuffled once per episode)")
+    ax.set_ylabel("episode return (mean ± std)")
+    ax.set_title("Return vs number of noise features\n" + _subtitle(report), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_shuffle_period(report: dict[str, Any], path: str | os.PathLike,
+                        figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 100) -> pathlib.Path:
+    """Mean return (± std) against how often the observation is re-permuted during the episode:
+    never, once per episode, every k steps (rarer to more frequent), one line per model."""
+    conds = period_conditions(report)
+    if not conds:
+        raise ValueError("the report has no conditions without noise features")
+    xs = list(range(len(conds)))
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    _series_plot(report, conds, xs, ax)
+    ax.set_xticks(xs, [_period_label(c) for c in conds])
+    ax.set_xlabel("shuffle period (how often the features are re-permuted)")
+    ax.set_ylabel("episode return (mean ± std)")
+    ax.set_title("Return vs shuffle period\n" + _subtitle(report), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def unshuffle(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Reorder the last axis from observation positions to original features.
+
+    ``values[t, ..., j]`` belongs to observation position ``j`` at step ``t``, which holds original
+    feature ``perm[t, j]``; the result has original feature ``i`` at index ``i``.
+    """
+    values, perm = np.asarray(values), np.asarray(perm)
+    inv = np.argsort(perm, axis=-1)  # inv[t, i] = position of feature i
+    idx = inv.reshape(inv.shape[:1] + (1,) * (values.ndim - 2) + inv.shape[1:])
+    return np.take_along_axis(values, np.broadcast_to(idx, values.shape), axis=-1)
+
+
+def plot_attention_weights(attention: np.ndarray, perm: np.ndarray, path: str | os.PathLike,
+                           feature_names: Sequence[str], title: str = "Attention weights", time_points: int = 4,
+                           n_real: int | None = None, figsize: tuple[float, float] = (12.0, 7.0),
+                           dpi: int = 100) -> pathlib.Path:
+    """Attention of one episode: ``attention`` (T, slots, n) and ``perm`` (T, n) as recorded.
+
+    Top: the slots × features matrix at ``time_points`` evenly spaced steps. Bottom: every feature's
+    attention averaged over the slots, over time (steps where the permutation changes are marked).
+    Features are shown in their original order (the shuffle undone).
+    """
+    attn = unshuffle(np.asarray(attention, float), perm)
+    t_len, slots, n = attn.shape
+    if t_len == 0:
+        raise ValueError("empty episode: nothing to plot")
+    names = list(feature_names)
+    n_real = n_real if n_real is not None else sum(not s.startswith("noise") for s in names)
+    k = max(1, min(time_points, t_len))
+    steps = sorted(set(np.linspace(0, t_len - 1, k).round().astype(int).tolist()))
+    fig = _figure(figsize, dpi)
+    gs = fig.add_gridspec(2, len(steps) + 1, height_ratios=(1.2, 1.0), width_ratios=[1] * len(steps) + [0.05])
+    im = None
+    for i, t in enumerate(steps):
+        ax = fig.add_subplot(gs[0, i])
+        im = ax.imshow(attn[t], vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto", interpolation="nearest")
+        ax.set_title(f"step {t}", fontsize=9)
+        ax.set_xticks(range(n), names if n <= 12 else [s if j < n_real else "" for j, s in enumerate(names)],
+                      rotation=90, fontsize=7)
+        if i == 0:
+            ax.set_ylabel(f"latent slot (of {slots})", fontsize=8)
+            ax.tick_params(axis="y", labelsize=7)
+        else:
+            ax.set_yticks([])
+    cax = fig.add_subplot(gs[0, -1])
+    fig.colorbar(im, cax=cax, label="attention weight")
+    ax = fig.add_subplot(gs[1, :-1])
+    mean = attn.mean(axis=1)  # (T, n)
+    ts = np.arange(t_len)
+    for j in range(n):
+        if j < n_real:
+            ax.plot(ts, mean[:, j], color=_COLORS[j % len(_COLORS)], linewidth=1.4, label=names[j])
+        else:
+            ax.plot(ts, mean[:, j], color="0.6", linewidth=0.7, alpha=0.6,
+                    label="noise features" if j == n_real else None)
+    changes = np.nonzero(np.any(np.diff(np.asarray(perm), axis=0) != 0, axis=-1))[0] + 1
+    for c in changes:
+        ax.axvline(c, color="black", linestyle=":", linewidth=0.8)
+    for t in steps:
+        ax.axvline(t, color="0.3", linewidth=0.5, alpha=0.4)
+    ax.set_xlim(0, max(t_len - 1, 1))
+    ax.set_xlabel("time step" + (" (dotted: features re-shuffled)" if len(changes) else ""))
+    ax.set_ylabel(f"mean attention over {slots} slots")
+    ax.legend(fontsize=7, ncol=min(n_real + 1, 6), loc="upper right")
+    ax.grid(alpha=0.3)
+    fig.suptitle(title + "\nfeatures in their original order (shuffling undone)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
