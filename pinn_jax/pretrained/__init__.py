@@ -1,0 +1,99 @@
+"""Trained agents shipped with the package.
+
+Each model is ``NAME.npz`` (flat float32 parameters, key ``params``) beside ``NAME.json`` (the training
+config, the generation count, which parameters were exported and how they were chosen).
+
+    policy, params, cfg = pinn_jax.pretrained.load("cartpole_pi")
+
+Export a finished run with ``python -m pinn_jax.pretrained export RUN_DIR NAME [--params mean|best]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from pinn_jax import config as config_lib
+from pinn_jax.config import Config
+from pinn_jax.policies import Policy
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def available() -> list[str]:
+    """Names of the shipped models."""
+    return sorted(p.stem for p in HERE.glob("*.npz") if (HERE / f"{p.stem}.json").exists())
+
+
+def info(name: str) -> dict[str, Any]:
+    """The metadata stored with a shipped model (config, generations, evaluation notes)."""
+    f = HERE / f"{name}.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"no pretrained model {name!r} (available: {', '.join(available()) or 'none'})")
+    return json.loads(f.read_text())
+
+
+def load(name: str) -> tuple[Policy, Any, Config]:
+    """The policy, its parameter pytree and the config it was trained with."""
+    from pinn_jax.rollout import build_policy
+
+    meta = info(name)
+    cfg = config_lib.from_dict(meta["config"])
+    policy = build_policy(cfg.policy)
+    obs_dim = 5 + cfg.train.num_noise
+    flat = np.load(HERE / f"{name}.npz")["params"]
+    template = policy.init(jax.random.PRNGKey(0), obs_dim)
+    ref, unravel = ravel_pytree(template)
+    if flat.shape != ref.shape:
+        raise ValueError(f"pretrained model {name!r} has {flat.size} parameters, its policy expects {ref.size}")
+    return policy, unravel(jax.numpy.asarray(flat, jax.numpy.float32)), cfg
+
+
+def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: dict | None = None,
+           dest: pathlib.Path = HERE) -> pathlib.Path:
+    """Copy a finished run's parameters (``params.npz`` ``mean`` or ``best``) into the package.
+
+    ``notes`` are stored in the metadata; a ``check`` entry (``start``, ``shuffle``, ``seed``,
+    ``episodes``, ``min_mean``) is the regression threshold that ``tests/test_pretrained.py`` enforces.
+    """
+    run_dir = pathlib.Path(run_dir)
+    from pinn_jax.checkpoint import load_config
+    from pinn_jax.metrics import read_csv
+
+    cfg = load_config(run_dir)
+    flat = np.load(run_dir / "params.npz")[which].astype(np.float32)
+    rows = read_csv(run_dir)
+    meta = {"config": cfg.to_dict(), "generations": int(rows[-1]["generation"]) if rows else 0,
+            "params": which, "num_params": int(flat.size), "train_wall_time_s": rows[-1]["wall_time"] if rows else None, **(notes or {})}
+    np.savez(dest / f"{name}.npz", params=flat)
+    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return dest / f"{name}.npz"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pinn_jax.pretrained")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="ship a finished run's parameters")
+    e.add_argument("run_dir")
+    e.add_argument("name")
+    e.add_argument("--params", choices=("mean", "best"), default="mean")
+    sub.add_parser("list", help="list shipped models")
+    args = p.parse_args(argv)
+    if args.cmd == "list":
+        for n in available():
+            m = info(n)
+            print(f"{n}: {m['config']['policy']['name']}, {m['generations']} generations, {m['params']} params")
+        return 0
+    print(export(args.run_dir, args.name, args.params))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
