@@ -15,7 +15,7 @@ import dataclasses
 import pathlib
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -24,9 +24,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
+from pinn_jax import distributed
 from pinn_jax.config import Config, ConfigError
 from pinn_jax.metrics import MetricsWriter
-from pinn_jax.trainer import TrainState, Trainer, make_trainer
+
+if TYPE_CHECKING:  # the trainer (evosax) starts JAX's backend on import: not before jax.distributed.initialize
+    from pinn_jax.trainer import TrainState, Trainer
 
 
 class TrainingError(RuntimeError):
@@ -42,6 +45,7 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists and is not empty; "
                           f"continue it with --resume {run_dir} or choose another --run-dir")
+    distributed.barrier("pinn_jax.prepare_run_dir")  # every process has checked before process 0 writes
     if _is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -70,15 +74,22 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
 
     Returns the trainer, the final state and the metrics rows logged by this call.
     """
+    distributed.initialize(cfg.distributed)  # no-op unless enabled and not yet initialised
+    from pinn_jax.trainer import make_trainer
+
     run_dir = pathlib.Path(cfg.run_dir)
-    tr = trainer or make_trainer(cfg)
+    tr = trainer or make_trainer(cfg, mesh=distributed.mesh_for(cfg))
     state = tr.init()
     if resume:
         state, _ = ckpt.restore(run_dir, state)
     else:
         prepare_run_dir(run_dir, cfg)
     main = _is_main_process()
-    mngr = ckpt.manager(run_dir) if main else None
+    # With several processes orbax's CheckpointManager must be called on all of them (it synchronises
+    # them); they save the state as host numpy arrays, which orbax writes from process 0 only.
+    multi = distributed.is_multiprocess()
+    mngr = ckpt.manager(run_dir) if main or multi else None
+    saveable = ckpt.to_numpy if multi else (lambda s: s)  # noqa: E731
     writer = MetricsWriter(run_dir, enabled=main)
     tc = cfg.train
     gen = int(state.generation)
@@ -113,13 +124,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
                 prev, gen = gen, gen + n
                 writer.flush()
                 if mngr and (gen // tc.checkpoint_every > prev // tc.checkpoint_every or gen >= tc.generations):
-                    ckpt.save(mngr, state, meta(state))
+                    ckpt.save(mngr, saveable(state), meta(state))
                 bar.update(task, completed=gen, info=f"best {rows[-1]['best_so_far']:.1f}  "
                            f"mean {rows[-1]['fitness_mean']:.1f}  {n / dt:.2f} gen/s")
     except KeyboardInterrupt:
-        if mngr:
+        if mngr and not multi:  # an interrupt need not reach every process: no collective save then
             ckpt.save(mngr, state, meta(state))
-        print(f"interrupted: saved generation {gen} in {run_dir}; continue with --resume {run_dir}", file=sys.stderr)
+        saved = max(mngr.all_steps(), default=None) if multi else gen
+        print(f"interrupted: saved generation {saved} in {run_dir}; continue with --resume {run_dir}", file=sys.stderr)
         raise
     finally:
         writer.close()

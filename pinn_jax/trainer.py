@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
+from pinn_jax import distributed
 from pinn_jax.config import Config
 from pinn_jax.es import Strategy, make_strategy
 from pinn_jax.policies import Policy
@@ -38,6 +39,7 @@ class Trainer:
     ``run(state, n)`` advances ``n`` generations in one jit-compiled ``lax.scan`` and returns the
     new state and per-generation metrics (arrays of length ``n``, see ``METRIC_NAMES``).
     ``traces`` counts how often the generation body was traced (compilation guard in tests).
+    With a ``mesh`` the population is sharded over its devices and the state is kept replicated.
     """
 
     cfg: Config
@@ -49,11 +51,13 @@ class Trainer:
     template: Any  # a parameter pytree fixing structure and shapes
     run: Callable[[TrainState, int], tuple[TrainState, dict[str, jax.Array]]]
     traces: list
+    mesh: Any = None  # jax.sharding.Mesh over all devices (axis "pop"), or None for one device
 
     def init(self, key: jax.Array | None = None) -> TrainState:
         """Initial state from ``cfg.seed`` (or an explicit key)."""
         key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
-        return _init_state(self, key)
+        state = _init_state(self, key)
+        return state if self.mesh is None else distributed.put_replicated(state, self.mesh)
 
     def unravel(self, flat: jax.Array) -> Any:
         """Flat parameter vector → parameter pytree."""
@@ -82,21 +86,24 @@ def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
 
 
 def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, strategy: Strategy,
-                    constrain: Callable[[Any], Any] = lambda x: x) -> Callable:
+                    constrain: Callable[[Any], Any] = lambda x: x,
+                    replicate: Callable[[Any], Any] = lambda x: x) -> Callable:
     """The pure generation step ``(state, _) -> (state, metrics)`` for use in ``lax.scan``.
 
-    ``constrain`` is applied to the population before evaluation (e.g. a sharding constraint).
+    ``constrain`` is applied to the population before evaluation (e.g. a sharding constraint);
+    ``replicate`` to the population as asked, the fitness and the new strategy state (e.g. a full
+    copy on every device, so ask and tell are the same computation on any number of devices).
     """
     tc = cfg.train
 
     def generation(state: TrainState, _: Any) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_ask, k_eval, k_tell = jax.random.split(state.key, 4)
         population, es_state = strategy.ask(k_ask, state.es_state)
-        population = constrain(population)
-        returns = evaluate_population(policy, env, env_params, population, k_eval, tc.rollouts,
+        population = replicate(population)
+        returns = evaluate_population(policy, env, env_params, constrain(population), k_eval, tc.rollouts,
                                       cfg.env.max_steps, tc.common_random_numbers)
-        fitness = returns.mean(axis=1)
-        es_state = strategy.tell(k_tell, population, fitness, es_state)
+        fitness = replicate(returns.mean(axis=1))
+        es_state = replicate(strategy.tell(k_tell, population, fitness, es_state))
         metrics = {
             "fitness_max": jnp.nanmax(fitness), "fitness_mean": jnp.nanmean(fitness),
             "fitness_min": jnp.nanmin(fitness), "fitness_std": jnp.nanstd(fitness),
@@ -107,14 +114,26 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
     return generation
 
 
-def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x) -> Trainer:
-    """Build the experiment described by ``cfg`` with its compiled multi-generation ``run``."""
+def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mesh: Any = None) -> Trainer:
+    """Build the experiment described by ``cfg`` with its compiled multi-generation ``run``.
+
+    With a ``mesh`` (see :func:`pinn_jax.distributed.make_mesh`) the population is sharded over all
+    its devices (``strategy.population_size`` must be a multiple of their number) and the state and
+    metrics are replicated global arrays; ``init`` places the initial state accordingly.
+    """
     policy = build_policy(cfg.policy)
     env, env_params = build_env(cfg.env, transform_from(cfg.train))
     obs_dim = obs_dim_of(env, env_params)
     template = policy.init(jax.random.PRNGKey(0), obs_dim)
     strategy = make_strategy(cfg.strategy, template)
-    generation = make_generation(cfg, policy, env, env_params, strategy, constrain)
+    replicate = lambda x: x  # noqa: E731
+    jit_kwargs: dict[str, Any] = {}
+    if mesh is not None:
+        distributed.check_population(cfg, mesh.size)
+        user, shard = constrain, distributed.constrain(mesh)
+        constrain, replicate = (lambda p: user(shard(p))), distributed.replicate(mesh)
+        jit_kwargs["out_shardings"] = distributed.replicated(mesh)
+    generation = make_generation(cfg, policy, env, env_params, strategy, constrain, replicate)
     traces: list = []
 
     def run(state: TrainState, n: int) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -122,7 +141,8 @@ def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x) -> 
         return jax.lax.scan(generation, state, None, length=n)
 
     return Trainer(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
-                   strategy=strategy, template=template, run=jax.jit(run, static_argnums=1), traces=traces)
+                   strategy=strategy, template=template, run=jax.jit(run, static_argnums=1, **jit_kwargs),
+                   traces=traces, mesh=mesh)
 
 
 def num_params(tr: Trainer) -> int:
