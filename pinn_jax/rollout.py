@@ -1,13 +1,16 @@
 """Episodes as pure functions: one policy, one environment, ``lax.scan`` over time.
 
-``episode`` runs one episode; ``evaluate_population`` vmaps it over the rollouts of each member
-and over the whole population. With common random numbers (the official trainer's protocol,
-the default) every member sees the same episode starts, permutations and noise.
+``episode`` runs one episode (optionally recording it). For fitness, ``member_returns`` runs all
+rollouts of one member in lockstep (:func:`lockstep_returns`: one ``lax.scan`` over time with the
+policy stepping the whole batch at once) and ``evaluate_population`` vmaps that over the
+population. Both give the same returns as ``episode`` (same keys, starts and noise; up to float32
+rounding). With common random numbers (the official trainer's protocol, the default) every member
+sees the same episode starts, permutations and noise.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -90,11 +93,75 @@ def episode(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: A
     return Episode(ret=ret, length=length, trajectory=traj)
 
 
+def _batch_policy(policy: Policy) -> tuple[Callable, Callable, int]:
+    """``(init(obs_dim, batch), step(prepared, state, obs) -> (state, actions (B, act_dim)), obs_axis)``.
+
+    Policies with a lockstep ``step_batch`` (the attention neuron) use it, with feature-major
+    observations ``(N, B)`` (``obs_axis`` 1); for the others the per-agent ``step`` is vmapped
+    over the batch of observations ``(B, N)`` (``obs_axis`` 0), the previous actions kept in the state.
+    """
+    if hasattr(policy, "step_batch") and hasattr(policy, "initial_batch_state"):
+        return policy.initial_batch_state, policy.step_batch, 1
+
+    def init(obs_dim: int, batch: int) -> Any:
+        one = policy.initial_state(obs_dim)
+        pstate = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), one)
+        return pstate, jnp.zeros((batch, policy.act_dim), jnp.float32)
+
+    def step(prepared: Any, state: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        pstate, prev = state
+        pstate, act, _ = jax.vmap(policy.step, in_axes=(None, 0, 0, 0))(prepared, pstate, obs, prev)
+        return (pstate, act), act
+
+    return init, step, 0
+
+
+def lockstep_returns(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any,
+                     keys: jax.Array, num_steps: int, unroll: int = 1) -> jax.Array:
+    """Returns of one parameter set over episode keys ``(B, 2)``, all episodes in one time loop.
+
+    Same episodes as ``episode`` with each key (reset and per-step keys derived identically, the
+    env state frozen once done). For a policy with ``step_batch`` the observations are kept
+    feature-major ``(N, B)`` so it sees contiguous rows. ``unroll`` is passed to ``lax.scan``.
+    """
+    init_pstate, step, obs_axis = _batch_policy(policy)
+    prepared = policy.prepare(params)
+    split = jax.vmap(jax.random.split)(keys)  # (B, 2, 2): the same split as in ``episode``
+    key_reset, key_steps = split[:, 0], split[:, 1]
+    obs, env_state = jax.vmap(env.reset_env, in_axes=(0, None), out_axes=(obs_axis, 0))(key_reset, env_params)
+    batch = keys.shape[0]
+
+    def env_step(k: jax.Array, t: jax.Array, state: Any, act: jax.Array) -> tuple:
+        obs2, state2, reward, terminated, _ = env.step_env(jax.random.fold_in(k, t), state, act, env_params)
+        return obs2, state2, reward, terminated
+
+    env_steps = jax.vmap(env_step, in_axes=(0, None, 0, 0), out_axes=(obs_axis, 0, 0, 0))
+
+    def body(carry, t):
+        obs, env_state, pstate, done, ret = carry
+        pstate, act = step(prepared, pstate, obs)
+        obs2, env_state2, reward, terminated = env_steps(key_steps, t, env_state, act)
+        ret = ret + jnp.where(done, 0.0, reward)
+        new_done = done | terminated | (t + 1 >= num_steps)
+
+        def keep(old: jax.Array, new: jax.Array, axis: int = 0) -> jax.Array:
+            d = jnp.expand_dims(done, tuple(i for i in range(old.ndim) if i != axis))
+            return jnp.where(d, old, new)
+
+        env_state = jax.tree.map(keep, env_state, env_state2)
+        return (keep(obs, obs2, axis=obs_axis), env_state, pstate, new_done, ret), None
+
+    init = (obs, env_state, init_pstate(obs.shape[1 - obs_axis], batch), jnp.zeros((batch,), bool),
+            jnp.zeros((batch,), jnp.float32))
+    (_, _, _, _, ret), _ = jax.lax.scan(body, init, jnp.arange(num_steps), unroll=unroll)
+    return ret
+
+
 def member_returns(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any,
                    keys: jax.Array, num_steps: int) -> jax.Array:
     """Returns of one parameter set over a batch of episode keys, shape ``keys.shape[:-1]``."""
-    run = lambda k: episode(policy, env, env_params, params, k, num_steps).ret  # noqa: E731
-    return jax.vmap(run)(keys)
+    flat = keys.reshape(-1, keys.shape[-1])
+    return lockstep_returns(policy, env, env_params, params, flat, num_steps).reshape(keys.shape[:-1])
 
 
 def rollout_keys(key: jax.Array, population_size: int, rollouts: int, common: bool) -> jax.Array:

@@ -43,6 +43,7 @@ import numpy as np
 __all__ = [
     "AttentionNeuronPolicy",
     "LSTMState",
+    "BatchState",
     "pos_table",
     "lstm_cell",
     "attention_logits_reference",
@@ -65,6 +66,23 @@ class LSTMState(NamedTuple):
 
     h: jax.Array
     c: jax.Array
+
+
+class BatchState(NamedTuple):
+    """State of ``B`` episodes of one agent stepped in lockstep by ``step_batch``.
+
+    Feature-major layout: column ``n * B + b`` holds feature ``n`` of episode ``b``, so every
+    array has one long contiguous minor axis (``N * B``), which XLA's CPU loop emitter
+    vectorises (minor axes of 8 or 16, as in the per-agent ``(N, H)`` layout, compile to
+    scalar code).
+
+    ``h``, ``c``: (H, N * B) LSTM states; ``action``: (act_dim, N * B), episode ``b``'s
+    previous action repeated in each of its columns (zeros at episode start).
+    """
+
+    h: jax.Array
+    c: jax.Array
+    action: jax.Array
 
 
 @functools.lru_cache(maxsize=None)
@@ -190,6 +208,8 @@ class AttentionNeuronPolicy:
         The sigmoid gates (i, f, o) are computed as ``sigmoid(x) = (1 + tanh(x / 2)) / 2``
         (XLA's CPU logistic is several times slower than its tanh), so their rows are
         pre-scaled by 1/2 here and ``step`` applies a single ``tanh`` to all gates.
+        ``w_hh`` is ``w_hh_t`` transposed, materialised here because a transposed operand inside
+        ``step_batch``'s time loop makes XLA CPU fall back from its fast GEMM to a slow dot.
         """
         lstm = params["lstm"]
         q = jnp.asarray(self.queries)
@@ -201,6 +221,7 @@ class AttentionNeuronPolicy:
             "w_obs": w_ih[:, 0],  # (4H,)
             "w_act_t": w_ih[:, 1:].T,  # (act_dim, 4H)
             "w_hh_t": lstm["weight_hh"].T * gate_scale,  # (H, 4H)
+            "w_hh": lstm["weight_hh"] * gate_scale[:, None],  # (4H, H), the same for step_batch's GEMM
             "bias": (lstm["bias_ih"] + lstm["bias_hh"]) * gate_scale,  # (4H,)
             "p": p,  # (hidden_dim, H)
             "head_kernel": params["head"]["kernel"],
@@ -236,6 +257,51 @@ class AttentionNeuronPolicy:
         latent = jnp.tanh(attn @ obs)  # (hidden_dim,)
         action = jnp.tanh(latent @ prepared["head_kernel"] + prepared["head_bias"])
         return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
+
+    # ------------------------------------------------------- lockstep batches
+    def initial_batch_state(self, obs_dim: int, batch: int) -> BatchState:
+        """Zero state of ``batch`` episodes with ``obs_dim`` features for ``step_batch``."""
+        cols = int(obs_dim) * int(batch)
+        z = jnp.zeros((self.pos_em_dim, cols), jnp.float32)
+        return BatchState(h=z, c=z, action=jnp.zeros((self.act_dim, cols), jnp.float32))
+
+    def step_batch(self, prepared: dict, state: BatchState, obs: jax.Array) -> tuple[BatchState, jax.Array]:
+        """One step of ``B`` episodes of the same agent in lockstep (the fitness-evaluation path).
+
+        ``obs`` is feature-major, (n_features, B); returns ``(new_state, actions (B, act_dim))``.
+        The previous action fed back to the LSTM is the one this method returned last time
+        (kept in ``state``), exactly as in a closed-loop rollout with ``step``; each episode's
+        results equal ``step``'s up to float32 rounding (summation order).
+
+        Every contraction is a small GEMM over the ``N * B`` columns (gates ``(4H, H) @ (H, N*B)``,
+        logits ``(M, H) @ (H, N*B)``) and every element-wise stage works on whole rows of
+        ``N * B`` contiguous values; the gate blocks i, f, g, o are row blocks, so slicing them
+        keeps rows contiguous.
+        """
+        n, b = obs.shape
+        hdim, cols = state.h.shape
+        if cols != n * b:
+            raise ValueError(f"BatchState has {cols} columns but obs {obs.shape} needs {n * b}")
+        o = jnp.asarray(obs, jnp.float32).reshape(1, cols)
+        gates = prepared["w_hh"] @ state.h + prepared["w_obs"][:, None] * o + prepared["bias"][:, None]
+        for a in range(self.act_dim):  # previous action, already repeated per column
+            gates = gates + prepared["w_act_t"][a][:, None] * state.action[a][None, :]
+        t = jnp.tanh(gates)  # i, f, o rows pre-halved: sigmoid = (1 + tanh) / 2
+        i, f, g, og = t[:hdim], t[hdim:2 * hdim], t[2 * hdim:3 * hdim], t[3 * hdim:]
+        c = (0.5 + 0.5 * f) * state.c + (0.5 + 0.5 * i) * g
+        h = (0.5 + 0.5 * og) * jnp.tanh(c)
+        attn = jnp.tanh(prepared["p"] @ h)  # (M, N*B), column n*B + b
+        pre_latent = attn[:, :b] * obs[0][None, :]
+        for k in range(1, n):  # sum over features: contiguous column blocks
+            pre_latent = pre_latent + attn[:, k * b:(k + 1) * b] * obs[k][None, :]
+        latent = jnp.tanh(pre_latent)  # (M, B)
+        kernel = prepared["head_kernel"]  # (M, act_dim)
+        pre = prepared["head_bias"][:, None] + kernel[0][:, None] * latent[0][None, :]
+        for m in range(1, latent.shape[0]):
+            pre = pre + kernel[m][:, None] * latent[m][None, :]
+        action = jnp.tanh(pre)  # (act_dim, B)
+        repeated = jnp.tanh(jnp.broadcast_to(pre[:, None, :], (self.act_dim, n, b)).reshape(self.act_dim, cols))
+        return BatchState(h=h, c=c, action=repeated), action.T
 
     # ---------------------------------------------------------- official I/O
     def load_official(self, path: str | os.PathLike | None = None) -> dict:

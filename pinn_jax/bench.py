@@ -1,0 +1,518 @@
+"""Benchmark: generations per second, environment steps per second, scaling, and a Python-loop baseline.
+
+``python -m pinn_jax.bench [--out bench_results] [--repeats 5] [--quick | --tiny]`` measures
+
+* one generation at paper scale (attention neuron, MLP and linear policies; CMA-ES; population
+  256 x 16 rollouts x 1000 steps on the hard start), timing the real ``Trainer.run(state, 1)``:
+  seconds per generation (median, min, max over ``--repeats`` runs after a warm-up), generations
+  per second, environment steps per second, process CPU seconds per generation, and the split into
+  the strategy's ask + tell and the population's evaluation (each compiled on its own);
+* the compile time of the generation function (``lower`` + ``compile``);
+* peak host memory (RSS) and, on an accelerator, its peak device memory;
+* scaling curves of seconds per generation against the population, the number of rollouts and the
+  number of observation features (attention neuron, extra features as noise features), with
+  ``--curve-steps`` steps per episode (200 by default) so the full grid stays affordable on a CPU;
+* a baseline measured in the same run: the same policy and environment stepped one member, one
+  episode, one step at a time from Python (a jitted single-agent policy step and a jitted
+  environment step per iteration, as a non-vectorised implementation does), extrapolated to a
+  generation, and the speed-up of the compiled generation over it;
+* the device, CPU model and cores, versions and the load average (timings on a shared machine
+  vary: compare them with the load and with the CPU seconds).
+
+It writes ``bench.json``, ``bench.md`` (the tables quoted in the README) and ``bench_scaling.png``
+to ``--out``. ``--quick`` uses a reduced grid and 100 steps per episode for the curves; ``--tiny``
+(for tests) shrinks everything (population 8, 2 rollouts, 20 steps, 2 repeats).
+
+Environment steps are counted as the lockstep simulation computes them: every episode runs its
+full ``max_steps`` (finished episodes are frozen, not skipped), so a generation is
+``population x rollouts x max_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pinn_jax import config as config_lib
+from pinn_jax.rollout import build_env, build_policy, evaluate_population, obs_dim_of, transform_from
+from pinn_jax.trainer import limit_lapack_threads, make_trainer, num_params
+
+__all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]
+
+POLICIES: dict[str, dict[str, Any]] = {  # the shipped configs' policies (configs/cartpole_*.yaml)
+    "attention_neuron": {"name": "attention_neuron", "hidden_dim": 16, "msg_dim": 32, "pos_em_dim": 8, "scale": False},
+    "mlp": {"name": "mlp", "hidden": [16, 16]},
+    "linear": {"name": "linear"},
+}
+REPORT_KEYS = ("meta", "settings", "generation", "compile", "memory", "scaling", "baseline", "speedup")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What to measure. ``population`` x ``rollouts`` x ``steps`` is the headline generation."""
+
+    mode: str = "full"
+    population: int = 256
+    rollouts: int = 16
+    steps: int = 1000
+    repeats: int = 5
+    curve_steps: int = 200
+    curve_repeats: int = 5
+    grid_population: tuple[int, ...] = (64, 256, 1024, 4096)
+    grid_rollouts: tuple[int, ...] = (1, 4, 16, 64)
+    grid_features: tuple[int, ...] = (5, 10, 20, 50, 100)
+    baseline_steps: int = 500
+    policies: tuple[str, ...] = ("attention_neuron", "mlp", "linear")
+    split: bool = True
+
+
+SETTINGS = {
+    "full": Settings(),
+    "quick": Settings(mode="quick", curve_steps=100, grid_population=(64, 256, 1024), grid_rollouts=(1, 4, 16),
+                      grid_features=(5, 20, 50), baseline_steps=300),
+    "tiny": Settings(mode="tiny", population=8, rollouts=2, steps=20, repeats=2, curve_steps=20, curve_repeats=2,
+                     grid_population=(4, 8), grid_rollouts=(1,), grid_features=(7,), baseline_steps=20),
+}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def make_config(policy: str, population: int, rollouts: int, steps: int, num_noise: int = 0) -> config_lib.Config:
+    """The paper's protocol (CMA-ES from zeros, sigma 0.1, hard start, common random numbers)."""
+    return config_lib.from_dict({
+        "seed": 0, "run_dir": "unused",
+        "env": {"name": "CartPoleSwingUp-v0", "start": "hard", "max_steps": steps},
+        "policy": dict(POLICIES[policy]),
+        "strategy": {"name": "CMA_ES", "population_size": population, "sigma_init": 0.1, "init_mean": "zeros"},
+        "train": {"rollouts": rollouts, "common_random_numbers": True, "num_noise": num_noise, "log_every": 1},
+    })
+
+
+def _stats(wall: Sequence[float], cpu: Sequence[float]) -> dict[str, Any]:
+    return {"median": statistics.median(wall), "min": min(wall), "max": max(wall), "n": len(wall),
+            "runs": list(wall), "cpu_median": statistics.median(cpu)}
+
+
+def timed(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, dict[str, Any]]:
+    """Wall and process-CPU seconds of each ``fn()`` (which must block on its result).
+
+    After ``warmup`` calls of each, the functions are timed round-robin, ``repeats`` times each, so
+    a change of the machine's load affects them alike.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {k: _stats(wall[k], cpu[k]) for k in fns}
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (``getrusage``; KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def device_memory() -> dict[str, Any] | None:
+    """The default device's memory statistics (peak bytes in use) where the backend reports them."""
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - CPU backends may raise or return None
+        return None
+    if not stats:
+        return None
+    keys = ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")
+    return {k: int(stats[k]) for k in keys if k in stats}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def device_info() -> dict[str, Any]:
+    """Backend, device, CPU model/cores, versions, load average and relevant environment."""
+    dev = jax.devices()[0]
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "backend": jax.default_backend(), "device": str(getattr(dev, "device_kind", dev.platform)),
+        "device_count": jax.device_count(), "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity, "platform": platform.platform(), "python": platform.python_version(),
+        "jax": jax.__version__, "jaxlib": _version("jaxlib"), "evosax": _version("evosax"), "numpy": np.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# ------------------------------------------------------------------------------------------ measurements
+def measure_generation(cfg: config_lib.Config, repeats: int, split: bool = False) -> dict[str, Any]:
+    """Time ``Trainer.run(state, 1)`` (one full generation) after compiling it; optionally the split."""
+    tr = make_trainer(cfg)
+    state = tr.init()
+    t0 = time.perf_counter()
+    lowered = tr.run.lower(state, 1)
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    box = [state]
+
+    def one_generation() -> None:
+        box[0], metrics = tr.run(box[0], 1)
+        jax.block_until_ready((box[0], metrics))
+
+    fns = {"generation": one_generation}
+    if split:
+        fns.update(_split_fns(tr, state))
+    times = timed(fns, repeats)
+    gen = times["generation"]
+    pop, rollouts, steps = cfg.strategy.population_size, cfg.train.rollouts, cfg.env.max_steps
+    env_steps = pop * rollouts * steps
+    out: dict[str, Any] = {
+        "policy": cfg.policy.name, "num_params": num_params(tr), "obs_dim": tr.obs_dim, "population": pop,
+        "rollouts": rollouts, "steps": steps, "env_steps_per_gen": env_steps,
+        "sec_per_gen": gen, "gen_per_sec": 1.0 / gen["median"], "env_steps_per_sec": env_steps / gen["median"],
+        "cpu_sec_per_gen": gen["cpu_median"], "trace_s": t1 - t0, "compile_s": t2 - t1,
+    }
+    if split:
+        out.update(ask_tell_sec=times["ask_tell"], evaluate_sec=times["evaluate"])
+    return out
+
+
+def _split_fns(tr: Any, state: Any) -> dict[str, Callable[[], Any]]:
+    """Ask + tell (with random fitness) and the population's evaluation, each one compiled call."""
+    cfg, strategy = tr.cfg, tr.strategy
+    pop_size = cfg.strategy.population_size
+
+    @jax.jit
+    def ask_tell(es_state: Any, key: jax.Array) -> Any:
+        k_ask, k_tell, k_fit = jax.random.split(key, 3)
+        population, es_state = strategy.ask(k_ask, es_state)
+        return strategy.tell(k_tell, population, jax.random.normal(k_fit, (pop_size,)), es_state)
+
+    @jax.jit
+    def evaluate(population: Any, key: jax.Array) -> jax.Array:
+        return evaluate_population(tr.policy, tr.env, tr.env_params, population, key, cfg.train.rollouts,
+                                   cfg.env.max_steps, cfg.train.common_random_numbers)
+
+    key = jax.random.PRNGKey(1)
+    population, _ = jax.jit(strategy.ask)(key, state.es_state)
+    return {"ask_tell": lambda: jax.block_until_ready(ask_tell(state.es_state, key)),
+            "evaluate": lambda: jax.block_until_ready(evaluate(population, key))}
+
+
+def measure_baseline(cfg: config_lib.Config, steps_per_block: int, blocks: int) -> dict[str, Any]:
+    """One member, one episode, one step at a time from Python: jitted policy step + jitted env step.
+
+    Episodes restart when done (terminated or ``max_steps``); every step reads the reward and the
+    done flag back to Python, as a plain loop over an environment does. Seconds per step are
+    extrapolated to a generation's evaluation (``population x rollouts x max_steps`` steps).
+    """
+    limit_lapack_threads()
+    policy = build_policy(cfg.policy)
+    env, env_params = build_env(cfg.env, transform_from(cfg.train))
+    obs_dim = obs_dim_of(env, env_params)
+    params = policy.init(jax.random.PRNGKey(0), obs_dim)
+    prepared = jax.jit(policy.prepare)(params)
+    policy_step = jax.jit(policy.step)
+    reset = jax.jit(env.reset_env)
+
+    @jax.jit
+    def env_step(key: jax.Array, t: jax.Array, state: Any, action: jax.Array) -> tuple:
+        obs, state, reward, terminated, _ = env.step_env(jax.random.fold_in(key, t), state, action, env_params)
+        return obs, state, reward, terminated
+
+    key = jax.random.PRNGKey(0)
+    sim: dict[str, Any] = {"episode": 0}
+
+    def new_episode() -> None:
+        k_reset, sim["key"] = jax.random.split(jax.random.fold_in(key, sim["episode"]))
+        sim["obs"], sim["state"] = reset(k_reset, env_params)
+        sim["pstate"] = policy.initial_state(obs_dim)
+        sim["act"] = jnp.zeros((policy.act_dim,), jnp.float32)
+        sim["t"], sim["ret"] = 0, 0.0
+        sim["episode"] += 1
+
+    def run_steps(n: int) -> None:
+        for _ in range(n):
+            sim["pstate"], sim["act"], _ = policy_step(prepared, sim["pstate"], sim["obs"], sim["act"])
+            sim["obs"], sim["state"], reward, terminated = env_step(sim["key"], jnp.int32(sim["t"]), sim["state"],
+                                                                    sim["act"])
+            sim["ret"] += float(reward)
+            sim["t"] += 1
+            if bool(terminated) or sim["t"] >= cfg.env.max_steps:
+                new_episode()
+
+    new_episode()
+    run_steps(20)  # compile and warm up
+    per_step = [t / steps_per_block for t in _block_times(run_steps, steps_per_block, blocks)]
+    med = statistics.median(per_step)
+    gen_steps = cfg.strategy.population_size * cfg.train.rollouts * cfg.env.max_steps
+    return {"policy": cfg.policy.name, "sec_per_step": {"median": med, "min": min(per_step), "max": max(per_step),
+                                                        "n": len(per_step), "runs": per_step},
+            "steps_per_sec": 1.0 / med, "steps_timed": steps_per_block * blocks,
+            "extrapolated_sec_per_gen": med * gen_steps, "env_steps_per_gen": gen_steps}
+
+
+def _block_times(run_steps: Callable[[int], None], n: int, blocks: int) -> list[float]:
+    out = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        run_steps(n)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure_curves(s: Settings, log: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
+    """Seconds per generation against population, rollouts and features (attention neuron)."""
+    policy, curves = "attention_neuron", {"population": [], "rollouts": [], "features": []}
+    grids = [("population", s.grid_population), ("rollouts", s.grid_rollouts), ("features", s.grid_features)]
+    for axis, values in grids:
+        for v in values:
+            pop = v if axis == "population" else s.population
+            rollouts = v if axis == "rollouts" else s.rollouts
+            noise = v - 5 if axis == "features" else 0
+            if noise < 0:
+                raise ValueError(f"feature counts start at the env's 5 observations, got {v}")
+            r = measure_generation(make_config(policy, pop, rollouts, s.curve_steps, noise), s.curve_repeats)
+            r["value"] = v
+            curves[axis].append(_compact(r))
+            log(f"  {axis}={v}: {_range(r['sec_per_gen'])} s/gen ({r['env_steps_per_sec']:.3g} steps/s)")
+    return curves
+
+
+def _compact(r: dict[str, Any]) -> dict[str, Any]:
+    keep = ("value", "policy", "num_params", "obs_dim", "population", "rollouts", "steps", "env_steps_per_gen",
+            "sec_per_gen", "gen_per_sec", "env_steps_per_sec", "cpu_sec_per_gen", "compile_s")
+    return {k: r[k] for k in keep if k in r}
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure everything in ``s``; write ``bench.json``, ``bench.md`` and ``bench_scaling.png`` to ``out``."""
+    t_start = time.perf_counter()
+    blas = limit_lapack_threads()
+    meta = device_info()
+    meta["lapack_threads_limited"] = blas
+    log(f"pinn_jax.bench ({s.mode}): {meta['backend']} {meta['device']} | {meta['cpu_model']} "
+        f"({meta['cpu_affinity']} cores) | jax {meta['jax']} | load {meta['loadavg_start']}")
+    generation, compile_times, memory, baseline, speedup = {}, {}, {"peak_rss_bytes": {}}, {}, {}
+    for name in s.policies:
+        log(f"generation: {name}, population {s.population} x {s.rollouts} rollouts x {s.steps} steps ...")
+        cfg = make_config(name, s.population, s.rollouts, s.steps)
+        r = measure_generation(cfg, s.repeats, split=s.split)
+        generation[name] = r
+        compile_times[name] = {"trace_s": r["trace_s"], "compile_s": r["compile_s"],
+                               "total_s": r["trace_s"] + r["compile_s"]}
+        memory["peak_rss_bytes"][name] = peak_rss_bytes()
+        log(f"  {_range(r['sec_per_gen'])} s/gen, {_g(r['gen_per_sec'])} gen/s, {_g(r['env_steps_per_sec'])} env "
+            f"steps/s, CPU {_g(r['cpu_sec_per_gen'])} s/gen, compile {compile_times[name]['total_s']:.1f} s"
+            + (f"; ask+tell {_g(r['ask_tell_sec']['median'])} s, evaluation {_g(r['evaluate_sec']['median'])} s"
+               if "ask_tell_sec" in r else ""))
+        b = measure_baseline(cfg, s.baseline_steps, max(s.repeats, 2))
+        baseline[name] = b
+        speedup[name] = b["extrapolated_sec_per_gen"] / r["sec_per_gen"]["median"]
+        log(f"  Python-loop baseline: {b['sec_per_step']['median'] * 1e6:.0f} us/step -> "
+            f"{_g(b['extrapolated_sec_per_gen'])} s/gen extrapolated; speed-up {_times(speedup[name])}")
+    log(f"scaling curves ({s.curve_steps} steps per episode) ...")
+    scaling = measure_curves(s, log)
+    memory["peak_rss_bytes"]["end"] = peak_rss_bytes()
+    memory["device"] = device_memory()
+    meta["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    meta["wall_s"] = time.perf_counter() - t_start
+    settings = dataclasses.asdict(s)
+    report = {"meta": meta, "settings": settings, "generation": generation, "compile": compile_times,
+              "memory": memory, "scaling": scaling, "baseline": baseline, "speedup": speedup}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(report, indent=1))
+        (out / "bench.md").write_text(markdown(report))
+        plot(report, out / "bench_scaling.png")
+        log(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench_scaling.png'}")
+    return report
+
+
+# ------------------------------------------------------------------------------------------ reports
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _range(st: dict[str, Any]) -> str:
+    return f"{_g(st['median'])} ({_g(st['min'])}–{_g(st['max'])})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The tables quoted in the README."""
+    m, s = report["meta"], report["settings"]
+    lines = [
+        "# pinn_jax benchmark", "",
+        f"Device: **{_device_line(m)}**; jax {m['jax']}, jaxlib {m['jaxlib']}, evosax {m['evosax']}"
+        + (f"; XLA_FLAGS `{m['xla_flags']}`" if m.get("xla_flags") else "") + ".  ",
+        f"Load average (1/5/15 min) at start {_load(m['loadavg_start'])}, at end {_load(m['loadavg_end'])}; "
+        f"mode `{s['mode']}`, {s['repeats']} timed repetitions after a warm-up (median, min–max); "
+        f"whole run {m['wall_s']:.0f} s.", "",
+        f"## One generation: population {s['population']} × {s['rollouts']} rollouts × {s['steps']} steps, "
+        "CMA-ES, hard start", "",
+        "`Trainer.run(state, 1)`: ask → evaluate → tell in one compiled call. Environment steps per generation "
+        "= population × rollouts × steps (finished episodes are frozen, not skipped). CPU s = process CPU time "
+        "(all threads); ask+tell and evaluation are timed as separate compiled calls.", "",
+        "| policy | params | s / generation | generations / s | env steps / s | CPU s / gen | ask + tell s "
+        "| evaluation s | compile s | Python loop s / gen (extrapolated) | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in report["generation"].items():
+        b, c = report["baseline"][name], report["compile"][name]
+        at = _range(r["ask_tell_sec"]) if "ask_tell_sec" in r else "–"
+        ev = _range(r["evaluate_sec"]) if "evaluate_sec" in r else "–"
+        lines.append(f"| {name} | {r['num_params']} | {_range(r['sec_per_gen'])} | {_g(r['gen_per_sec'])} | "
+                     f"{r['env_steps_per_sec']:.3g} | {_g(r['cpu_sec_per_gen'])} | {at} | {ev} | {c['total_s']:.1f} | "
+                     f"{_g(b['extrapolated_sec_per_gen'])} ({b['sec_per_step']['median'] * 1e6:.0f} µs/step) | "
+                     f"{_times(report['speedup'][name])} |")
+    mem = report["memory"]
+    lines += ["", f"Peak host RSS: {mem['peak_rss_bytes']['end'] / 2**20:.0f} MiB"
+              + (f"; device peak {mem['device']['peak_bytes_in_use'] / 2**20:.0f} MiB"
+                 if mem.get("device") and "peak_bytes_in_use" in mem["device"] else "") + ".", ""]
+    lines += [f"## Scaling (attention neuron, {s['curve_steps']} steps per episode, {s['curve_repeats']} repetitions)",
+              "", f"Shorter episodes than above ({s['curve_steps']} instead of {s['steps']} steps) keep the grid "
+              "affordable; the cost per step does not depend on the episode length. Population and features at "
+              f"{s['rollouts']} rollouts; rollouts and features at population {s['population']}; "
+              "features beyond the 5 observations are noise features.", ""]
+    titles = {"population": "population", "rollouts": "rollouts", "features": "features"}
+    for axis, rows in report["scaling"].items():
+        lines += [f"| {titles[axis]} | s / generation | env steps / s | CPU s / gen |", "|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['value']} | {_range(r['sec_per_gen'])} | {r['env_steps_per_sec']:.3g} | "
+                         f"{_g(r['cpu_sec_per_gen'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _device_line(m: dict[str, Any]) -> str:
+    cpu = f"{m['cpu_model']}, {m['cpu_affinity']} cores"
+    if m["backend"] == "cpu":
+        return f"CPU ({cpu})"
+    return f"{m['backend'].upper()} {m['device']} x {m['device_count']} (host: {cpu})"
+
+
+def _times(x: float) -> str:
+    return f"×{x:,.0f}" if x >= 10 else f"×{x:.2g}"
+
+
+def _load(avg: Sequence[float] | None) -> str:
+    return "n/a" if avg is None else "/".join(f"{x:.2f}" for x in avg)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Seconds per generation against population, rollouts and features (log-log, min–max bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s, m = report["settings"], report["meta"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    labels = {"population": "population size", "rollouts": "rollouts per member",
+              "features": "observation features (5 + noise)"}
+    for ax, (axis, rows) in zip(axes, report["scaling"].items()):
+        x = np.array([r["value"] for r in rows], float)
+        med = np.array([r["sec_per_gen"]["median"] for r in rows])
+        lo = med - np.array([r["sec_per_gen"]["min"] for r in rows])
+        hi = np.array([r["sec_per_gen"]["max"] for r in rows]) - med
+        ax.errorbar(x, med, yerr=[lo, hi], marker="o", capsize=3, label="measured")
+        ax.plot(x, med[0] * x / x[0], ls="--", color="grey", lw=1, label="linear in x")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [str(int(v)) for v in x])
+        ax.set_xlabel(labels[axis])
+        ax.set_ylabel("seconds per generation")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"attention neuron, CMA-ES, {s['curve_steps']} steps per episode — {_device_line(m)}, "
+                 f"load {_load(m['loadavg_start'])}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pinn_jax.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench_results", help="output directory (default: bench_results/)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="reduced grid, 100 steps per episode for the curves")
+    mode.add_argument("--tiny", action="store_true", help="everything tiny (tests): population 8, 2 rollouts, 20 steps")
+    p.add_argument("--repeats", type=int, help="timed repetitions per figure (default 5; tiny 2)")
+    p.add_argument("--curve-steps", type=int, help="steps per episode for the scaling curves (default 200)")
+    p.add_argument("--policies", help="comma-separated subset of attention_neuron,mlp,linear")
+    p.add_argument("--grid-population", type=_ints, help="e.g. 64,256,1024,4096")
+    p.add_argument("--grid-rollouts", type=_ints, help="e.g. 1,4,16,64")
+    p.add_argument("--grid-features", type=_ints, help="e.g. 5,10,20,50,100")
+    p.add_argument("--no-split", action="store_true", help="skip the ask+tell / evaluation split")
+    args = p.parse_args(argv)
+    s = SETTINGS["tiny" if args.tiny else "quick" if args.quick else "full"]
+    updates: dict[str, Any] = {}
+    if args.repeats is not None:
+        if args.repeats < 1:
+            p.error("--repeats must be >= 1")
+        updates.update(repeats=args.repeats, curve_repeats=args.repeats)
+    if args.curve_steps is not None:
+        updates["curve_steps"] = args.curve_steps
+    if args.policies:
+        names = tuple(n.strip() for n in args.policies.split(","))
+        bad = [n for n in names if n not in POLICIES]
+        if bad:
+            p.error(f"unknown policies {bad}; choose from {', '.join(POLICIES)}")
+        updates["policies"] = names
+    for key in ("grid_population", "grid_rollouts", "grid_features"):
+        if getattr(args, key):
+            updates[key] = getattr(args, key)
+    if args.no_split:
+        updates["split"] = False
+    if any(v < 5 for v in updates.get("grid_features", s.grid_features)):
+        p.error("feature counts must be >= 5 (the environment's observations)")
+    run(dataclasses.replace(s, **updates), Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

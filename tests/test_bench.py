@@ -1,0 +1,71 @@
+"""The benchmark CLI on a tiny setting (no timing is asserted), and the fast evaluation path it times."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pinn_jax import bench
+from pinn_jax.config import EnvConfig
+from pinn_jax.policies import make_policy
+from pinn_jax.rollout import build_env, episode, evaluate_population, rollout_keys
+
+
+def test_tiny_benchmark_writes_complete_report(tmp_path):
+    assert bench.main(["--tiny", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert set(bench.REPORT_KEYS) <= set(report)
+    meta = report["meta"]
+    for key in ("backend", "device", "cpu_model", "cpu_count", "jax", "evosax", "loadavg_start", "loadavg_end"):
+        assert key in meta
+    s = report["settings"]
+    assert (s["mode"], s["population"], s["rollouts"], s["steps"], s["repeats"]) == ("tiny", 8, 2, 20, 2)
+    assert set(report["generation"]) == {"attention_neuron", "mlp", "linear"}
+    for name, r in report["generation"].items():
+        for key in ("sec_per_gen", "gen_per_sec", "env_steps_per_sec", "cpu_sec_per_gen", "ask_tell_sec",
+                    "evaluate_sec", "num_params"):
+            assert key in r, (name, key)
+        st = r["sec_per_gen"]
+        assert st["n"] == 2 and st["min"] <= st["median"] <= st["max"]
+        assert r["env_steps_per_gen"] == 8 * 2 * 20
+        assert r["env_steps_per_sec"] == pytest.approx(r["env_steps_per_gen"] / st["median"])
+        assert report["compile"][name]["total_s"] > 0
+        assert report["baseline"][name]["sec_per_step"]["median"] > 0
+        assert report["speedup"][name] > 0
+    assert report["generation"]["attention_neuron"]["num_params"] == 913
+    assert report["memory"]["peak_rss_bytes"]["end"] > 0
+    for axis in ("population", "rollouts", "features"):
+        assert report["scaling"][axis], axis
+        for row in report["scaling"][axis]:
+            assert {"value", "sec_per_gen", "env_steps_per_sec"} <= set(row)
+    assert [r["obs_dim"] for r in report["scaling"]["features"]] == s["grid_features"]
+    md = (tmp_path / "bench.md").read_text()
+    assert "| attention_neuron | 913 |" in md and "speed-up" in md
+    assert (tmp_path / "bench_scaling.png").stat().st_size > 0
+
+
+def test_bad_arguments_exit_with_usage(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--tiny", "--policies", "transformer"])
+    assert "unknown policies" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["attention_neuron", "mlp"])
+def test_lockstep_evaluation_matches_single_episodes(name):
+    """``evaluate_population`` (all rollouts of a member in one time loop) = ``episode`` per key."""
+    policy = make_policy(name, **({"hidden": (16,)} if name == "mlp" else {}))
+    env, env_params = build_env(EnvConfig(start="hard", max_steps=25))
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    pop = jax.vmap(lambda k: policy.init(k, 5))(keys)
+    key, steps = jax.random.PRNGKey(7), 25
+    fast = jax.jit(lambda p: evaluate_population(policy, env, env_params, p, key, 4, steps))(pop)
+    ep_keys = rollout_keys(key, 3, 4, True)
+    one = lambda p, k: episode(policy, env, env_params, p, k, steps).ret  # noqa: E731
+    ref = jax.jit(jax.vmap(lambda p: jax.vmap(lambda k: one(p, k))(ep_keys)))(pop)
+    assert fast.shape == (3, 4)
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-4)
+    assert float(jnp.ptp(ref)) > 0.1  # different members and starts really differ
