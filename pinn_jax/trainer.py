@@ -116,18 +116,20 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
     return generation
 
 
-def limit_lapack_threads(n: int = 1) -> None:
+def limit_lapack_threads(n: int = 1) -> list[str]:
     """Run the host BLAS/LAPACK that XLA:CPU calls for CMA-ES's ``eigh`` on ``n`` threads.
 
     OpenBLAS's worker threads spin-wait; sharing the cores with XLA's own thread pool (or with
     other processes) made one 913x913 ``eigh`` take up to 7 s instead of 0.06 s on a 2-core
     machine. Uses threadpoolctl; nothing is changed when ``OPENBLAS_NUM_THREADS`` is set.
+    Returns the file names of the libraries limited.
     """
     if "OPENBLAS_NUM_THREADS" in os.environ:
-        return
+        return []
     import scipy.linalg  # noqa: F401  (loads the OpenBLAS that jaxlib's LAPACK kernels use)
 
     threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    return [os.path.basename(i["filepath"]) for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
 
 
 def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mesh: Any = None) -> Trainer:
