@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pathlib
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -156,8 +157,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # schedulers stop jobs with SIGTERM: save like Ctrl-C
+    try:
+        return _main(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         if args.resume:
             cfg = resume_config(pathlib.Path(args.resume), args.overrides, args.config)
@@ -165,8 +178,6 @@ def main(argv: list[str] | None = None) -> int:
             cfg = config_lib.load(args.config, args.overrides)
             if args.run_dir:
                 cfg = dataclasses.replace(cfg, run_dir=args.run_dir)
-        from pinn_jax.distributed import initialize
-        initialize(cfg.distributed)
         tr, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress)
     except (ConfigError, ckpt.CheckpointError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

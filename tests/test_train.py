@@ -190,3 +190,34 @@ def test_shipped_configs_are_valid():
     assert (pi.strategy.population_size, pi.train.rollouts, pi.env.max_steps, pi.strategy.sigma_init,
             pi.env.start, pi.train.shuffle) == (256, 16, 1000, 0.1, "hard", False)
     assert config_lib.load(CONFIGS / "cartpole_mlp_shuffle.yaml").train.shuffle is True
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pinn_jax.train", "--config", str(CONFIGS / "quick.yaml"), "--run-dir", str(run),
+           "--no-progress", "--set", "train.generations=100000", "--set", "train.log_every=1",
+           "--set", "train.checkpoint_every=1000", "--set", "env.max_steps=50", "--set", "env.start=hard",
+           "--set", "policy.name=linear"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and len((run / "metrics.csv").read_text().splitlines()
+                                             if (run / "metrics.csv").exists() else []) < 4:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: saved generation" in err
+    saved = [int(p.name) for p in (run / "checkpoints").iterdir()]
+    assert len(saved) == 1 and saved[0] >= 3 and saved[0] % 1000 != 0
+    assert main(["--resume", str(run), "--set", f"train.generations={saved[0] + 2}", "--no-progress"]) == 0
+    assert [int(r["generation"]) for r in read_csv(run)][-1] == saved[0] + 2
+    assert os.path.exists(run / "params.npz")
