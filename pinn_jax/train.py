@@ -137,9 +137,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
     finally:
         writer.close()
     if main:
-        np.savez(run_dir / "params.npz", best=np.asarray(tr.strategy.best(state.es_state)[0]),
-                 mean=np.asarray(tr.strategy.mean(state.es_state) if tr.strategy.mean(state.es_state) is not None
-                                 else tr.strategy.best(state.es_state)[0]))
+        best = np.asarray(tr.strategy.best(state.es_state)[0])
+        mean = tr.strategy.mean(state.es_state)
+        np.savez(run_dir / "params.npz", best=best, mean=best if mean is None else np.asarray(mean))
     return tr, state, rows
 
 
