@@ -20,21 +20,17 @@ from pinn_jax.rollout import build_env, build_policy, evaluate_population
 from pinn_jax.train import TrainingError, main, train
 from pinn_jax.trainer import make_trainer
 
+from _dist_worker import tiny_dict
+
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 
 def tiny(run_dir, **sections) -> config_lib.Config:
-    """A seconds-sized config: linear policy on the easy start."""
-    data = {
-        "seed": 3, "run_dir": str(run_dir),
-        "env": {"start": "easy", "max_steps": 60},
-        "policy": {"name": "linear"},
-        "strategy": {"name": "CMA_ES", "population_size": 8, "sigma_init": 0.5},
-        "train": {"generations": 4, "rollouts": 2, "log_every": 2, "checkpoint_every": 2},
-    }
+    """A seconds-sized config: the distributed tests' tiny config with 60-step episodes, 4 generations."""
+    data = {"env": {"max_steps": 60}, "train": {"generations": 4, "log_every": 2}}
     for k, v in sections.items():
         data.setdefault(k, {}).update(v)
-    return config_lib.from_dict(data)
+    return config_lib.from_dict(tiny_dict(run_dir, **data))
 
 
 def leaves_equal(a, b) -> bool:

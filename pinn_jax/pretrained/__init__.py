@@ -42,12 +42,12 @@ def info(name: str) -> dict[str, Any]:
 
 def load(name: str) -> tuple[Policy, Any, Config]:
     """The policy, its parameter pytree and the config it was trained with."""
-    from pinn_jax.rollout import build_policy
+    from pinn_jax.rollout import build_env, build_policy, obs_dim_of, transform_from
 
     meta = info(name)
     cfg = config_lib.from_dict(meta["config"])
     policy = build_policy(cfg.policy)
-    obs_dim = 5 + cfg.train.num_noise
+    obs_dim = obs_dim_of(*build_env(cfg.env, transform_from(cfg.train)))
     flat = np.load(HERE / f"{name}.npz")["params"]
     template = policy.init(jax.random.PRNGKey(0), obs_dim)
     ref, unravel = ravel_pytree(template)
