@@ -201,7 +201,7 @@ def measure_generation(cfg: config_lib.Config, repeats: int, split: bool = False
         fns.update(_split_fns(tr, state))
     times = timed(fns, repeats)
     gen = times["generation"]
-    pop, rollouts, steps = cfg.strategy.population_size, cfg.train.rollouts, cfg.env.max_steps
+    pop, rollouts, steps = cfg.strategy.population_size, cfg.train.rollouts, cfg.train_steps
     env_steps = pop * rollouts * steps
     out: dict[str, Any] = {
         "policy": cfg.policy.name, "num_params": num_params(tr), "obs_dim": tr.obs_dim, "population": pop,
@@ -228,7 +228,7 @@ def _split_fns(tr: Any, state: Any) -> dict[str, Callable[[], Any]]:
     @jax.jit
     def evaluate(population: Any, key: jax.Array) -> jax.Array:
         return evaluate_population(tr.policy, tr.env, tr.env_params, population, key, cfg.train.rollouts,
-                                   cfg.env.max_steps, cfg.train.common_random_numbers)
+                                   cfg.train_steps, cfg.train.common_random_numbers)
 
     key = jax.random.PRNGKey(1)
     population, _ = jax.jit(strategy.ask)(key, state.es_state)
@@ -275,14 +275,14 @@ def measure_baseline(cfg: config_lib.Config, steps_per_block: int, blocks: int) 
                                                                     sim["act"])
             sim["ret"] += float(reward)
             sim["t"] += 1
-            if bool(terminated) or sim["t"] >= cfg.env.max_steps:
+            if bool(terminated) or sim["t"] >= cfg.train_steps:
                 new_episode()
 
     new_episode()
     run_steps(20)  # compile and warm up
     per_step = [t / steps_per_block for t in _block_times(run_steps, steps_per_block, blocks)]
     med = statistics.median(per_step)
-    gen_steps = cfg.strategy.population_size * cfg.train.rollouts * cfg.env.max_steps
+    gen_steps = cfg.strategy.population_size * cfg.train.rollouts * cfg.train_steps
     return {"policy": cfg.policy.name, "sec_per_step": {"median": med, "min": min(per_step), "max": max(per_step),
                                                         "n": len(per_step), "runs": per_step},
             "steps_per_sec": 1.0 / med, "steps_timed": steps_per_block * blocks,

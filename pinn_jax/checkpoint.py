@@ -1,7 +1,8 @@
 """Orbax checkpoints of a run: the full :class:`~pinn_jax.trainer.TrainState` (strategy state,
 PRNG key, generation) plus JSON metadata (config, parameter count, best fitness).
 
-Layout: ``RUN_DIR/config.yaml``, ``RUN_DIR/checkpoints/<generation>/{state,meta}``.
+Layout: ``RUN_DIR/config.yaml``, ``RUN_DIR/checkpoints/<generation>/{state,meta}``; the flat parameters
+a finished run leaves are in ``RUN_DIR/params.npz`` (``mean``, ``best``) and ``RUN_DIR/eval_best.npz``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pinn_jax import config as config_lib
 from pinn_jax.config import Config
 
 # Config keys that may differ between a checkpoint and the run resuming it.
-RESUMABLE_KEYS = {"train.generations", "train.log_every", "train.checkpoint_every", "run_dir", "distributed"}
+RESUMABLE_KEYS = {"train.generations", "train.log_every", "train.checkpoint_every", "train.eval_every",
+                  "train.eval_episodes", "run_dir", "distributed"}
 
 
 class CheckpointError(ValueError):
@@ -95,6 +97,29 @@ def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None =
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {run_dir} (generation {step}) does not match this config: {first}") from None
     return out.state, out.meta
+
+
+PARAM_CHOICES = ("mean", "best", "eval_best")
+
+
+def saved_params(run_dir: str | pathlib.Path, which: str) -> tuple[np.ndarray, int | None]:
+    """Flat parameters a run left on disk and their generation (None when not recorded).
+
+    ``which``: ``mean`` / ``best`` from ``params.npz`` (written when a run finishes), or
+    ``eval_best``, the distribution mean that scored best on the held-out episodes
+    (``eval_best.npz``, written during training when ``train.eval_every`` is set).
+    """
+    if which not in PARAM_CHOICES:
+        raise CheckpointError(f"params must be one of {', '.join(PARAM_CHOICES)}, got {which!r}")
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / ("eval_best.npz" if which == "eval_best" else "params.npz")
+    if not path.is_file():
+        hint = "train it with train.eval_every > 0" if which == "eval_best" else "the run has not finished"
+        raise CheckpointError(f"no {path.name} in {run_dir} ({hint})")
+    with np.load(path) as data:
+        flat = np.asarray(data["params" if which == "eval_best" else which], np.float32)
+        generation = int(data["generation"]) if "generation" in data else None
+    return flat, generation
 
 
 def to_numpy(tree: Any) -> Any:

@@ -60,10 +60,13 @@ class StrategyConfig:
     population_size: int = 256
     sigma_init: float = 0.1
     init_mean: str = "zeros"  # "zeros" or "random" (the policy's own initialiser)
+    optimizer: str | None = None  # gradient-based ES (Open_ES, PGPE, SNES, ...): an optax name or "clipup"
+    learning_rate: float = 0.01  # of that optimizer
 
     def __post_init__(self) -> None:
         _check(self.population_size >= 2, "strategy.population_size", f"must be >= 2, got {self.population_size}")
         _check(self.sigma_init > 0, "strategy.sigma_init", f"must be > 0, got {self.sigma_init}")
+        _check(self.learning_rate > 0, "strategy.learning_rate", f"must be > 0, got {self.learning_rate}")
         _check(self.init_mean in ("zeros", "random"), "strategy.init_mean",
                f"must be 'zeros' or 'random', got {self.init_mean!r}")
 
@@ -74,18 +77,23 @@ class TrainConfig:
 
     generations: int = 1000
     rollouts: int = 16
+    episode_steps: int | None = None  # cut training episodes to this many steps (None: env.max_steps)
     common_random_numbers: bool = True  # every member sees the same starts and permutations
     shuffle: bool = False  # train-time augmentation: permute features once per episode
     shuffle_every: int = 0  # ... and again every k steps (0: never mid-episode)
     num_noise: int = 0  # append N Gaussian noise features
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
+    eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
+    eval_episodes: int = 128  # number of those fixed held-out episodes
 
     def __post_init__(self) -> None:
-        for k in ("generations", "rollouts", "log_every", "checkpoint_every"):
+        for k in ("generations", "rollouts", "log_every", "checkpoint_every", "eval_episodes"):
             _check(getattr(self, k) >= 1, f"train.{k}", f"must be >= 1, got {getattr(self, k)}")
-        for k in ("shuffle_every", "num_noise"):
+        for k in ("shuffle_every", "num_noise", "eval_every"):
             _check(getattr(self, k) >= 0, f"train.{k}", f"must be >= 0, got {getattr(self, k)}")
+        _check(self.episode_steps is None or self.episode_steps >= 1, "train.episode_steps",
+               f"must be >= 1 or null, got {self.episode_steps}")
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,16 @@ class Config:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def __post_init__(self) -> None:
+        steps = self.train.episode_steps
+        _check(steps is None or steps <= self.env.max_steps, "train.episode_steps",
+               f"must be <= env.max_steps ({self.env.max_steps}), got {steps}")
+
+    @property
+    def train_steps(self) -> int:
+        """Steps of a training episode: ``train.episode_steps``, else the task's ``env.max_steps``."""
+        return self.train.episode_steps or self.env.max_steps
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), suitable for YAML/JSON."""

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from evosax.algorithms import algorithms as _ALGORITHMS
+from evosax.core.optimizer import clipup
 
 from pinn_jax.config import ConfigError, StrategyConfig
 
@@ -74,16 +75,34 @@ class Strategy:
         return self.algo._unravel_solution(flat)
 
 
+def _optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+    """An optax optimizer by name (``adam``, ``sgd``, ...) or evosax's ``clipup`` (max speed 2 × lr)."""
+    if name.lower() == "clipup":
+        return clipup(learning_rate=learning_rate, max_velocity=2 * learning_rate)
+    make = getattr(optax, name, None)
+    if not callable(make) or "learning_rate" not in inspect.signature(make).parameters:
+        raise ConfigError(f"config key 'strategy.optimizer' {name!r} is not an optax optimizer "
+                          f"(e.g. adam, sgd, adamw) or clipup")
+    return make(learning_rate=learning_rate)
+
+
 def make_strategy(cfg: StrategyConfig, solution: Any) -> Strategy:
     """Build the configured evosax algorithm for parameter pytrees shaped like ``solution``.
 
     ``cfg.sigma_init`` sets the initial search std where the algorithm has one (``std_init``
-    hyper-parameter, or a ``std_schedule`` constructor argument as in Open_ES).
+    hyper-parameter, or a ``std_schedule`` constructor argument as in Open_ES). ``cfg.optimizer``
+    (with ``cfg.learning_rate``) replaces the gradient optimizer of algorithms that take one.
     """
     cls = _lookup(cfg.name)
     kwargs: dict[str, Any] = {}
-    if "std_schedule" in inspect.signature(cls.__init__).parameters:
+    accepted = inspect.signature(cls.__init__).parameters
+    if "std_schedule" in accepted:
         kwargs["std_schedule"] = optax.constant_schedule(cfg.sigma_init)
+    if cfg.optimizer is not None:
+        if "optimizer" not in accepted:
+            raise ConfigError(f"config key 'strategy.optimizer' does not apply to {cls.__name__} "
+                              f"(it takes no gradient optimizer); leave it null")
+        kwargs["optimizer"] = _optimizer(cfg.optimizer, cfg.learning_rate)
     try:
         algo = cls(population_size=cfg.population_size, solution=solution, **kwargs)
     except AssertionError as e:  # evosax validates with asserts, e.g. "Population size must be even."

@@ -99,7 +99,8 @@ def load_model(spec: str, params: str = "mean", name: str | None = None) -> Mode
 
     * ``RUN_DIR`` or ``RUN_DIR/checkpoints/<gen>``: the run's config and restored state (the
       latest checkpoint for a run directory); ``params`` picks the search distribution's
-      ``"mean"`` (default) or the ``"best"`` member seen.
+      ``"mean"`` (default), the ``"best"`` member seen, or ``"eval_best"``, the mean that scored
+      best on the held-out episodes during training (``eval_best.npz``).
     * ``official``: the attention-neuron policy with the authors' released weights
       (``$PINN_JAX_REFERENCE_DIR/attentionneuron_cartpole/model.npz`` or
       ``<repo>/../shared/reference/...``).
@@ -107,8 +108,8 @@ def load_model(spec: str, params: str = "mean", name: str | None = None) -> Mode
 
     Raises :class:`ModelError` with a one-line message.
     """
-    if params not in ("mean", "best"):
-        raise ModelError(f"params must be 'mean' or 'best', got {params!r}")
+    if params not in ckpt.PARAM_CHOICES:
+        raise ModelError(f"params must be one of {', '.join(ckpt.PARAM_CHOICES)}, got {params!r}")
     spec = str(spec)
     if spec == "official":
         return _load_official(name or spec)
@@ -175,10 +176,12 @@ def _load_run(spec: str, which: str, name: str) -> Model:
     state = tr.init()
     npz = pathlib.Path(run_dir) / "params.npz"
     has_ckpt = (pathlib.Path(run_dir) / "checkpoints").is_dir()
-    if step is None and not has_ckpt and npz.is_file():  # a run without checkpoints: final params only
-        with np.load(npz) as data:
-            model_params = tr.unravel(jnp.asarray(data[which]))
-        source = str(npz)
+    if which == "eval_best" or (step is None and not has_ckpt and npz.is_file()):  # parameters saved as files
+        if step is not None:
+            raise ModelError(f"{spec}: eval_best parameters belong to the run directory, not to a checkpoint")
+        flat, generation = ckpt.saved_params(run_dir, which)
+        model_params = tr.unravel(jnp.asarray(flat))
+        source = f"{run_dir} ({which}" + (f", generation {generation})" if generation is not None else ")")
     else:
         state, _ = ckpt.restore(run_dir, state, step)
         model_params = tr.mean_params(state) if which == "mean" else tr.best_params(state)
@@ -583,8 +586,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m pinn_jax.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="run directory, RUN_DIR/checkpoints/<gen>, 'official' or 'pretrained:NAME'")
-    p.add_argument("--params", choices=("mean", "best"), default="mean",
-                   help="parameters of a run: the ES mean (default) or the best member")
+    p.add_argument("--params", choices=ckpt.PARAM_CHOICES, default="mean",
+                   help="parameters of a run: the ES mean (default), the best member, or eval_best (the mean "
+                        "that scored best on held-out episodes during training)")
     p.add_argument("--episodes", type=int, default=200, help="episodes per condition (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode keys (default 0)")
     p.add_argument("--env", default=None, help="environment name (default: the first model's)")

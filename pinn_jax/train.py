@@ -4,8 +4,10 @@
     python -m pinn_jax.train --resume RUN_DIR [--set train.generations=2000]
 
 Writes ``RUN_DIR/config.yaml``, orbax checkpoints, ``metrics.csv``, TensorBoard events (``tb/``) and,
-at the end, ``params.npz`` (flat best and mean parameters). An existing run directory is never
-overwritten: pass ``--resume`` to continue it exactly where it stopped.
+at the end, ``params.npz`` (flat best and mean parameters). With ``train.eval_every`` the distribution
+mean is also scored on fixed held-out episodes (``eval.csv``), and the best-scoring mean so far is kept in
+``eval_best.npz``. An existing run directory is never overwritten: pass ``--resume`` to continue it
+exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax import distributed
 from pinn_jax.config import Config, ConfigError
-from pinn_jax.metrics import MetricsWriter
+from pinn_jax.metrics import MetricsWriter, read_csv
 
 if TYPE_CHECKING:  # the trainer (evosax) starts JAX's backend on import: not before jax.distributed.initialize
     from pinn_jax.trainer import TrainState, Trainer
@@ -76,7 +78,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
     Returns the trainer, the final state and the metrics rows logged by this call.
     """
     distributed.initialize(cfg.distributed)  # no-op unless enabled and not yet initialised
-    from pinn_jax.trainer import make_trainer
+    from pinn_jax.trainer import make_evaluator, make_trainer
 
     run_dir = pathlib.Path(cfg.run_dir)
     tr = trainer or make_trainer(cfg, mesh=distributed.mesh_for(cfg))
@@ -91,9 +93,17 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
     multi = distributed.is_multiprocess()
     mngr = ckpt.manager(run_dir) if main or multi else None
     saveable = ckpt.to_numpy if multi else (lambda s: s)  # noqa: E731
-    writer = MetricsWriter(run_dir, enabled=main)
     tc = cfg.train
     gen = int(state.generation)
+    writer = MetricsWriter(run_dir, enabled=main, resume_from=gen if resume else None)
+    # wall_time counts on from where the restored generation was logged, so it is the run's total
+    earlier = [r for r in read_csv(run_dir) if r["generation"] <= gen] if resume and main else []
+    offset = earlier[-1]["wall_time"] if earlier else 0.0
+    evaluator = make_evaluator(tr, tc.eval_episodes) if tc.eval_every and main else None
+    best_eval = -np.inf
+    if evaluator and resume and (run_dir / "eval_best.npz").is_file():
+        with np.load(run_dir / "eval_best.npz") as kept:
+            best_eval = float(kept["return_mean"])
     rows: list[dict[str, float]] = []
     meta = lambda s: {"config": cfg.to_dict(), "generation": int(s.generation),  # noqa: E731
                       "num_params": int(tr.strategy.num_dims),
@@ -119,10 +129,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
                 for i in range(n):
                     row = {k: float(m[k][i]) for k in ("fitness_max", "fitness_mean", "fitness_min",
                                                        "fitness_std", "best_so_far")}
-                    row.update(generation=gen + i + 1, gens_per_sec=n / dt, wall_time=time.perf_counter() - start)
+                    row.update(generation=gen + i + 1, gens_per_sec=n / dt,
+                               wall_time=offset + time.perf_counter() - start)
                     writer.write(row)
                     rows.append(row)
                 prev, gen = gen, gen + n
+                if evaluator and gen // tc.eval_every > prev // tc.eval_every:
+                    best_eval = _evaluate_mean(tr, state, evaluator, writer, run_dir, offset + time.perf_counter() - start,
+                                               best_eval)
                 writer.flush()
                 if mngr and (gen // tc.checkpoint_every > prev // tc.checkpoint_every or gen >= tc.generations):
                     ckpt.save(mngr, saveable(state), meta(state))
@@ -137,10 +151,24 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
     finally:
         writer.close()
     if main:
-        best = np.asarray(tr.strategy.best(state.es_state)[0])
-        mean = tr.strategy.mean(state.es_state)
-        np.savez(run_dir / "params.npz", best=best, mean=best if mean is None else np.asarray(mean))
+        np.savez(run_dir / "params.npz", best=np.asarray(tr.strategy.best(state.es_state)[0]),
+                 mean=np.asarray(tr.mean_flat(state)))
     return tr, state, rows
+
+
+def _evaluate_mean(tr: Trainer, state: TrainState, evaluator: Any, writer: MetricsWriter, run_dir: pathlib.Path,
+                   wall_time: float, best_eval: float) -> float:
+    """Score the distribution mean on the held-out episodes, log it, keep it if it is the best so far."""
+    flat = np.asarray(tr.mean_flat(state))
+    returns = np.asarray(evaluator(flat))
+    gen = int(state.generation)
+    writer.write({"generation": gen, "return_mean": returns.mean(), "return_std": returns.std(),
+                  "return_median": np.median(returns), "return_min": returns.min(), "return_max": returns.max(),
+                  "wall_time": wall_time}, table="eval")
+    if returns.mean() > best_eval:
+        np.savez(run_dir / "eval_best.npz", params=flat, generation=gen, return_mean=returns.mean())
+        best_eval = float(returns.mean())
+    return best_eval
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,8 +20,9 @@ from pinn_jax import distributed
 from pinn_jax.config import Config
 from pinn_jax.es import Strategy, make_strategy
 from pinn_jax.policies import Policy
-from pinn_jax.rollout import build_env, build_policy, evaluate_population, obs_dim_of, transform_from
+from pinn_jax.rollout import build_env, build_policy, evaluate_population, member_returns, obs_dim_of, transform_from
 
+EVAL_STREAM = 0x65766C  # folded into the seed's key for the held-out episodes (never used for training keys)
 METRIC_NAMES = ("fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far", "nan_count")
 
 
@@ -71,8 +72,12 @@ class Trainer:
 
     def mean_params(self, state: TrainState) -> Any:
         """Centre of the search distribution (falls back to the best member)."""
+        return self.unravel(self.mean_flat(state))
+
+    def mean_flat(self, state: TrainState) -> jax.Array:
+        """Flat centre of the search distribution (falls back to the best member)."""
         mean = self.strategy.mean(state.es_state)
-        return self.best_params(state) if mean is None else self.unravel(mean)
+        return self.strategy.best(state.es_state)[0] if mean is None else mean
 
 
 def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
@@ -103,7 +108,7 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
         population, es_state = strategy.ask(k_ask, state.es_state)
         population = replicate(population)
         returns = evaluate_population(policy, env, env_params, constrain(population), k_eval, tc.rollouts,
-                                      cfg.env.max_steps, tc.common_random_numbers)
+                                      cfg.train_steps, tc.common_random_numbers)
         fitness = replicate(returns.mean(axis=1))
         es_state = replicate(strategy.tell(k_tell, population, fitness, es_state))
         metrics = {
@@ -114,6 +119,26 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
         return TrainState(es_state=es_state, key=key, generation=state.generation + 1), metrics
 
     return generation
+
+
+def held_out_keys(seed: int, episodes: int) -> jax.Array:
+    """Fixed episode keys for evaluation during training, disjoint from the training keys' stream."""
+    return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM), episodes)
+
+
+def make_evaluator(tr: Trainer, episodes: int) -> Callable[[jax.Array], jax.Array]:
+    """Jitted ``flat params -> returns (episodes,)`` on fixed held-out episodes of the training env.
+
+    Same environment and observation transform as training, whole episodes of the task
+    (``env.max_steps``, even when ``train.episode_steps`` cuts training episodes short), the
+    episodes fixed by ``cfg.seed``, so successive evaluations of a run are paired comparisons.
+    """
+    keys = held_out_keys(tr.cfg.seed, episodes)
+
+    def run(flat: jax.Array) -> jax.Array:
+        return member_returns(tr.policy, tr.env, tr.env_params, tr.unravel(flat), keys, tr.cfg.env.max_steps)
+
+    return jax.jit(run)
 
 
 def limit_lapack_threads(n: int = 1) -> list[str]:

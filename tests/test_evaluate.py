@@ -15,6 +15,7 @@ import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 from PIL import Image
 
 from pinn_jax import config as config_lib
@@ -242,6 +243,30 @@ def test_run_directory_and_checkpoint_load(run):
     for a, b in zip(jax.tree.leaves(mean.params), jax.tree.leaves(tr.mean_params(state))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert "generation 1" in best.source
+
+
+def test_eval_best_parameters_load_and_export(run, tmp_path):
+    import dataclasses
+
+    from pinn_jax import pretrained
+    from pinn_jax.train import train
+
+    # the module's run kept no held-out scores: asking for them is a one-line error naming the fix
+    with pytest.raises(ev.ModelError, match="no eval_best.npz in .*train.eval_every"):
+        ev.load_model(str(run[0]), params="eval_best")
+    cfg = tiny_run(tmp_path / "run")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, generations=3, eval_every=1,
+                                                             eval_episodes=2))
+    train(cfg, progress=False)
+    kept = np.load(tmp_path / "run" / "eval_best.npz")
+    model = ev.load_model(str(tmp_path / "run"), params="eval_best")
+    np.testing.assert_array_equal(np.asarray(ravel_pytree(model.params)[0]), kept["params"])
+    assert f"generation {int(kept['generation'])}" in model.source
+    (tmp_path / "pkg").mkdir()
+    pretrained.export(tmp_path / "run", "demo", "eval_best", dest=tmp_path / "pkg")
+    meta = json.loads((tmp_path / "pkg" / "demo.json").read_text())
+    assert meta["params"] == "eval_best" and meta["generations"] == int(kept["generation"])
+    np.testing.assert_array_equal(np.load(tmp_path / "pkg" / "demo.npz")["params"], kept["params"])
 
 
 def test_cli_end_to_end(run, tmp_path, capsys):

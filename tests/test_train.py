@@ -63,6 +63,67 @@ def test_exact_resume_is_bit_identical(tmp_path):
     assert [r["generation"] for r in read_csv(tmp_path / "half")] == [1, 2, 3, 4, 5, 6]
 
 
+def test_resume_after_logging_past_the_checkpoint_keeps_each_generation_once(tmp_path):
+    full = tiny(tmp_path / "full", train={"generations": 6})
+    _, _, rows_full = train(full, progress=False)
+    cfg = tiny(tmp_path / "run", train={"generations": 4})  # checkpoints at 2 and 4, rows 1..4
+    train(cfg, progress=False)
+    import shutil
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "4")  # as if killed after logging 3, 4 but before saving 4
+    cont = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, generations=6))
+    train(cont, resume=True, progress=False)
+    rows = read_csv(tmp_path / "run")
+    assert [r["generation"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["fitness_max"] for r in rows] == pytest.approx([r["fitness_max"] for r in rows_full], abs=1e-4)
+    wall = [r["wall_time"] for r in rows]
+    assert wall == sorted(wall)  # the run's total time keeps counting on after a resume
+
+
+def test_held_out_evaluation_of_the_mean(tmp_path):
+    from pinn_jax.trainer import held_out_keys, make_evaluator
+
+    cfg = tiny(tmp_path / "run", train={"generations": 6, "eval_every": 2, "eval_episodes": 5})
+    tr, state, _ = train(cfg, progress=False)
+    rows = read_csv(tmp_path / "run", "eval.csv")
+    assert [r["generation"] for r in rows] == [2, 4, 6]
+    # the logged score is the final mean's return on the fixed held-out episodes, recomputable
+    final = np.load(tmp_path / "run" / "params.npz")["mean"]
+    returns = np.asarray(make_evaluator(tr, 5)(final))
+    assert rows[-1]["return_mean"] == pytest.approx(returns.mean(), abs=1e-3)
+    assert rows[-1]["return_min"] == pytest.approx(returns.min(), abs=1e-3)
+    # eval_best.npz keeps the best-scoring mean and says when it was seen
+    kept = np.load(tmp_path / "run" / "eval_best.npz")
+    best = max(rows, key=lambda r: r["return_mean"])
+    assert int(kept["generation"]) == best["generation"]
+    assert float(kept["return_mean"]) == pytest.approx(best["return_mean"], abs=1e-3)
+    assert float(np.asarray(make_evaluator(tr, 5)(kept["params"])).mean()) == pytest.approx(best["return_mean"],
+                                                                                              abs=1e-3)
+    # held-out episodes are not the training episodes of any generation
+    train_keys = {tuple(np.asarray(k)) for k in jax.random.split(jax.random.PRNGKey(cfg.seed), 4)}
+    assert not train_keys & {tuple(np.asarray(k)) for k in held_out_keys(cfg.seed, 5)}
+
+
+def test_episode_steps_cut_training_episodes_but_not_held_out_ones(tmp_path):
+    cfg = tiny(tmp_path / "run", env={"max_steps": 60},
+               train={"generations": 2, "episode_steps": 5, "eval_every": 2, "eval_episodes": 4})
+    assert cfg.train_steps == 5
+    _, _, rows = train(cfg, progress=False)
+    assert max(r["fitness_max"] for r in rows) <= 5.0  # reward <= 1 per step, 5 steps
+    held_out = read_csv(tmp_path / "run", "eval.csv")
+    assert held_out[-1]["return_max"] > 5.0  # whole 60-step episodes
+    with pytest.raises(ConfigError, match=r"'train.episode_steps' must be <= env.max_steps \(60\), got 61"):
+        tiny(tmp_path, env={"max_steps": 60}, train={"episode_steps": 61})
+
+
+def test_eval_settings_can_change_on_resume(tmp_path):
+    cfg = tiny(tmp_path / "run", train={"generations": 2})
+    train(cfg, progress=False)
+    assert not (tmp_path / "run" / "eval.csv").read_text().strip().splitlines()[1:]
+    assert main(["--resume", str(tmp_path / "run"), "--no-progress", "--set", "train.generations=4",
+                 "--set", "train.eval_every=2", "--set", "train.eval_episodes=3"]) == 0
+    assert [r["generation"] for r in read_csv(tmp_path / "run", "eval.csv")] == [4]
+
+
 def test_generation_is_compiled_once(tmp_path):
     tr = make_trainer(tiny(tmp_path))
     state = tr.init()
@@ -106,6 +167,28 @@ def test_other_strategies_by_name(tmp_path, name):
     assert int(state.generation) == 2
 
 
+def test_gradient_optimizer_is_configurable(tmp_path):
+    cfg = tiny(tmp_path, strategy={"name": "Open_ES", "optimizer": "adam", "learning_rate": 0.05})
+    tr = make_trainer(cfg)
+    s0 = tr.init()
+    s1, _ = tr.run(s0, 1)
+    step = np.abs(np.asarray(tr.mean_flat(s1) - tr.mean_flat(s0)))
+    np.testing.assert_allclose(step, 0.05, rtol=1e-3)  # Adam's first step: lr * sign(gradient) per coordinate
+    sgd = make_trainer(tiny(tmp_path, strategy={"name": "Open_ES", "optimizer": "sgd", "learning_rate": 0.05}))
+    t0 = sgd.init()
+    t1, _ = sgd.run(t0, 1)
+    assert np.std(np.abs(np.asarray(sgd.mean_flat(t1) - sgd.mean_flat(t0)))) > 1e-4  # plain SGD: not sign-like
+
+
+@pytest.mark.parametrize("strategy,message", [
+    ({"name": "CMA_ES", "optimizer": "adam"}, "'strategy.optimizer' does not apply to CMA_ES"),
+    ({"name": "Open_ES", "optimizer": "nope"}, "'strategy.optimizer' 'nope' is not an optax optimizer"),
+])
+def test_bad_optimizer_is_a_config_error(tmp_path, strategy, message):
+    with pytest.raises(ConfigError, match=message):
+        make_trainer(tiny(tmp_path, strategy=strategy))
+
+
 def test_unknown_strategy_is_a_config_error():
     with pytest.raises(ConfigError, match="strategy.name.*not an evosax algorithm"):
         es.make_strategy(config_lib.StrategyConfig(name="NoSuchES"), {"w": jnp.zeros(3)})
@@ -142,7 +225,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown config key 'train.rollout' (valid keys here: checkpoint_every, "
-                   "common_random_numbers, generations, log_every, num_noise, rollouts, shuffle, shuffle_every)")
+                   "common_random_numbers, episode_steps, eval_episodes, eval_every, generations, log_every, "
+                   "num_noise, rollouts, shuffle, shuffle_every)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2

@@ -58,20 +58,23 @@ def load(name: str) -> tuple[Policy, Any, Config]:
 
 def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: dict | None = None,
            dest: pathlib.Path = HERE) -> pathlib.Path:
-    """Copy a finished run's parameters (``params.npz`` ``mean`` or ``best``) into the package.
+    """Copy a run's parameters (``mean``/``best`` of ``params.npz`` or ``eval_best``) into the package.
 
     ``notes`` are stored in the metadata; a ``check`` entry (``start``, ``shuffle``, ``seed``,
     ``episodes``, ``min_mean``) is the regression threshold that ``tests/test_pretrained.py`` enforces.
     """
     run_dir = pathlib.Path(run_dir)
-    from pinn_jax.checkpoint import load_config
+    from pinn_jax.checkpoint import load_config, saved_params
     from pinn_jax.metrics import read_csv
 
     cfg = load_config(run_dir)
-    flat = np.load(run_dir / "params.npz")[which].astype(np.float32)
+    flat, generation = saved_params(run_dir, which)
     rows = read_csv(run_dir)
-    meta = {"config": cfg.to_dict(), "generations": int(rows[-1]["generation"]) if rows else 0,
-            "params": which, "num_params": int(flat.size), "train_wall_time_s": rows[-1]["wall_time"] if rows else None, **(notes or {})}
+    if generation is None:  # params.npz: the run's last generation
+        generation = int(rows[-1]["generation"]) if rows else 0
+    at = [r for r in rows if r["generation"] <= generation]
+    meta = {"config": cfg.to_dict(), "generations": generation, "params": which, "num_params": int(flat.size),
+            "train_wall_time_s": at[-1]["wall_time"] if at else None, **(notes or {})}
     np.savez(dest / f"{name}.npz", params=flat)
     (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return dest / f"{name}.npz"
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="ship a finished run's parameters")
     e.add_argument("run_dir")
     e.add_argument("name")
-    e.add_argument("--params", choices=("mean", "best"), default="mean")
+    e.add_argument("--params", choices=("mean", "best", "eval_best"), default="mean",
+                   help="the final ES mean, the best member, or the mean that scored best on held-out episodes")
     sub.add_parser("list", help="list shipped models")
     args = p.parse_args(argv)
     if args.cmd == "list":
