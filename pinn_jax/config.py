@@ -59,7 +59,7 @@ class StrategyConfig:
     name: str = "CMA_ES"
     population_size: int = 256
     sigma_init: float = 0.1
-    init_mean: str = "zeros"  # "zeros" or "random" (the policy's own initialiser)
+    init_mean: str = "zeros"  # "zeros", "random" (the policy's own initialiser) or a .npz of flat params
     optimizer: str | None = None  # gradient-based ES (Open_ES, PGPE, SNES, ...): an optax name or "clipup"
     learning_rate: float = 0.01  # of that optimizer
 
@@ -67,8 +67,8 @@ class StrategyConfig:
         _check(self.population_size >= 2, "strategy.population_size", f"must be >= 2, got {self.population_size}")
         _check(self.sigma_init > 0, "strategy.sigma_init", f"must be > 0, got {self.sigma_init}")
         _check(self.learning_rate > 0, "strategy.learning_rate", f"must be > 0, got {self.learning_rate}")
-        _check(self.init_mean in ("zeros", "random"), "strategy.init_mean",
-               f"must be 'zeros' or 'random', got {self.init_mean!r}")
+        _check(self.init_mean in ("zeros", "random") or self.init_mean.endswith(".npz"), "strategy.init_mean",
+               f"must be 'zeros', 'random' or a .npz file of parameters, got {self.init_mean!r}")
 
 
 @dataclass(frozen=True)

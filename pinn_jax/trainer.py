@@ -7,17 +7,19 @@ Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs
 from __future__ import annotations
 
 import os
+import pathlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import threadpoolctl
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import distributed
-from pinn_jax.config import Config
+from pinn_jax.config import Config, ConfigError
 from pinn_jax.es import Strategy, make_strategy
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import build_env, build_policy, evaluate_population, member_returns, obs_dim_of, transform_from
@@ -80,12 +82,36 @@ class Trainer:
         return self.strategy.best(state.es_state)[0] if mean is None else mean
 
 
+def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
+    """Flat parameters to start the search from (warm start / fine-tuning), read from a ``.npz``.
+
+    Takes the key ``params`` (``eval_best.npz``, a shipped ``pinn_jax/pretrained`` model) or
+    ``mean`` (a finished run's ``params.npz``). Raises :class:`ConfigError` naming the file.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config key 'strategy.init_mean': parameter file not found: {path}")
+    with np.load(path) as data:
+        key = next((k for k in ("params", "mean") if k in data.files), None)
+        if key is None:
+            raise ConfigError(f"config key 'strategy.init_mean': {path} has no 'params' or 'mean' array "
+                              f"(found {', '.join(data.files) or 'nothing'})")
+        flat = np.asarray(data[key], np.float32)
+    if flat.shape != (num_params,):
+        raise ConfigError(f"config key 'strategy.init_mean': {path} holds {flat.size} parameters, "
+                          f"this policy has {num_params}")
+    return flat
+
+
 def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
     key, k_mean, k_es = jax.random.split(key, 3)
-    if tr.cfg.strategy.init_mean == "random":
+    init = tr.cfg.strategy.init_mean
+    if init == "random":
         mean = tr.policy.init(k_mean, tr.obs_dim)
-    else:
+    elif init == "zeros":
         mean = jax.tree.map(jnp.zeros_like, tr.template)
+    else:
+        mean = tr.unravel(jnp.asarray(initial_mean_flat(init, num_params(tr))))
     es_state = jax.jit(tr.strategy.init)(k_es, mean)
     # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
     es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)

@@ -124,6 +124,23 @@ def test_eval_settings_can_change_on_resume(tmp_path):
     assert [r["generation"] for r in read_csv(tmp_path / "run", "eval.csv")] == [4]
 
 
+def test_warm_start_from_saved_parameters(tmp_path, capsys):
+    first = tiny(tmp_path / "first", train={"generations": 2})
+    train(first, progress=False)
+    saved = np.load(tmp_path / "first" / "params.npz")["mean"]
+    warm = tiny(tmp_path / "warm", strategy={"init_mean": str(tmp_path / "first" / "params.npz")})
+    tr = make_trainer(warm)
+    np.testing.assert_array_equal(np.asarray(tr.mean_flat(tr.init())), saved)
+    np.savez(tmp_path / "short.npz", params=saved[:-1])
+    for init, message in [(tmp_path / "none.npz", "parameter file not found"),
+                          (tmp_path / "short.npz", "holds 5 parameters, this policy has 6")]:
+        assert main(["--config", str(CONFIGS / "quick.yaml"), "--run-dir", str(tmp_path / "bad"),
+                     "--set", "policy.name=linear", "--set", f"strategy.init_mean={init}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: config key 'strategy.init_mean'") and message in err and "\n" not in err
+        assert not (tmp_path / "bad").exists()  # nothing written for a run that cannot start
+
+
 def test_generation_is_compiled_once(tmp_path):
     tr = make_trainer(tiny(tmp_path))
     state = tr.init()
