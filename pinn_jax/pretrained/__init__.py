@@ -40,6 +40,12 @@ def info(name: str) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
+def checks(name: str) -> list[dict[str, Any]]:
+    """The regression thresholds stored with a model (``check``: one mapping or a list of them)."""
+    check = info(name).get("check", [])
+    return check if isinstance(check, list) else [check]
+
+
 def load(name: str) -> tuple[Policy, Any, Config]:
     """The policy, its parameter pytree and the config it was trained with."""
     from pinn_jax.rollout import build_env, build_policy, obs_dim_of, transform_from
@@ -61,7 +67,8 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
     """Copy a run's parameters (``mean``/``best`` of ``params.npz`` or ``eval_best``) into the package.
 
     ``notes`` are stored in the metadata; a ``check`` entry (``start``, ``shuffle``, ``seed``,
-    ``episodes``, ``min_mean``) is the regression threshold that ``tests/test_pretrained.py`` enforces.
+    ``episodes``, ``min_mean``; or a list of them) is the regression threshold that
+    ``tests/test_pretrained.py`` enforces.
     """
     run_dir = pathlib.Path(run_dir)
     from pinn_jax.checkpoint import load_config, saved_params
