@@ -455,16 +455,13 @@ print(f"SMALL={SMALL}: populations {POPULATIONS}, {ROLLOUTS} rollouts x {MAX_STE
 %matplotlib inline
 import json
 import pathlib
-import statistics
 import tempfile
-import time
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pinn_jax import config
-from pinn_jax.trainer import make_trainer, num_params
+from pinn_jax import bench
 
 device = jax.devices()[0]
 print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s): "
@@ -472,34 +469,18 @@ print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_coun
     ("md", """\
 ## Timing one generation
 
-`trainer.run(state, n)` advances `n` generations in one compiled call. The first call compiles (its
-time is reported separately); then each timed call runs one generation and waits for the result
-(`jax.block_until_ready`), and we keep the median of a few. On a machine shared with other work the
+`trainer.run(state, n)` advances `n` generations in one compiled call. `pinn_jax.bench.measure_generation`
+(the same code as `python -m pinn_jax.bench`) compiles it first (its time is reported separately), then
+times single generations, waiting for each result (`jax.block_until_ready`), and keeps the median of a few. On a machine shared with other work the
 individual timings can vary a lot: the plots show their range as error bars."""),
     ("code", """\
 def time_generation(policy, population, rollouts=ROLLOUTS, max_steps=MAX_STEPS, repeats=REPEATS):
-    cfg = config.from_dict({
-        "seed": 0, "run_dir": "unused",  # make_trainer writes nothing
-        "env": {"name": "CartPoleSwingUp-v0", "start": "hard", "max_steps": max_steps},
-        "policy": {"name": policy, "hidden": [16, 16]},
-        "strategy": {"name": "CMA_ES", "population_size": population, "sigma_init": 0.1},
-        "train": {"rollouts": rollouts, "log_every": 1},
-    })
-    trainer = make_trainer(cfg)
-    state = trainer.init()
-    t0 = time.perf_counter()
-    state, metrics = jax.block_until_ready(trainer.run(state, 1))  # compile + first generation
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, metrics = jax.block_until_ready(trainer.run(state, 1))
-        times.append(time.perf_counter() - t0)
-    sec = statistics.median(times)
-    return {"policy": policy, "num_params": num_params(trainer), "population": population,
-            "rollouts": rollouts, "max_steps": max_steps, "compile_s": first - sec, "sec_per_gen": sec,
-            "gens_per_sec": 1.0 / sec, "steps_per_sec": population * rollouts * max_steps / sec,
-            "times": times}
+    cfg = bench.make_config(policy, population, rollouts, max_steps)  # the paper's protocol, hard start
+    r = bench.measure_generation(cfg, repeats)
+    t = r["sec_per_gen"]  # wall seconds of the timed generations: median, min, max, runs
+    return {"policy": policy, "num_params": r["num_params"], "population": population, "rollouts": rollouts,
+            "max_steps": max_steps, "compile_s": r["compile_s"], "sec_per_gen": t["median"],
+            "gens_per_sec": r["gen_per_sec"], "steps_per_sec": r["env_steps_per_sec"], "times": t["runs"]}
 
 
 results = []

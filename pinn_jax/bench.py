@@ -48,7 +48,7 @@ import numpy as np
 
 from pinn_jax import config as config_lib
 from pinn_jax.rollout import build_env, build_policy, evaluate_population, obs_dim_of, transform_from
-from pinn_jax.trainer import limit_lapack_threads, make_trainer, num_params
+from pinn_jax.trainer import limit_lapack_threads, make_trainer
 
 __all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]
 
@@ -204,7 +204,7 @@ def measure_generation(cfg: config_lib.Config, repeats: int, split: bool = False
     pop, rollouts, steps = cfg.strategy.population_size, cfg.train.rollouts, cfg.train_steps
     env_steps = pop * rollouts * steps
     out: dict[str, Any] = {
-        "policy": cfg.policy.name, "num_params": num_params(tr), "obs_dim": tr.obs_dim, "population": pop,
+        "policy": cfg.policy.name, "num_params": tr.num_params, "obs_dim": tr.obs_dim, "population": pop,
         "rollouts": rollouts, "steps": steps, "env_steps_per_gen": env_steps,
         "sec_per_gen": gen, "gen_per_sec": 1.0 / gen["median"], "env_steps_per_sec": env_steps / gen["median"],
         "cpu_sec_per_gen": gen["cpu_median"], "trace_s": t1 - t0, "compile_s": t2 - t1,

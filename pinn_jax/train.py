@@ -106,7 +106,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True,
             best_eval = float(kept["return_mean"])
     rows: list[dict[str, float]] = []
     meta = lambda s: {"config": cfg.to_dict(), "generation": int(s.generation),  # noqa: E731
-                      "num_params": int(tr.strategy.num_dims),
+                      "num_params": tr.num_params,
                       "best_fitness": float(tr.strategy.best(s.es_state)[1])}
     bar = Progress(TextColumn("[bold]gen {task.completed}/{task.total}"), BarColumn(),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not (progress and main))

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import threadpoolctl
 from flax import struct
-from jax.flatten_util import ravel_pytree
 
 from pinn_jax import distributed
 from pinn_jax.config import Config, ConfigError
@@ -63,6 +62,11 @@ class Trainer:
         key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
         state = _init_state(self, key)
         return state if self.mesh is None else distributed.put_replicated(state, self.mesh)
+
+    @property
+    def num_params(self) -> int:
+        """Number of trainable parameters (the search dimension)."""
+        return self.strategy.num_dims
 
     def unravel(self, flat: jax.Array) -> Any:
         """Flat parameter vector → parameter pytree."""
@@ -111,7 +115,7 @@ def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
     elif init == "zeros":
         mean = jax.tree.map(jnp.zeros_like, tr.template)
     else:
-        mean = tr.unravel(jnp.asarray(initial_mean_flat(init, num_params(tr))))
+        mean = tr.unravel(jnp.asarray(initial_mean_flat(init, tr.num_params)))
     es_state = jax.jit(tr.strategy.init)(k_es, mean)
     # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
     es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)
@@ -213,8 +217,3 @@ def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mes
     return Trainer(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
                    strategy=strategy, template=template, run=jax.jit(run, static_argnums=1, **jit_kwargs),
                    traces=traces, mesh=mesh)
-
-
-def num_params(tr: Trainer) -> int:
-    """Number of trainable parameters (the search dimension)."""
-    return int(ravel_pytree(tr.template)[0].size)
