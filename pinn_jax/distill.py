@@ -1,0 +1,207 @@
+"""Behaviour cloning with DAgger: teach a student policy (e.g. the attention neuron) to act like a
+trained teacher (e.g. an MLP), then fine-tune it with ES (``strategy.init_mean: <out>/student.npz``).
+
+    python -m pinn_jax.distill --teacher pretrained:cartpole_mlp --student configs/cartpole_pi_short.yaml \\
+        --out runs/cartpole_pi_bc [--rounds 8 --episodes 64 --updates 100 --batch 32 --lr 3e-3]
+
+Round 0 records episodes played by the teacher; every later round records episodes played by the
+current student, each step labelled with the action the teacher would have taken there (DAgger,
+Ross et al. 2011), and adds them to the data set. After each round the student is trained with Adam on
+the mean squared error between its actions and the labels, replaying whole recorded episodes through its
+recurrent state (back-propagation through time) with the previous actions that were actually executed.
+The authors of the paper trained their Ant attention-neuron agent by behaviour cloning in the same spirit.
+
+Writes ``OUT/student.npz`` (``params``: flat student parameters, the format ``strategy.init_mean`` and
+``pretrained`` read), ``OUT/distill.csv`` (per round: loss, the student's mean return on fixed
+held-out episodes, wall time) and ``OUT/config.yaml`` (the student's config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import pathlib
+import sys
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import yaml
+from jax.flatten_util import ravel_pytree
+
+from pinn_jax import config as config_lib
+from pinn_jax.config import Config, ConfigError
+from pinn_jax.policies import Policy
+from pinn_jax.rollout import build_env, build_policy, member_returns, obs_dim_of, transform_from
+
+EVAL_STREAM = 0x62636576  # folded into the seed's key for the held-out episodes
+
+
+class Episodes(NamedTuple):
+    """Recorded episodes, time-major per episode: arrays ``(E, T, ...)``."""
+
+    obs: jax.Array  # observation seen at step t
+    prev_action: jax.Array  # action executed at step t - 1 (zeros at t = 0)
+    label: jax.Array  # the teacher's action at step t
+    valid: jax.Array  # step t happened (the episode was not over yet)
+
+
+def labelled_episode(student: Policy, student_params: Any, teacher: Policy, teacher_params: Any, env: Any,
+                     env_params: Any, key: jax.Array, num_steps: int, teacher_acts: jax.Array) -> Episodes:
+    """One episode played by the teacher (``teacher_acts`` true) or the student, labelled by the teacher.
+
+    Both policies see the same observations and the executed previous action, so the student's recurrent
+    state follows the recorded trajectory exactly as it will when the episode is replayed in training.
+    """
+    sp, tp = student.prepare(student_params), teacher.prepare(teacher_params)
+    key_reset, key_steps = jax.random.split(key)
+    obs, env_state = env.reset_env(key_reset, env_params)
+    n = obs.shape[-1]
+    act0 = jnp.zeros((student.act_dim,), jnp.float32)
+
+    def body(carry, t):
+        obs, env_state, s_state, t_state, prev, done = carry
+        s_state, a_s, _ = student.step(sp, s_state, obs, prev)
+        t_state, a_t, _ = teacher.step(tp, t_state, obs, prev)
+        act = jnp.where(teacher_acts, a_t, a_s)
+        obs2, env_state2, _, terminated, _ = env.step_env(jax.random.fold_in(key_steps, t), env_state, act,
+                                                          env_params)
+        out = (obs, prev, a_t, ~done)
+        keep = lambda old, new: jax.tree.map(lambda o, w: jnp.where(done, o, w), old, new)  # noqa: E731
+        carry = (keep(obs, obs2), keep(env_state, env_state2), s_state, t_state, keep(prev, act),
+                 done | terminated)
+        return carry, out
+
+    init = (obs, env_state, student.initial_state(n), teacher.initial_state(n), act0, jnp.asarray(False))
+    _, (o, p, a, v) = jax.lax.scan(body, init, jnp.arange(num_steps))
+    return Episodes(o, p, a, v)
+
+
+def imitation_loss(student: Policy, params: Any, batch: Episodes) -> jax.Array:
+    """Mean squared error between the student's actions and the labels over all valid steps."""
+
+    def one(ep: Episodes) -> jax.Array:
+        prepared = student.prepare(params)
+
+        def body(state, x):
+            obs, prev = x
+            state, act, _ = student.step(prepared, state, obs, prev)
+            return state, act
+
+        _, acts = jax.lax.scan(body, student.initial_state(ep.obs.shape[-1]), (ep.obs, ep.prev_action))
+        return jnp.sum(((acts - ep.label) ** 2).sum(-1) * ep.valid)
+
+    total = jax.vmap(one)(batch).sum()
+    return total / jnp.maximum(batch.valid.sum(), 1)
+
+
+def load_teacher(spec: str) -> tuple[Policy, Any]:
+    """A teacher by model spec (run directory, ``pretrained:NAME`` or ``official``)."""
+    from pinn_jax.evaluate import load_model
+
+    model = load_model(spec)
+    return model.policy, model.params
+
+
+def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path, rounds: int = 8,
+            episodes: int = 64, updates: int = 100, batch: int = 32, learning_rate: float = 3e-3,
+            eval_episodes: int = 128, log=print) -> tuple[Any, list[dict[str, float]]]:
+    """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher.
+
+    Returns the student's parameters and one log row per round. Episodes run ``cfg.train_steps`` steps;
+    the held-out score uses whole ``env.max_steps`` episodes.
+    """
+    if cfg.train.shuffle or cfg.train.shuffle_every or cfg.train.num_noise:
+        raise ConfigError("distillation shows the teacher the student's observations: train.shuffle, "
+                          "train.shuffle_every and train.num_noise must be off")
+    student = build_policy(cfg.policy)
+    env, env_params = build_env(cfg.env, transform_from(cfg.train))
+    n = obs_dim_of(env, env_params)
+    key = jax.random.PRNGKey(cfg.seed)
+    key, k_init = jax.random.split(key)
+    params = student.init(k_init, n)
+    opt = optax.adam(learning_rate)
+    opt_state = opt.init(params)
+    steps = cfg.train_steps
+
+    collect = jax.jit(jax.vmap(
+        lambda sp, k, use_t: labelled_episode(student, sp, teacher, teacher_params, env, env_params, k, steps,
+                                              use_t), in_axes=(None, 0, None)))
+    held_out = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM), eval_episodes)
+    score = jax.jit(lambda p: member_returns(student, env, env_params, p, held_out, cfg.env.max_steps))
+
+    @jax.jit
+    def update(params, opt_state, data: Episodes, idx: jax.Array):
+        mb = jax.tree.map(lambda x: x[idx], data)
+        loss, grads = jax.value_and_grad(lambda p: imitation_loss(student, p, mb))(params)
+        upd, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, upd), opt_state, loss
+
+    data: Episodes | None = None
+    rows: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for r in range(rounds):
+        key, k_col, k_mb = jax.random.split(key, 3)
+        new = collect(params, jax.random.split(k_col, episodes), jnp.asarray(r == 0))
+        data = new if data is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), data, new)
+        size = data.obs.shape[0]
+        losses = []
+        for k in jax.random.split(k_mb, updates):
+            params, opt_state, loss = update(params, opt_state, data, jax.random.choice(k, size, (min(batch, size),),
+                                                                                           replace=False))
+            losses.append(float(loss))
+        if not np.isfinite(losses[-1]):
+            raise ConfigError(f"imitation loss is not finite in round {r}; lower --lr (now {learning_rate})")
+        returns = np.asarray(score(params))
+        row = {"round": r, "episodes": size, "loss": float(np.mean(losses[-10:])), "return_mean": returns.mean(),
+               "return_std": returns.std(), "wall_time": time.perf_counter() - start}
+        rows.append(row)
+        log(f"round {r}: {size} episodes, loss {row['loss']:.4f}, held-out return {row['return_mean']:.1f} "
+            f"± {row['return_std']:.1f} ({row['wall_time']:.0f} s)")
+        _save(out, cfg, params, rows)
+    return params, rows
+
+
+def _save(out: pathlib.Path, cfg: Config, params: Any, rows: list[dict[str, float]]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "student.npz", params=np.asarray(ravel_pytree(params)[0], np.float32))
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with (out / "distill.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pinn_jax.distill", description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True, help="run directory, pretrained:NAME or official")
+    p.add_argument("--student", required=True, metavar="CONFIG", help="training config of the student (YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--episodes", type=int, default=64, help="episodes recorded per round")
+    p.add_argument("--updates", type=int, default=100, help="Adam updates per round")
+    p.add_argument("--batch", type=int, default=32, help="episodes per update")
+    p.add_argument("--lr", type=float, default=3e-3)
+    args = p.parse_args(argv)
+    out = pathlib.Path(args.out)
+    try:
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"output directory {out} already exists and is not empty")
+        for name in ("rounds", "episodes", "updates", "batch"):
+            if getattr(args, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
+        cfg = config_lib.load(args.student, args.overrides)
+        teacher, teacher_params = load_teacher(args.teacher)
+        distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr)
+    except (ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Behaviour cloning (DAgger): recorded episodes, exact replay of recurrent students, learning, errors."""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from pinn_jax import config as config_lib
+from pinn_jax.config import EnvConfig
+from pinn_jax.distill import distill, imitation_loss, labelled_episode, main
+from pinn_jax.policies import make_policy
+from pinn_jax.rollout import build_env, episode
+
+from _dist_worker import tiny_dict
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+AN = make_policy("attention_neuron")
+LINEAR = make_policy("linear")
+
+
+def _env(steps=40):
+    return build_env(EnvConfig(start="hard", max_steps=steps))
+
+
+def test_teacher_episode_is_recorded_with_its_own_actions_as_labels():
+    env, env_params = _env()
+    teacher = LINEAR.init(jax.random.PRNGKey(1), 5)
+    key = jax.random.PRNGKey(7)
+    eps = labelled_episode(AN, AN.init(jax.random.PRNGKey(2), 5), LINEAR, teacher, env, env_params, key, 40,
+                           jnp.asarray(True))
+    ref = episode(LINEAR, env, env_params, teacher, key, 40, record=True)
+    valid = np.asarray(eps.valid)
+    assert valid.sum() == int(ref.length)
+    np.testing.assert_allclose(np.asarray(eps.obs)[valid], np.asarray(ref.trajectory["obs"])[valid], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(eps.label)[valid], np.asarray(ref.trajectory["action"])[valid],
+                               atol=1e-5)
+    # the previous action fed at step t is the action executed at t - 1
+    np.testing.assert_array_equal(np.asarray(eps.prev_action)[0], 0.0)
+    np.testing.assert_allclose(np.asarray(eps.prev_action)[1:][valid[1:]], np.asarray(eps.label)[:-1][valid[1:]],
+                               atol=1e-6)
+
+
+def test_replay_reproduces_a_recurrent_students_actions_exactly():
+    """A student labelled by itself has zero loss: training replays its LSTM state step for step."""
+    env, env_params = _env()
+    params = AN.init(jax.random.PRNGKey(3), 5)
+    keys = jax.random.split(jax.random.PRNGKey(4), 3)
+    eps = jax.vmap(lambda k: labelled_episode(AN, params, AN, params, env, env_params, k, 40,
+                                              jnp.asarray(False)))(keys)
+    assert float(imitation_loss(AN, params, eps)) < 1e-10
+    other = AN.init(jax.random.PRNGKey(5), 5)
+    assert float(imitation_loss(AN, other, eps)) > 1e-3  # and the loss does see a different student
+
+
+def test_linear_student_learns_a_linear_teacher(tmp_path):
+    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 60}))
+    teacher = {"params": {"out": {"kernel": jnp.array([[0.3], [-0.8], [0.5], [1.2], [-0.6]]),
+                                  "bias": jnp.array([0.1])}}}
+    assert ravel_pytree(teacher)[0].size == 6
+    params, rows = distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=3, episodes=8, updates=150, batch=8,
+                           learning_rate=0.05, eval_episodes=8, log=lambda s: None)
+    assert rows[0]["loss"] > rows[-1]["loss"] and rows[-1]["loss"] < 1e-3
+    saved = np.load(tmp_path / "out" / "student.npz")["params"]
+    np.testing.assert_array_equal(saved, np.asarray(ravel_pytree(params)[0]))
+    assert (tmp_path / "out" / "distill.csv").read_text().splitlines()[0].startswith("round,episodes,loss")
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--set", "train.shuffle=true"], "train.shuffle, train.shuffle_every and train.num_noise must be off"),
+    (["--rounds", "0"], "--rounds must be >= 1"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
+    student = tmp_path / "student.yaml"
+    import yaml
+    student.write_text(yaml.safe_dump(tiny_dict(tmp_path / "unused")))
+    argv = ["--teacher", "pretrained:cartpole_linear", "--student", str(student), "--out", str(tmp_path / "o")]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_a_non_empty_output_directory(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "student.npz").write_bytes(b"keep me")
+    assert main(["--teacher", "official", "--student", str(CONFIGS / "cartpole_pi_short.yaml"), "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "o" / "student.npz").read_bytes() == b"keep me"
