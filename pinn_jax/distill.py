@@ -4,8 +4,8 @@ trained teacher (e.g. an MLP), then fine-tune it with ES (``strategy.init_mean: 
     python -m pinn_jax.distill --teacher pretrained:cartpole_mlp --student configs/cartpole_pi_short.yaml \\
         --out runs/cartpole_pi_bc [--rounds 8 --episodes 64 --updates 100 --batch 32 --lr 3e-3]
 
-Round 0 records episodes played by the teacher; every later round records episodes played by the
-current student, each step labelled with the action the teacher would have taken there (DAgger,
+Round 0 records episodes played by the teacher (by the student when it starts from ``--init``); every
+later round records episodes played by the current student, each step labelled with the action the teacher would have taken there (DAgger,
 Ross et al. 2011), and adds them to the data set. After each round the student is trained with Adam on
 the mean squared error between its actions and the labels, replaying whole recorded episodes through its
 recurrent state (back-propagation through time) with the previous actions that were actually executed.
@@ -108,10 +108,12 @@ def load_teacher(spec: str) -> tuple[Policy, Any]:
 
 def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path, rounds: int = 8,
             episodes: int = 64, updates: int = 100, batch: int = 32, learning_rate: float = 3e-3,
-            eval_episodes: int = 128, log=print) -> tuple[Any, list[dict[str, float]]]:
+            eval_episodes: int = 128, init: str | pathlib.Path | None = None,
+            log=print) -> tuple[Any, list[dict[str, float]]]:
     """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher.
 
-    Returns the student's parameters and one log row per round. Episodes run ``cfg.train_steps`` steps;
+    The student starts from its policy's initialiser, or from the flat parameters in ``init`` (a ``.npz``
+    as read by ``strategy.init_mean``). Returns the student's parameters and one log row per round. Episodes run ``cfg.train_steps`` steps;
     the held-out score uses whole ``env.max_steps`` episodes.
     """
     if cfg.train.shuffle or cfg.train.shuffle_every or cfg.train.num_noise:
@@ -123,6 +125,11 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     key = jax.random.PRNGKey(cfg.seed)
     key, k_init = jax.random.split(key)
     params = student.init(k_init, n)
+    if init is not None:
+        from pinn_jax.trainer import initial_mean_flat
+
+        flat, unravel = ravel_pytree(params)
+        params = unravel(jnp.asarray(initial_mean_flat(init, flat.size)))
     opt = optax.adam(learning_rate)
     opt_state = opt.init(params)
     steps = cfg.train_steps
@@ -145,7 +152,7 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     start = time.perf_counter()
     for r in range(rounds):
         key, k_col, k_mb = jax.random.split(key, 3)
-        new = collect(params, jax.random.split(k_col, episodes), jnp.asarray(r == 0))
+        new = collect(params, jax.random.split(k_col, episodes), jnp.asarray(r == 0 and init is None))
         data = new if data is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), data, new)
         size = data.obs.shape[0]
         losses = []
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--updates", type=int, default=100, help="Adam updates per round")
     p.add_argument("--batch", type=int, default=32, help="episodes per update")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--init", default=None, metavar="FILE.npz", help="start the student from these flat parameters")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     try:
@@ -196,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
         cfg = config_lib.load(args.student, args.overrides)
         teacher, teacher_params = load_teacher(args.teacher)
-        distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr)
+        distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
+                init=args.init)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -93,3 +93,18 @@ def test_cli_refuses_a_non_empty_output_directory(tmp_path, capsys):
                  str(tmp_path / "o")]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "o" / "student.npz").read_bytes() == b"keep me"
+
+
+def test_student_can_start_from_saved_parameters(tmp_path):
+    """Started from the teacher's own parameters, the student already imitates it: zero loss, no change."""
+    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 60}))
+    teacher = LINEAR.init(jax.random.PRNGKey(9), 5)
+    flat = np.asarray(ravel_pytree(teacher)[0])
+    np.savez(tmp_path / "init.npz", params=flat)
+    params, rows = distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=2, episodes=4, updates=3, batch=4,
+                           eval_episodes=4, init=tmp_path / "init.npz", log=lambda s: None)
+    assert max(r["loss"] for r in rows) < 1e-10
+    np.testing.assert_allclose(np.asarray(ravel_pytree(params)[0]), flat, atol=1e-7)
+    np.savez(tmp_path / "short.npz", params=flat[:-1])
+    with pytest.raises(config_lib.ConfigError, match="holds 5 parameters, this policy has 6"):
+        distill(cfg, LINEAR, teacher, tmp_path / "out2", rounds=1, init=tmp_path / "short.npz", log=lambda s: None)
