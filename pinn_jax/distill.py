@@ -80,8 +80,15 @@ def labelled_episode(student: Policy, student_params: Any, teacher: Policy, teac
     return Episodes(o, p, a, v)
 
 
-def imitation_loss(student: Policy, params: Any, batch: Episodes) -> jax.Array:
-    """Mean squared error between the student's actions and the labels over all valid steps."""
+LOSSES = ("mse", "bce")
+
+
+def imitation_loss(student: Policy, params: Any, batch: Episodes, kind: str = "mse") -> jax.Array:
+    """Mean over all valid steps of the error between the student's actions and the labels.
+
+    ``mse``: squared error. ``bce``: cross-entropy between ``(1 + a) / 2`` and ``(1 + label) / 2``, which
+    keeps its gradient where a tanh action saturates on the wrong side (teachers that act bang-bang).
+    """
 
     def one(ep: Episodes) -> jax.Array:
         prepared = student.prepare(params)
@@ -92,7 +99,14 @@ def imitation_loss(student: Policy, params: Any, batch: Episodes) -> jax.Array:
             return state, act
 
         _, acts = jax.lax.scan(body, student.initial_state(ep.obs.shape[-1]), (ep.obs, ep.prev_action))
-        return jnp.sum(((acts - ep.label) ** 2).sum(-1) * ep.valid)
+        if kind == "bce":
+            p = jnp.clip((1 + acts) / 2, 1e-6, 1 - 1e-6)
+            q = jnp.clip((1 + ep.label) / 2, 0.0, 1.0)
+            err = -(q * jnp.log(p) + (1 - q) * jnp.log1p(-p)) + (q * jnp.log(jnp.clip(q, 1e-6)) +
+                                                                 (1 - q) * jnp.log(jnp.clip(1 - q, 1e-6)))
+        else:
+            err = (acts - ep.label) ** 2
+        return jnp.sum(err.sum(-1) * ep.valid)
 
     total = jax.vmap(one)(batch).sum()
     return total / jnp.maximum(batch.valid.sum(), 1)
@@ -108,7 +122,7 @@ def load_teacher(spec: str) -> tuple[Policy, Any]:
 
 def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path, rounds: int = 8,
             episodes: int = 64, updates: int = 100, batch: int = 32, learning_rate: float = 3e-3,
-            eval_episodes: int = 128, init: str | pathlib.Path | None = None,
+            eval_episodes: int = 128, init: str | pathlib.Path | None = None, loss: str = "mse",
             log=print) -> tuple[Any, list[dict[str, float]]]:
     """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher.
 
@@ -116,6 +130,8 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     as read by ``strategy.init_mean``). Returns the student's parameters and one log row per round. Episodes run ``cfg.train_steps`` steps;
     the held-out score uses whole ``env.max_steps`` episodes.
     """
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     if cfg.train.shuffle or cfg.train.shuffle_every or cfg.train.num_noise:
         raise ConfigError("distillation shows the teacher the student's observations: train.shuffle, "
                           "train.shuffle_every and train.num_noise must be off")
@@ -143,9 +159,9 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     @jax.jit
     def update(params, opt_state, data: Episodes, idx: jax.Array):
         mb = jax.tree.map(lambda x: x[idx], data)
-        loss, grads = jax.value_and_grad(lambda p: imitation_loss(student, p, mb))(params)
+        value, grads = jax.value_and_grad(lambda p: imitation_loss(student, p, mb, loss))(params)
         upd, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, upd), opt_state, loss
+        return optax.apply_updates(params, upd), opt_state, value
 
     data: Episodes | None = None
     rows: list[dict[str, float]] = []
@@ -157,9 +173,9 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
         size = data.obs.shape[0]
         losses = []
         for k in jax.random.split(k_mb, updates):
-            params, opt_state, loss = update(params, opt_state, data, jax.random.choice(k, size, (min(batch, size),),
-                                                                                           replace=False))
-            losses.append(float(loss))
+            params, opt_state, value = update(params, opt_state, data, jax.random.choice(k, size, (min(batch, size),),
+                                                                                            replace=False))
+            losses.append(float(value))
         if not np.isfinite(losses[-1]):
             raise ConfigError(f"imitation loss is not finite in round {r}; lower --lr (now {learning_rate})")
         returns = np.asarray(score(params))
@@ -193,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--updates", type=int, default=100, help="Adam updates per round")
     p.add_argument("--batch", type=int, default=32, help="episodes per update")
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--loss", choices=LOSSES, default="mse", help="mse, or bce for bang-bang teachers")
     p.add_argument("--init", default=None, metavar="FILE.npz", help="start the student from these flat parameters")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
@@ -205,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_lib.load(args.student, args.overrides)
         teacher, teacher_params = load_teacher(args.teacher)
         distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
-                init=args.init)
+                init=args.init, loss=args.loss)
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
