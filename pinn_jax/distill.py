@@ -90,9 +90,9 @@ def imitation_loss(student: Policy, params: Any, batch: Episodes, kind: str = "m
     keeps its gradient where a tanh action saturates on the wrong side (teachers that act bang-bang).
     """
 
-    def one(ep: Episodes) -> jax.Array:
-        prepared = student.prepare(params)
+    prepared = student.prepare(params)
 
+    def one(ep: Episodes) -> jax.Array:
         def body(state, x):
             obs, prev = x
             state, act, _ = student.step(prepared, state, obs, prev)
@@ -127,8 +127,8 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher.
 
     The student starts from its policy's initialiser, or from the flat parameters in ``init`` (a ``.npz``
-    as read by ``strategy.init_mean``). Returns the student's parameters and one log row per round. Episodes run ``cfg.train_steps`` steps;
-    the held-out score uses whole ``env.max_steps`` episodes.
+    as read by ``strategy.init_mean``). Episodes run ``cfg.train_steps`` steps; the held-out score uses
+    whole ``env.max_steps`` episodes. Returns the student's parameters and one log row per round.
     """
     if loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -163,6 +163,8 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
         upd, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, upd), opt_state, value
 
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     data: Episodes | None = None
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -184,14 +186,13 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
         rows.append(row)
         log(f"round {r}: {size} episodes, loss {row['loss']:.4f}, held-out return {row['return_mean']:.1f} "
             f"± {row['return_std']:.1f} ({row['wall_time']:.0f} s)")
-        _save(out, cfg, params, rows)
+        _save(out, params, rows)
     return params, rows
 
 
-def _save(out: pathlib.Path, cfg: Config, params: Any, rows: list[dict[str, float]]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
+    """The student's flat parameters and the log so far (rewritten after every round)."""
     np.savez(out / "student.npz", params=np.asarray(ravel_pytree(params)[0], np.float32))
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     with (out / "distill.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

@@ -41,7 +41,6 @@ class MetricsWriter:
             self._csv[table] = csv.DictWriter(self._files[table], fieldnames=columns, extrasaction="ignore")
             if new:
                 self._csv[table].writeheader()
-        self.path = run_dir / "metrics.csv"
         self._tb = SummaryWriter(str(run_dir / "tb"))
 
     def write(self, row: Mapping[str, float], table: str = "train") -> None:

@@ -88,12 +88,14 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pinn_jax.checkpoint import PARAM_CHOICES
+
     p = argparse.ArgumentParser(prog="python -m pinn_jax.pretrained")
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="ship a finished run's parameters")
     e.add_argument("run_dir")
     e.add_argument("name")
-    e.add_argument("--params", choices=("mean", "best", "eval_best"), default="mean",
+    e.add_argument("--params", choices=PARAM_CHOICES, default="mean",
                    help="the final ES mean, the best member, or the mean that scored best on held-out episodes")
     sub.add_parser("list", help="list shipped models")
     args = p.parse_args(argv)
