@@ -1,0 +1,158 @@
+"""How a cart-pole swing-up agent earns its return: does it hold the pole up, or keep it spinning?
+
+    python -m pinn_jax.diagnose official pretrained:cartpole_pi pretrained:cartpole_mlp --episodes 300
+
+The mean return hides the behaviour behind it. An agent that swings the pole round and round through
+the top still earns about 0.8 per step, against 1.0 for one that balances it. On the hard start both
+kinds lose the same episodes to the start itself. Their means then differ by only ~10-20%, while their
+survivors behave quite differently. For each model this runs the episodes of ``pinn_jax.evaluate``
+(same keys, unshuffled observations) and reports:
+
+* ``survival``: the fraction of episodes that last all ``max_steps`` steps;
+* ``survivor_return``: the mean return of those episodes;
+* ``late_reward``: their mean reward per step in the second half of the episode;
+* ``balanced``: the fraction of survivors with the pole upright (``cos θ > upright_cos``) in at least
+  90% of the second half;
+* ``spinning``: the fraction of survivors whose pole turns over at least once in the second half;
+* ``turns``: full turns of the pole per survivor in the second half (see :func:`turns`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import pathlib
+import sys
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from pinn_jax.config import EnvConfig
+from pinn_jax.evaluate import (EvaluationError, Model, _one_line, condition_env, episode_keys, load_model,
+                               parse_condition)
+from pinn_jax.rollout import episode
+
+__all__ = ["STAT_KEYS", "turns", "behaviour_stats", "pole_trajectories", "diagnose", "format_table", "main"]
+
+STAT_KEYS = ("episodes", "survival", "mean_return", "survivor_return", "late_reward", "balanced", "spinning", "turns")
+BALANCED_SHARE = 0.9  # a survivor counts as balanced when upright in this share of the second half
+
+
+def turns(theta: np.ndarray) -> np.ndarray:
+    """Full turns of the pole along the last axis of ``theta``, the unwrapped angle (θ = 0 upright).
+
+    A turn is counted when the pole, seen in the upper half (cos θ > 0), comes up next to another
+    upright copy ``2πk`` than the last time: it went over the top, round the bottom and up the far
+    side. A pole that wobbles at the top, swings at the bottom, or swings up and falls back the way
+    it came counts none.
+    """
+    theta = np.asarray(theta, np.float64)
+    copy = np.round(theta / (2 * np.pi))
+    upper = np.cos(theta) > 0
+    flat_copy, flat_upper = copy.reshape(-1, theta.shape[-1]), upper.reshape(-1, theta.shape[-1])
+    counts = [np.abs(np.diff(k[u])).sum() for k, u in zip(flat_copy, flat_upper)]
+    return np.asarray(counts).reshape(theta.shape[:-1])
+
+
+def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, max_steps: int,
+                    upright_cos: float = 0.95) -> dict[str, float]:
+    """The module's statistics from per-step pole angles and rewards ``(episodes, max_steps)``.
+
+    ``length`` is each episode's number of steps; survivors are the episodes with ``length == max_steps``.
+    The survivor statistics are NaN when no episode survives.
+    """
+    theta, reward, length = np.asarray(theta), np.asarray(reward, np.float64), np.asarray(length)
+    if theta.shape != reward.shape or theta.shape != (length.shape[0], max_steps):
+        raise EvaluationError(f"theta {theta.shape} and reward {reward.shape} must both be (episodes, {max_steps})")
+    survived = length >= max_steps
+    returns = reward.sum(1)
+    late = slice(max_steps // 2, None)
+    out = {"episodes": int(length.shape[0]), "survival": float(survived.mean()),
+           "mean_return": float(returns.mean())}
+    if not survived.any():
+        return {**out, **{k: float("nan") for k in STAT_KEYS if k not in out}}
+    upright = (np.cos(theta[survived, late]) > upright_cos).mean(1)
+    n_turns = turns(theta[survived, late])
+    return {**out, "survivor_return": float(returns[survived].mean()),
+            "late_reward": float(reward[survived, late].mean()),
+            "balanced": float((upright >= BALANCED_SHARE).mean()),
+            "spinning": float((n_turns >= 1).mean()), "turns": float(n_turns.mean())}
+
+
+@functools.partial(jax.jit, static_argnames=("policy", "env", "num_steps"))
+def _angles(policy: Any, env: Any, env_params: Any, params: Any, keys: jax.Array, num_steps: int):
+    def one(key):
+        ep = episode(policy, env, env_params, params, key, num_steps, record=True)
+        return ep.trajectory["env_state"].env_state.theta, ep.trajectory["reward"], ep.length
+
+    return jax.vmap(one)(keys)
+
+
+def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None = None,
+                      chunk: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pole angle before each step, reward of each step and episode lengths, unshuffled observations.
+
+    Episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``; ``chunk`` episodes are recorded per call.
+    """
+    env_cfg = env_cfg or model.env_cfg
+    if not env_cfg.name.startswith("CartPoleSwingUp"):
+        raise EvaluationError(f"diagnose needs the cart-pole swing-up env, {model.name} uses {env_cfg.name}")
+    env, env_params = condition_env(env_cfg, parse_condition("no_shuffle"))
+    keys = episode_keys(seed, episodes)
+    parts = [_angles(model.policy, env, env_params, model.params, keys[i:i + chunk], env_cfg.max_steps)
+             for i in range(0, episodes, chunk)]
+    return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(3))  # type: ignore[return-value]
+
+
+def diagnose(models: Sequence[Model], episodes: int = 300, seed: int = 0, env_cfg: EnvConfig | None = None,
+             upright_cos: float = 0.95) -> dict[str, dict[str, float]]:
+    """``{model name: behaviour_stats}`` for each model on the same episodes."""
+    out = {}
+    for m in models:
+        cfg = env_cfg or m.env_cfg
+        theta, reward, length = pole_trajectories(m, episodes, seed, cfg)
+        out[m.name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
+    return out
+
+
+def format_table(report: dict[str, dict[str, float]]) -> str:
+    """A plain-text table, one row per model."""
+    width = max(len(n) for n in report) + 2
+    lines = ["model".ljust(width) + "".join(k.rjust(16) for k in STAT_KEYS)]
+    for name, st in report.items():
+        lines.append(name.ljust(width) + "".join(
+            (f"{st[k]:16d}" if k == "episodes" else f"{st[k]:16.3f}") for k in STAT_KEYS))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; 2 with a one-line error on a bad model spec or option."""
+    p = argparse.ArgumentParser(prog="python -m pinn_jax.diagnose", description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", metavar="MODEL", help="run directory, 'official' or 'pretrained:NAME'")
+    p.add_argument("--params", default="mean", help="mean, best or eval_best (run directories)")
+    p.add_argument("--episodes", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-start", choices=("hard", "easy"), default="hard")
+    p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--upright-cos", type=float, default=0.95, help="cos θ above which the pole counts as upright")
+    p.add_argument("--out", default=None, metavar="FILE.json")
+    args = p.parse_args(argv)
+    try:
+        if args.episodes < 1 or args.max_steps < 2:
+            raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
+        models = [load_model(spec, args.params) for spec in args.models]
+        env_cfg = EnvConfig(start=args.env_start, max_steps=args.max_steps)
+        report = diagnose(models, args.episodes, args.seed, env_cfg, args.upright_cos)
+    except (EvaluationError, ValueError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    print(format_table(report))
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Behaviour diagnostics (python -m pinn_jax.diagnose): turn counting, survivor statistics on synthetic
+trajectories, agreement with the evaluation study on real episodes, and CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pinn_jax import diagnose as dg
+from pinn_jax import evaluate as ev
+from pinn_jax.config import EnvConfig
+
+T = 100
+
+
+def test_turns_counts_full_rotations_in_either_direction_and_nothing_else():
+    t = np.linspace(0, 1, 200)
+    assert dg.turns(0.1 * np.sin(20 * t)) == 0  # wobbling at the top
+    assert dg.turns(np.pi + 0.5 * np.sin(20 * t)) == 0  # swinging at the bottom without turning over
+    assert dg.turns(4 * np.pi * t) == 2  # two turns forwards
+    assert dg.turns(-6 * np.pi * t + 0.2) == 3  # three turns backwards
+    assert dg.turns(2.5 * np.sin(np.pi * t)) == 0  # swings up past horizontal and falls back the same side
+    assert dg.turns(np.stack([4 * np.pi * t, 0 * t])).tolist() == [2, 0]  # per row
+
+
+def test_behaviour_stats_separate_balancing_spinning_and_lost_episodes():
+    theta = np.zeros((4, T))
+    theta[1] = np.linspace(0, 4 * np.pi, T)  # spins twice over the episode, once in its second half
+    theta[2, T // 2:] = 0.5  # leans (cos 0.5 < 0.95) all through the second half
+    reward = (np.cos(theta) + 1) / 2
+    length = np.array([T, T, T, 7])  # the last episode is lost after 7 steps
+    reward[3, 7:] = 0.0
+    st = dg.behaviour_stats(theta, reward, length, T)
+    assert st["episodes"] == 4 and st["survival"] == 0.75
+    assert st["mean_return"] == pytest.approx(reward.sum(1).mean())
+    assert st["survivor_return"] == pytest.approx(reward[:3].sum(1).mean())
+    assert st["late_reward"] == pytest.approx(reward[:3, T // 2:].mean())
+    assert st["balanced"] == pytest.approx(1 / 3)
+    assert st["spinning"] == pytest.approx(1 / 3)
+    assert st["turns"] == pytest.approx(1 / 3)
+    assert set(st) == set(dg.STAT_KEYS)
+
+
+def test_behaviour_stats_without_survivors_and_bad_shapes():
+    st = dg.behaviour_stats(np.zeros((2, T)), np.zeros((2, T)), np.array([3, 4]), T)
+    assert st["survival"] == 0.0 and np.isnan(st["balanced"]) and np.isnan(st["survivor_return"])
+    with pytest.raises(ev.EvaluationError, match=r"must both be \(episodes, 100\)"):
+        dg.behaviour_stats(np.zeros((2, T)), np.zeros((2, T - 1)), np.array([T, T]), T)
+
+
+@pytest.fixture(scope="module")
+def report():
+    models = [ev.load_model("pretrained:cartpole_mlp"), ev.load_model("pretrained:cartpole_pi")]
+    return models, dg.diagnose(models, episodes=24, env_cfg=EnvConfig(max_steps=400))
+
+
+def test_real_episodes_agree_with_the_evaluation_study(report):
+    models, rep = report
+    study = ev.evaluate(models, [ev.parse_condition("no_shuffle")], episodes=24, env_cfg=EnvConfig(max_steps=400))
+    for m in models:
+        cell = study["results"][m.name]["no_shuffle"]
+        assert rep[m.name]["mean_return"] == pytest.approx(cell["mean"], rel=1e-5)
+
+
+def test_the_shipped_mlp_balances_its_survivors(report):
+    _, rep = report
+    mlp = rep["pretrained:cartpole_mlp"]
+    assert mlp["survival"] > 0.4
+    assert mlp["balanced"] >= 0.9 and mlp["turns"] == 0.0 and mlp["late_reward"] > 0.95
+
+
+def test_cli_prints_a_table_writes_json_and_rejects_bad_input(tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert dg.main(["pretrained:cartpole_linear", "--episodes", "4", "--max-steps", "50", "--out", str(out)]) == 0
+    assert "pretrained:cartpole_linear" in capsys.readouterr().out
+    assert json.loads(out.read_text())["pretrained:cartpole_linear"]["episodes"] == 4
+    assert dg.main(["pretrained:no_such_model"]) == 2
+    assert "no_such_model" in capsys.readouterr().err
+    assert dg.main(["pretrained:cartpole_linear", "--episodes", "0"]) == 2
+    assert "--episodes must be >= 1" in capsys.readouterr().err
