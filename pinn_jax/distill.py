@@ -36,6 +36,7 @@ from pinn_jax import config as config_lib
 from pinn_jax.config import Config, ConfigError
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import build_env, build_policy, member_returns, obs_dim_of, transform_from
+from pinn_jax.train import TrainingError
 
 EVAL_STREAM = 0x62636576  # folded into the seed's key for the held-out episodes
 
@@ -179,7 +180,7 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
                                                                                             replace=False))
             losses.append(float(value))
         if not np.isfinite(losses[-1]):
-            raise ConfigError(f"imitation loss is not finite in round {r}; lower --lr (now {learning_rate})")
+            raise TrainingError(f"imitation loss is not finite in round {r}; lower --lr (now {learning_rate})")
         returns = np.asarray(score(params))
         row = {"round": r, "episodes": size, "loss": float(np.mean(losses[-10:])), "return_mean": returns.mean(),
                "return_std": returns.std(), "wall_time": time.perf_counter() - start}
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         teacher, teacher_params = load_teacher(args.teacher)
         distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
                 init=args.init, loss=args.loss)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError, TrainingError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     return 0

@@ -121,3 +121,14 @@ def test_student_can_start_from_saved_parameters(tmp_path):
     np.savez(tmp_path / "short.npz", params=flat[:-1])
     with pytest.raises(config_lib.ConfigError, match="holds 5 parameters, this policy has 6"):
         distill(cfg, LINEAR, teacher, tmp_path / "out2", rounds=1, init=tmp_path / "short.npz", log=lambda s: None)
+
+
+def test_a_diverging_student_stops_with_a_training_error_and_writes_nothing_non_finite(tmp_path):
+    from pinn_jax.train import TrainingError
+
+    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
+    teacher = LINEAR.init(jax.random.PRNGKey(9), 5)
+    with pytest.raises(TrainingError, match=r"imitation loss is not finite in round 0; lower --lr \(now inf\)"):
+        distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=2, episodes=4, updates=2, batch=4, eval_episodes=4,
+                learning_rate=float("inf"), log=lambda s: None)
+    assert not (tmp_path / "out" / "student.npz").exists()  # nothing non-finite was written
