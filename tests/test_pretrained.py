@@ -29,7 +29,8 @@ def test_shipped_model_scores_above_its_threshold(name, index):
     meta = pretrained.info(name)
     check = pretrained.checks(name)[index]
     assert ravel_pytree(params)[0].size == meta["num_params"]
-    env, env_params = build_env(EnvConfig(start=check["start"]), ObsTransform(shuffle=check["shuffle"]))
+    transform = ObsTransform(shuffle=check["shuffle"], num_noise=check.get("num_noise", 0))
+    env, env_params = build_env(EnvConfig(start=check["start"]), transform)
     run = jax.jit(jax.vmap(lambda k: episode(policy, env, env_params, params, k, 1000).ret))
     keys = jax.random.split(jax.random.PRNGKey(check["seed"]), check["episodes"])
     returns = np.asarray(run(keys))

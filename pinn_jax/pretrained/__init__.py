@@ -66,8 +66,8 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
            dest: pathlib.Path = HERE) -> pathlib.Path:
     """Copy a run's parameters (``mean``/``best`` of ``params.npz`` or ``eval_best``) into the package.
 
-    ``notes`` are stored in the metadata; a ``check`` entry (``start``, ``shuffle``, ``seed``,
-    ``episodes``, ``min_mean``; or a list of them) is the regression threshold that
+    ``notes`` are stored in the metadata; a ``check`` entry (``start``, ``shuffle``, optionally
+    ``num_noise``, ``seed``, ``episodes``, ``min_mean``; or a list of them) is the regression threshold that
     ``tests/test_pretrained.py`` enforces.
     """
     run_dir = pathlib.Path(run_dir)
