@@ -43,6 +43,7 @@ class PolicyConfig:
     msg_dim: int = 32
     pos_em_dim: int = 8
     scale: bool = False
+    attention_gain: float = 1.0  # fixed factor on the attention logits (1 in the paper)
 
     def __post_init__(self) -> None:
         names = ("attention_neuron", "mlp", "linear")
@@ -50,6 +51,7 @@ class PolicyConfig:
         _check(all(h >= 1 for h in self.hidden), "policy.hidden", f"sizes must be >= 1, got {list(self.hidden)}")
         for k in ("hidden_dim", "msg_dim", "pos_em_dim"):
             _check(getattr(self, k) >= 1, f"policy.{k}", f"must be >= 1, got {getattr(self, k)}")
+        _check(self.attention_gain > 0, "policy.attention_gain", f"must be > 0, got {self.attention_gain}")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ def build_policy(policy_cfg: PolicyConfig) -> Policy:
     """The configured policy."""
     if policy_cfg.name == "attention_neuron":
         return make_policy("attention_neuron", hidden_dim=policy_cfg.hidden_dim, msg_dim=policy_cfg.msg_dim,
-                           pos_em_dim=policy_cfg.pos_em_dim, scale=policy_cfg.scale)
+                           pos_em_dim=policy_cfg.pos_em_dim, scale=policy_cfg.scale,
+                           attention_gain=policy_cfg.attention_gain)
     if policy_cfg.name == "mlp":
         return make_policy("mlp", hidden=tuple(policy_cfg.hidden))
     return make_policy("linear")

@@ -473,3 +473,32 @@ def test_lstm_matches_numpy_torch_semantics():
     w_sw[8:16], w_sw[16:24] = lstm["weight_ih"][16:24], lstm["weight_ih"][8:16]
     h_sw, _ = _np_torch_lstm_cell(x, h, c, w_sw, lstm["weight_hh"], lstm["bias_ih"], lstm["bias_hh"])
     assert np.abs(h_sw - h_np).max() > 1e-3
+
+
+def test_attention_gain_acts_like_a_scaled_query_projection_and_is_built_from_the_config():
+    from pinn_jax import config as config_lib
+    from pinn_jax.rollout import build_policy
+
+    params = AN.init(jax.random.PRNGKey(3), 5)
+    gained = AttentionNeuronPolicy(attention_gain=4.0)
+    scaled = {**params, "w_q": params["w_q"] * 4.0}
+    obs = jax.random.normal(jax.random.PRNGKey(4), (20, 5))
+
+    def run(policy, p):
+        prepared = policy.prepare(p)
+
+        def body(carry, o):
+            state, act = carry
+            state, act, aux = policy.step(prepared, state, o, act)
+            return (state, act), (act, aux["attention"])
+
+        return jax.lax.scan(body, (policy.initial_state(5), jnp.zeros(1)), obs)[1]
+
+    (a_gain, att_gain), (a_ref, att_ref), (a_plain, _) = run(gained, params), run(AN, scaled), run(AN, params)
+    np.testing.assert_allclose(a_gain, a_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(att_gain, att_ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(a_gain, a_plain, atol=1e-3)  # the gain does change the policy
+    cfg = config_lib.from_dict({"policy": {"attention_gain": 4}})
+    assert build_policy(cfg.policy) == gained
+    with pytest.raises(config_lib.ConfigError, match="policy.attention_gain"):
+        config_lib.from_dict({"policy": {"attention_gain": 0.0}})

@@ -141,6 +141,9 @@ class AttentionNeuronPolicy:
         msg_dim: projection dimension of W_q / W_k.
         pos_em_dim: query embedding size, also the LSTM hidden size.
         scale: divide attention logits by ``sqrt(msg_dim)`` when True.
+        attention_gain: multiply attention logits by this fixed factor (1 in the paper). With a gain ``c``
+            the parameters act like the paper's with ``W_q`` multiplied by ``c``; a gain above 1 lets ES
+            reach saturated attention (the regime of the authors' weights) with small weights.
     """
 
     act_dim: int = 1
@@ -148,6 +151,7 @@ class AttentionNeuronPolicy:
     msg_dim: int = 32
     pos_em_dim: int = 8
     scale: bool = False
+    attention_gain: float = 1.0
 
     # ------------------------------------------------------------------ basics
     @property
@@ -157,7 +161,8 @@ class AttentionNeuronPolicy:
 
     @property
     def logit_scale(self) -> float:
-        return float(np.sqrt(self.msg_dim)) if self.scale else 1.0
+        """Divisor of the attention logits: ``sqrt(msg_dim)`` (when ``scale``) over ``attention_gain``."""
+        return (float(np.sqrt(self.msg_dim)) if self.scale else 1.0) / self.attention_gain
 
     def num_params(self, obs_dim: int | None = None) -> int:
         """913 for the defaults; ``obs_dim`` is accepted and ignored."""
