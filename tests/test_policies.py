@@ -21,9 +21,11 @@ from pinn_jax.policies import (
 )
 from pinn_jax.policies.attention_neuron import (
     attention_logits_reference,
+    from_official_flat,
     lstm_cell,
     pos_table,
     reference_step,
+    to_official,
 )
 
 ATOL = 1e-5
@@ -498,6 +500,10 @@ def test_attention_gain_acts_like_a_scaled_query_projection_and_is_built_from_th
     np.testing.assert_allclose(a_gain, a_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(att_gain, att_ref, rtol=1e-5, atol=1e-6)
     assert not np.allclose(a_gain, a_plain, atol=1e-3)  # the gain does change the policy
+    # the authors' layout has no gain: it is folded into W_q there and taken out again on the way back
+    np.testing.assert_allclose(to_official(params, gained), to_official(scaled), rtol=1e-6)
+    back = from_official_flat(to_official(params, gained), gained)
+    np.testing.assert_allclose(back["w_q"], params["w_q"], rtol=1e-6, atol=1e-7)
     cfg = config_lib.from_dict({"policy": {"attention_gain": 4}})
     assert build_policy(cfg.policy) == gained
     with pytest.raises(config_lib.ConfigError, match="policy.attention_gain"):

@@ -360,7 +360,11 @@ def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple[str, ...
 
 
 def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = None) -> dict:
-    """Convert the authors' flat vector (PyTorch layout) into a params pytree."""
+    """Convert the authors' flat vector (PyTorch layout) into a params pytree.
+
+    The authors' model has no ``attention_gain``: for a policy with a gain, ``W_q`` is divided by it so
+    that the policy computes the same actions.
+    """
     policy = policy or AttentionNeuronPolicy()
     flat = np.asarray(flat)
     expected = policy.num_params()
@@ -378,12 +382,17 @@ def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = 
         else:
             params[path[0]][path[1]] = arr
     assert off == expected
+    if policy.attention_gain != 1.0:
+        params["w_q"] = params["w_q"] / policy.attention_gain
     return params
 
 
 def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np.ndarray:
-    """Inverse of :func:`from_official_flat`: params -> authors' flat float32 vector."""
+    """Inverse of :func:`from_official_flat`: params -> authors' flat float32 vector (``attention_gain``
+    folded into ``W_q``)."""
     policy = policy or AttentionNeuronPolicy()
+    if policy.attention_gain != 1.0:
+        params = {**params, "w_q": params["w_q"] * policy.attention_gain}
     parts = []
     for path, shape, transpose in _official_slices(policy):
         arr = params[path[0]] if len(path) == 1 else params[path[0]][path[1]]
