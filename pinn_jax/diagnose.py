@@ -29,9 +29,10 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from pinn_jax.checkpoint import PARAM_CHOICES
 from pinn_jax.config import EnvConfig
-from pinn_jax.evaluate import (EvaluationError, Model, _one_line, condition_env, episode_keys, load_model,
-                               parse_condition)
+from pinn_jax.evaluate import (EvaluationError, Model, _one_line, _unique_names, condition_env, episode_keys,
+                               load_model, parse_condition)
 from pinn_jax.rollout import episode
 
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "pole_trajectories", "diagnose", "format_table", "main"]
@@ -108,12 +109,12 @@ def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvCo
 
 def diagnose(models: Sequence[Model], episodes: int = 300, seed: int = 0, env_cfg: EnvConfig | None = None,
              upright_cos: float = 0.95) -> dict[str, dict[str, float]]:
-    """``{model name: behaviour_stats}`` for each model on the same episodes."""
+    """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...)."""
     out = {}
-    for m in models:
+    for name, m in zip(_unique_names(models), models):
         cfg = env_cfg or m.env_cfg
         theta, reward, length = pole_trajectories(m, episodes, seed, cfg)
-        out[m.name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
+        out[name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
     return out
 
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; 2 with a one-line error on a bad model spec or option."""
     p = argparse.ArgumentParser(prog="python -m pinn_jax.diagnose", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", metavar="MODEL", help="run directory, 'official' or 'pretrained:NAME'")
-    p.add_argument("--params", default="mean", help="mean, best or eval_best (run directories)")
+    p.add_argument("--params", choices=PARAM_CHOICES, default="mean", help="parameters of a run directory")
     p.add_argument("--episodes", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-start", choices=("hard", "easy"), default="hard")

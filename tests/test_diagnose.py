@@ -80,3 +80,10 @@ def test_cli_prints_a_table_writes_json_and_rejects_bad_input(tmp_path, capsys):
     assert "no_such_model" in capsys.readouterr().err
     assert dg.main(["pretrained:cartpole_linear", "--episodes", "0"]) == 2
     assert "--episodes must be >= 1" in capsys.readouterr().err
+
+
+def test_the_same_model_twice_gets_two_rows():
+    m = ev.load_model("pretrained:cartpole_linear")
+    rep = dg.diagnose([m, m], episodes=3, env_cfg=EnvConfig(max_steps=20))
+    assert list(rep) == ["pretrained:cartpole_linear", "pretrained:cartpole_linear#2"]
+    assert rep["pretrained:cartpole_linear"] == rep["pretrained:cartpole_linear#2"]
