@@ -11,9 +11,14 @@ the mean squared error between its actions and the labels, replaying whole recor
 recurrent state (back-propagation through time) with the previous actions that were actually executed.
 The authors of the paper trained their Ant attention-neuron agent by behaviour cloning in the same spirit.
 
+With ``--lqr-above C`` the labels near the top (``cos θ > C``) come from an LQR balancer instead
+(:mod:`pinn_jax.lqr`): ``--teacher pretrained:cartpole_pi --lqr-above 0.8`` teaches a student the shipped
+attention neuron's swing-up and a balance that ES alone never found.
+
 Writes ``OUT/student.npz`` (``params``: flat student parameters, the format ``strategy.init_mean`` and
-``pretrained`` read), ``OUT/distill.csv`` (per round: loss, the student's mean return on fixed
-held-out episodes, wall time) and ``OUT/config.yaml`` (the student's config).
+``pretrained`` read), a copy after every round in ``OUT/rounds/NNN.npz`` (to choose a round on episodes of
+your own), ``OUT/distill.csv`` (per round: loss, the student's mean return on fixed held-out episodes, wall
+time) and ``OUT/config.yaml`` (the student's config).
 """
 
 from __future__ import annotations
@@ -121,6 +126,20 @@ def load_teacher(spec: str) -> tuple[Policy, Any]:
     return model.policy, model.params
 
 
+def with_lqr_catch(teacher: Policy, cfg: Config, threshold: float) -> Policy:
+    """The teacher, with an LQR balancer (:mod:`pinn_jax.lqr`) acting where ``cos θ > threshold``."""
+    from pinn_jax import lqr
+    from pinn_jax.envs import CARTPOLE_NAMES, make
+
+    if cfg.env.name not in CARTPOLE_NAMES:
+        raise ConfigError(f"--lqr-above needs a cart-pole swing-up env, got {cfg.env.name!r}")
+    if not -1.0 < threshold < 1.0:
+        raise ConfigError(f"--lqr-above must lie in (-1, 1), got {threshold}")
+    _, env_params = make(cfg.env.name)
+    gain = tuple(float(g) for g in lqr.lqr_gain(env_params))
+    return lqr.CatchWithLQR(teacher, gain, threshold)
+
+
 def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path, rounds: int = 8,
             episodes: int = 64, updates: int = 100, batch: int = 32, learning_rate: float = 3e-3,
             eval_episodes: int = 128, init: str | pathlib.Path | None = None, loss: str = "mse",
@@ -192,8 +211,12 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
 
 
 def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
-    """The student's flat parameters and the log so far (rewritten after every round)."""
-    np.savez(out / "student.npz", params=np.asarray(ravel_pytree(params)[0], np.float32))
+    """The student's flat parameters (``student.npz``, rewritten after every round, and a copy per round in
+    ``rounds/NNN.npz`` to choose from on other episodes) and the log so far."""
+    flat = np.asarray(ravel_pytree(params)[0], np.float32)
+    np.savez(out / "student.npz", params=flat)
+    (out / "rounds").mkdir(exist_ok=True)
+    np.savez(out / "rounds" / f"{len(rows) - 1:03d}.npz", params=flat)
     with (out / "distill.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -213,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--loss", choices=LOSSES, default="mse", help="mse, or bce for bang-bang teachers")
     p.add_argument("--init", default=None, metavar="FILE.npz", help="start the student from these flat parameters")
+    p.add_argument("--lqr-above", type=float, default=None, metavar="C",
+                   help="near the top (cos θ > C) label with an LQR balancer instead of the teacher (cart-pole)")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     try:
@@ -223,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
         cfg = config_lib.load(args.student, args.overrides)
         teacher, teacher_params = load_teacher(args.teacher)
+        if args.lqr_above is not None:
+            teacher = with_lqr_catch(teacher, cfg, args.lqr_above)
         distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
                 init=args.init, loss=args.loss)
     except (ConfigError, ValueError, FileNotFoundError, TrainingError) as e:

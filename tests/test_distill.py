@@ -81,12 +81,17 @@ def test_linear_student_learns_a_linear_teacher(tmp_path):
     assert rows[0]["loss"] > rows[-1]["loss"] and rows[-1]["loss"] < 1e-3
     saved = np.load(tmp_path / "out" / "student.npz")["params"]
     np.testing.assert_array_equal(saved, np.asarray(ravel_pytree(params)[0]))
+    per_round = sorted((tmp_path / "out" / "rounds").iterdir())
+    assert [f.name for f in per_round] == ["000.npz", "001.npz", "002.npz"]
+    np.testing.assert_array_equal(np.load(per_round[-1])["params"], saved)
+    assert not np.array_equal(np.load(per_round[0])["params"], saved)
     assert (tmp_path / "out" / "distill.csv").read_text().splitlines()[0].startswith("round,episodes,loss")
 
 
 @pytest.mark.parametrize("extra,message", [
     (["--set", "train.shuffle=true"], "train.shuffle, train.shuffle_every and train.num_noise must be off"),
     (["--rounds", "0"], "--rounds must be >= 1"),
+    (["--lqr-above", "1.5"], "--lqr-above must lie in (-1, 1), got 1.5"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
     student = tmp_path / "student.yaml"
@@ -132,3 +137,46 @@ def test_a_diverging_student_stops_with_a_training_error_and_writes_nothing_non_
         distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=2, episodes=4, updates=2, batch=4, eval_episodes=4,
                 learning_rate=float("inf"), log=lambda s: None)
     assert not (tmp_path / "out" / "student.npz").exists()  # nothing non-finite was written
+
+
+def test_a_chosen_round_of_a_student_ships_and_loads_with_its_config(tmp_path, monkeypatch):
+    from pinn_jax import pretrained
+
+    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
+    teacher = LINEAR.init(jax.random.PRNGKey(2), 5)
+    distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=3, episodes=4, updates=5, batch=4, eval_episodes=4,
+            learning_rate=0.05, log=lambda s: None)
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    pretrained.export_student(tmp_path / "out", "demo", 1, notes={"check": []}, dest=pkg)
+    monkeypatch.setattr(pretrained, "HERE", pkg)
+    policy, params, loaded_cfg = pretrained.load("demo")
+    np.testing.assert_array_equal(np.asarray(ravel_pytree(params)[0]),
+                                  np.load(tmp_path / "out" / "rounds" / "001.npz")["params"])
+    meta = pretrained.info("demo")
+    assert meta["distill_rounds"] == 2 and meta["params"] == "distillation round 1" and meta["check"] == []
+    assert loaded_cfg.policy == cfg.policy
+    with pytest.raises(FileNotFoundError, match=r"has no round 7 \(rounds 0 to 2\)"):
+        pretrained.export_student(tmp_path / "out", "demo2", 7, dest=pkg)
+    assert not (pkg / "demo2.npz").exists()
+    assert pretrained.main(["export-student", str(tmp_path), "x"]) == 2  # not a distillation directory
+
+
+def test_evaluate_loads_a_round_file_with_the_config_one_directory_up(tmp_path):
+    from pinn_jax.evaluate import ModelError, load_model
+
+    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
+    distill(cfg, LINEAR, LINEAR.init(jax.random.PRNGKey(3), 5), tmp_path / "out", rounds=2, episodes=4, updates=3,
+            batch=4, eval_episodes=4, learning_rate=0.05, log=lambda s: None)
+    for f in (tmp_path / "out" / "rounds" / "000.npz", tmp_path / "out" / "student.npz"):
+        model = load_model(str(f))
+        np.testing.assert_array_equal(np.asarray(ravel_pytree(model.params)[0]), np.load(f)["params"])
+        assert model.policy == LINEAR and model.env_cfg == cfg.env
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    np.savez(lone / "p.npz", params=np.zeros(6, np.float32))
+    with pytest.raises(ModelError, match="no config.yaml beside it or one directory up"):
+        load_model(str(lone / "p.npz"))
+    np.savez(tmp_path / "out" / "wrong.npz", params=np.zeros(7, np.float32))
+    with pytest.raises(ModelError, match=r"wrong.npz holds 7 parameters, the policy of .*config.yaml has 6"):
+        load_model(str(tmp_path / "out" / "wrong.npz"))
