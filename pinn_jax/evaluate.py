@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from pinn_jax import checkpoint as ckpt
 from pinn_jax import plots
@@ -42,7 +43,7 @@ from pinn_jax import config as config_lib
 from pinn_jax.envs import ObsTransform, render
 from pinn_jax.plots import plot_noise, plot_returns, plot_shuffle_period
 from pinn_jax.policies import AttentionNeuronPolicy, MLPPolicy, Policy, load_official, official_weights_path
-from pinn_jax.rollout import build_env, episode, obs_dim_of
+from pinn_jax.rollout import build_env, build_policy, episode, obs_dim_of, transform_from
 
 __all__ = [
     "EvaluationError", "ModelError", "Model", "load_model", "Condition", "default_conditions", "parse_condition",
@@ -105,6 +106,8 @@ def load_model(spec: str, params: str = "mean", name: str | None = None) -> Mode
       (``$PINN_JAX_REFERENCE_DIR/attentionneuron_cartpole/model.npz`` or
       ``<repo>/../shared/reference/...``).
     * ``pretrained:NAME``: ``pinn_jax.pretrained.load(NAME)``.
+    * ``FILE.npz``: flat parameters (key ``params``) with the ``config.yaml`` of its directory or the one
+      above, e.g. a distilled student ``OUT/student.npz`` or ``OUT/rounds/NNN.npz``.
 
     Raises :class:`ModelError` with a one-line message.
     """
@@ -115,6 +118,8 @@ def load_model(spec: str, params: str = "mean", name: str | None = None) -> Mode
         return _load_official(name or spec)
     if spec.startswith("pretrained:"):
         return _load_pretrained(spec, name or spec)
+    if spec.endswith(".npz"):
+        return _load_flat(spec, name or spec)
     try:
         return _load_run(spec, params, name or spec)
     except (ckpt.CheckpointError, ConfigError) as e:
@@ -165,6 +170,29 @@ def _load_pretrained(spec: str, name: str) -> Model:
     else:
         env_cfg = EnvConfig()
     return Model(name=name, policy=policy, params=model_params, env_cfg=env_cfg, source=spec, config=full)
+
+
+def _load_flat(spec: str, name: str) -> Model:
+    path = pathlib.Path(spec)
+    if not path.is_file():
+        raise ModelError(f"parameter file not found: {spec}")
+    cfg_path = next((d / "config.yaml" for d in (path.parent, path.parent.parent) if (d / "config.yaml").is_file()),
+                    None)
+    if cfg_path is None:
+        raise ModelError(f"{spec}: no config.yaml beside it or one directory up to say which policy it holds")
+    try:
+        cfg = config_lib.load(cfg_path)
+        with np.load(path) as data:
+            flat = np.asarray(data["params"], np.float32)
+    except (ConfigError, KeyError, ValueError, OSError) as e:
+        raise ModelError(f"cannot load {spec}: {_one_line(e)}") from None
+    policy = build_policy(cfg.policy)
+    ref, unravel = ravel_pytree(policy.init(jax.random.PRNGKey(0), obs_dim_of(*build_env(cfg.env,
+                                                                                       transform_from(cfg.train)))))
+    if flat.shape != ref.shape:
+        raise ModelError(f"{spec} holds {flat.size} parameters, the policy of {cfg_path} has {ref.size}")
+    return Model(name=name, policy=policy, params=unravel(jnp.asarray(flat)), env_cfg=cfg.env, source=spec,
+                 config=cfg)
 
 
 def _load_run(spec: str, which: str, name: str) -> Model:

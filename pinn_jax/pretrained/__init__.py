@@ -5,7 +5,8 @@ config, the generation count, which parameters were exported and how they were c
 
     policy, params, cfg = pinn_jax.pretrained.load("cartpole_pi")
 
-Export a finished run with ``python -m pinn_jax.pretrained export RUN_DIR NAME [--params mean|best]``.
+Export a finished run with ``python -m pinn_jax.pretrained export RUN_DIR NAME [--params mean|best|eval_best]``
+and a distilled student with ``python -m pinn_jax.pretrained export-student DISTILL_DIR NAME [--round N]``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,35 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
     return dest / f"{name}.npz"
 
 
+def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | None = None,
+                   notes: dict | None = None, dest: pathlib.Path = HERE) -> pathlib.Path:
+    """Copy a ``pinn_jax.distill`` student into the package: round ``round_`` (``rounds/NNN.npz``) or the last.
+
+    The metadata records the student's config, the round and the distillation's wall time up to it.
+    """
+    import csv
+
+    distill_dir = pathlib.Path(distill_dir)
+    for f in ("config.yaml", "distill.csv"):
+        if not (distill_dir / f).is_file():
+            raise FileNotFoundError(f"{distill_dir} is not a distillation directory (no {f})")
+    cfg = config_lib.load(distill_dir / "config.yaml")
+    with (distill_dir / "distill.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    if round_ is None:
+        round_ = len(rows) - 1
+    npz = distill_dir / "rounds" / f"{round_:03d}.npz"
+    if not 0 <= round_ < len(rows) or not npz.is_file():
+        raise FileNotFoundError(f"{distill_dir} has no round {round_} (rounds 0 to {len(rows) - 1})")
+    flat = np.load(npz)["params"]
+    meta = {"config": cfg.to_dict(), "generations": 0, "params": f"distillation round {round_}",
+            "num_params": int(flat.size), "distill_rounds": round_ + 1,
+            "train_wall_time_s": float(rows[round_]["wall_time"]), **(notes or {})}
+    np.savez(dest / f"{name}.npz", params=flat)
+    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return dest / f"{name}.npz"
+
+
 def main(argv: list[str] | None = None) -> int:
     from pinn_jax.checkpoint import PARAM_CHOICES
 
@@ -97,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("name")
     e.add_argument("--params", choices=PARAM_CHOICES, default="mean",
                    help="the final ES mean, the best member, or the mean that scored best on held-out episodes")
+    d = sub.add_parser("export-student", help="ship a pinn_jax.distill student")
+    d.add_argument("distill_dir")
+    d.add_argument("name")
+    d.add_argument("--round", type=int, default=None, help="the round to ship (default: the last)")
     sub.add_parser("list", help="list shipped models")
     args = p.parse_args(argv)
     if args.cmd == "list":
@@ -104,7 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             m = info(n)
             print(f"{n}: {m['config']['policy']['name']}, {m['generations']} generations, {m['params']} params")
         return 0
-    print(export(args.run_dir, args.name, args.params))
+    try:
+        if args.cmd == "export-student":
+            print(export_student(args.distill_dir, args.name, args.round))
+        else:
+            print(export(args.run_dir, args.name, args.params))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     return 0
 
 
