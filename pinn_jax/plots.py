@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
-import textwrap
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,8 +37,15 @@ def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def _wrap(name: str, width: int = 18) -> str:
-    return "\n".join(textwrap.wrap(name, width, break_on_hyphens=False)) or name
+def _model_label(name: str, width: int) -> str:
+    """A model's tick label: without the ``pretrained:`` prefix, broken into lines after ``_`` or ``/``."""
+    name = name.removeprefix("pretrained:")
+    lines = [""]
+    for token in re.split(r"(?<=[_/])", name):
+        if lines[-1] and len(lines[-1]) + len(token) > width:
+            lines.append("")
+        lines[-1] += token
+    return "\n".join(lines)
 
 
 def _subtitle(report: dict[str, Any]) -> str:
@@ -121,7 +128,8 @@ def plot_returns(report: dict[str, Any], path: str | os.PathLike, conditions: Se
             jitter = rng.uniform(-w * 0.25, w * 0.25, data.size)
             ax.scatter(pos + jitter, data, s=6, color=color, alpha=0.6, linewidths=0, zorder=3)
             ax.scatter([pos], [data.mean()], marker="D", s=24, color="white", edgecolors="black", zorder=4)
-    ax.set_xticks(range(len(models)), [_wrap(m) for m in models])
+    ax.set_xticks(range(len(models)), [_model_label(m, max(8, 120 // max(len(models), 1))) for m in models],
+                  fontsize=9 if len(models) > 6 else None)
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_xlabel("model")
     ax.set_ylabel("episode return")
