@@ -285,7 +285,7 @@ def train_small(kind, name, hidden=(16, 16)):
     return ev.load_model(str(run_dir), params="mean", name=name)
 
 
-name = shipped("attention_neuron", "cartpole_pi")
+name = shipped("attention_neuron", "cartpole_pi_catch")
 if name:
     pi, PI_SOURCE = ev.load_model(f"pretrained:{name}", name="attention neuron"), f"shipped model {name!r}"
 elif official_weights_path().is_file():
