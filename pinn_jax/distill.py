@@ -17,8 +17,8 @@ attention neuron's swing-up and a balance that ES alone never found.
 
 Writes ``OUT/student.npz`` (``params``: flat student parameters, the format ``strategy.init_mean`` and
 ``pretrained`` read), a copy after every round in ``OUT/rounds/NNN.npz`` (to choose a round on episodes of
-your own), ``OUT/distill.csv`` (per round: loss, the student's mean return on fixed held-out episodes, wall
-time) and ``OUT/config.yaml`` (the student's config).
+your own), ``OUT/distill.csv`` (per round: loss, the student's mean return on fixed held-out episodes — the same
+as the trainer's ``eval.csv`` for that seed —, wall time) and ``OUT/config.yaml`` (the student's config).
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ from pinn_jax.config import Config, ConfigError
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import build_env, build_policy, member_returns, obs_dim_of, transform_from
 from pinn_jax.train import TrainingError
-
-EVAL_STREAM = 0x62636576  # folded into the seed's key for the held-out episodes
 
 
 class Episodes(NamedTuple):
@@ -173,7 +171,9 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     collect = jax.jit(jax.vmap(
         lambda sp, k, use_t: labelled_episode(student, sp, teacher, teacher_params, env, env_params, k, steps,
                                               use_t), in_axes=(None, 0, None)))
-    held_out = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), EVAL_STREAM), eval_episodes)
+    from pinn_jax.trainer import held_out_keys  # the trainer's held-out episodes: distill.csv and eval.csv compare
+
+    held_out = held_out_keys(cfg.seed, eval_episodes)
     score = jax.jit(lambda p: member_returns(student, env, env_params, p, held_out, cfg.env.max_steps))
 
     @jax.jit

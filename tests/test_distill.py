@@ -180,3 +180,16 @@ def test_evaluate_loads_a_round_file_with_the_config_one_directory_up(tmp_path):
     np.savez(tmp_path / "out" / "wrong.npz", params=np.zeros(7, np.float32))
     with pytest.raises(ModelError, match=r"wrong.npz holds 7 parameters, the policy of .*config.yaml has 6"):
         load_model(str(tmp_path / "out" / "wrong.npz"))
+
+
+def test_held_out_returns_are_the_trainers_held_out_episodes(tmp_path):
+    from pinn_jax.rollout import member_returns
+    from pinn_jax.trainer import held_out_keys
+
+    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 40}))
+    params, rows = distill(cfg, LINEAR, LINEAR.init(jax.random.PRNGKey(4), 5), tmp_path / "out", rounds=1,
+                           episodes=4, updates=3, batch=4, eval_episodes=6, learning_rate=0.05, log=lambda s: None)
+    env, env_params = build_env(cfg.env)
+    want = np.asarray(member_returns(LINEAR, env, env_params, params, held_out_keys(cfg.seed, 6), 40))
+    np.testing.assert_allclose(rows[-1]["return_mean"], want.mean(), rtol=1e-5)
+    np.testing.assert_allclose(rows[-1]["return_std"], want.std(), rtol=1e-5)
