@@ -40,3 +40,15 @@ def test_shipped_model_scores_above_its_threshold(name, index):
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="no pretrained model 'nope' \\(available: "):
         pretrained.load("nope")
+
+
+def test_list_names_every_model_with_its_size_and_how_it_was_made(capsys):
+    assert pretrained.main(["list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == NAMES
+    for name, line in zip(NAMES, lines):
+        meta = pretrained.info(name)
+        assert f"({meta['num_params']} parameters)" in line
+        made = f"distillation round {meta['distill_rounds'] - 1}" if "distill_rounds" in meta else \
+            f"{meta['generations']} generations"
+        assert made in line, line

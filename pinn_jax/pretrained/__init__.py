@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "list":
         for n in available():
             m = info(n)
-            print(f"{n}: {m['config']['policy']['name']}, {m['generations']} generations, {m['params']} params")
+            made = (f"{m['params']}" if "distill_rounds" in m else
+                    f"{m['generations']} generations, {m['params']} params")
+            print(f"{n}: {m['config']['policy']['name']} ({m['num_params']} parameters), {made}")
         return 0
     try:
         if args.cmd == "export-student":
