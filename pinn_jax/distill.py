@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import pathlib
 import sys
 import time
@@ -40,7 +41,7 @@ from jax.flatten_util import ravel_pytree
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config, ConfigError
 from pinn_jax.policies import Policy
-from pinn_jax.rollout import build_env, build_policy, member_returns, obs_dim_of, transform_from
+from pinn_jax.rollout import build_env, build_policy, episode, member_returns, obs_dim_of, transform_from
 from pinn_jax.train import TrainingError
 
 
@@ -53,35 +54,49 @@ class Episodes(NamedTuple):
     valid: jax.Array  # step t happened (the episode was not over yet)
 
 
+@dataclasses.dataclass(frozen=True)
+class _SideBySide:
+    """Student and teacher stepped on the same inputs; acts as one of them, reports the teacher's action.
+
+    Parameters are ``(student_params, teacher_params, teacher_acts)``; ``aux["label"]`` is the teacher's action.
+    """
+
+    student: Policy
+    teacher: Policy
+
+    @property
+    def act_dim(self) -> int:
+        return self.student.act_dim
+
+    def prepare(self, params: tuple[Any, Any, jax.Array]) -> tuple[Any, Any, jax.Array]:
+        student_params, teacher_params, teacher_acts = params
+        return self.student.prepare(student_params), self.teacher.prepare(teacher_params), teacher_acts
+
+    def initial_state(self, obs_dim: int) -> tuple[Any, Any]:
+        return self.student.initial_state(obs_dim), self.teacher.initial_state(obs_dim)
+
+    def step(self, prepared: tuple[Any, Any, jax.Array], state: tuple[Any, Any], obs: jax.Array,
+             prev_action: jax.Array) -> tuple[tuple[Any, Any], jax.Array, dict]:
+        sp, tp, teacher_acts = prepared
+        s_state, a_s, _ = self.student.step(sp, state[0], obs, prev_action)
+        t_state, a_t, _ = self.teacher.step(tp, state[1], obs, prev_action)
+        return (s_state, t_state), jnp.where(teacher_acts, a_t, a_s), {"label": a_t}
+
+
 def labelled_episode(student: Policy, student_params: Any, teacher: Policy, teacher_params: Any, env: Any,
                      env_params: Any, key: jax.Array, num_steps: int, teacher_acts: jax.Array) -> Episodes:
     """One episode played by the teacher (``teacher_acts`` true) or the student, labelled by the teacher.
 
     Both policies see the same observations and the executed previous action, so the student's recurrent
     state follows the recorded trajectory exactly as it will when the episode is replayed in training.
+    Recorded with :func:`pinn_jax.rollout.episode`.
     """
-    sp, tp = student.prepare(student_params), teacher.prepare(teacher_params)
-    key_reset, key_steps = jax.random.split(key)
-    obs, env_state = env.reset_env(key_reset, env_params)
-    n = obs.shape[-1]
-    act0 = jnp.zeros((student.act_dim,), jnp.float32)
-
-    def body(carry, t):
-        obs, env_state, s_state, t_state, prev, done = carry
-        s_state, a_s, _ = student.step(sp, s_state, obs, prev)
-        t_state, a_t, _ = teacher.step(tp, t_state, obs, prev)
-        act = jnp.where(teacher_acts, a_t, a_s)
-        obs2, env_state2, _, terminated, _ = env.step_env(jax.random.fold_in(key_steps, t), env_state, act,
-                                                          env_params)
-        out = (obs, prev, a_t, ~done)
-        keep = lambda old, new: jax.tree.map(lambda o, w: jnp.where(done, o, w), old, new)  # noqa: E731
-        carry = (keep(obs, obs2), keep(env_state, env_state2), s_state, t_state, keep(prev, act),
-                 done | terminated)
-        return carry, out
-
-    init = (obs, env_state, student.initial_state(n), teacher.initial_state(n), act0, jnp.asarray(False))
-    _, (o, p, a, v) = jax.lax.scan(body, init, jnp.arange(num_steps))
-    return Episodes(o, p, a, v)
+    pair = _SideBySide(student, teacher)
+    traj = episode(pair, env, env_params, (student_params, teacher_params, teacher_acts), key, num_steps,
+                   record=True).trajectory
+    acts = traj["action"]
+    prev = jnp.concatenate([jnp.zeros_like(acts[:1]), acts[:-1]])
+    return Episodes(traj["obs"], prev, traj["aux"]["label"], ~traj["done"])
 
 
 LOSSES = ("mse", "bce")
