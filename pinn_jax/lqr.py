@@ -54,9 +54,10 @@ def lqr_gain(env_params: EnvParams = EnvParams(), q: Sequence[float] = DEFAULT_Q
     return np.linalg.solve(r_mat + b_mat.T @ p @ b_mat, b_mat.T @ p @ a_mat)[0]
 
 
-def _state(obs: jax.Array) -> jax.Array:
-    """``(x, ẋ, θ, θ̇)`` from the unshuffled observation, θ in (-π, π]."""
-    return jnp.stack([obs[0], obs[1], jnp.arctan2(obs[3], obs[2]), obs[4]])
+def _action(gain: jax.Array, obs: jax.Array) -> jax.Array:
+    """``clip(-K s, -1, 1)`` (shape (1,)) with ``s = (x, ẋ, θ, θ̇)`` from the unshuffled observation, θ in (-π, π]."""
+    state = jnp.stack([obs[0], obs[1], jnp.arctan2(obs[3], obs[2]), obs[4]])
+    return jnp.clip(-(gain @ state), -1.0, 1.0)[None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +77,7 @@ class LQRPolicy:
         return jnp.asarray(self.gain, jnp.float32)
 
     def step(self, prepared: jax.Array, state: tuple, obs: jax.Array, prev_action: jax.Array):
-        return state, jnp.clip(-(prepared @ _state(obs)), -1.0, 1.0)[None], {}
+        return state, _action(prepared, obs), {}
 
     def num_params(self, obs_dim: int | None = None) -> int:
         return 0
@@ -106,8 +107,7 @@ class CatchWithLQR:
     def step(self, prepared: tuple[Any, jax.Array], state: Any, obs: jax.Array, prev_action: jax.Array):
         base_prepared, gain = prepared
         state, action, aux = self.base.step(base_prepared, state, obs, prev_action)
-        lqr_action = jnp.clip(-(gain @ _state(obs)), -1.0, 1.0)[None]
-        return state, jnp.where(obs[2] > self.threshold, lqr_action, action), aux
+        return state, jnp.where(obs[2] > self.threshold, _action(gain, obs), action), aux
 
     def num_params(self, obs_dim: int) -> int:
         return self.base.num_params(obs_dim)
