@@ -225,13 +225,19 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     return params, rows
 
 
+def round_file(out: str | pathlib.Path, round_: int) -> pathlib.Path:
+    """Where a distillation in ``out`` keeps the student of round ``round_``."""
+    return pathlib.Path(out) / "rounds" / f"{round_:03d}.npz"
+
+
 def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
     """The student's flat parameters (``student.npz``, rewritten after every round, and a copy per round in
     ``rounds/NNN.npz`` to choose from on other episodes) and the log so far."""
     flat = np.asarray(ravel_pytree(params)[0], np.float32)
     np.savez(out / "student.npz", params=flat)
-    (out / "rounds").mkdir(exist_ok=True)
-    np.savez(out / "rounds" / f"{len(rows) - 1:03d}.npz", params=flat)
+    path = round_file(out, len(rows) - 1)
+    path.parent.mkdir(exist_ok=True)
+    np.savez(path, params=flat)
     with (out / "distill.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()

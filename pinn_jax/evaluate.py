@@ -34,7 +34,6 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from pinn_jax import checkpoint as ckpt
 from pinn_jax import plots
@@ -43,7 +42,7 @@ from pinn_jax import config as config_lib
 from pinn_jax.envs import ObsTransform, render
 from pinn_jax.plots import plot_noise, plot_returns, plot_shuffle_period
 from pinn_jax.policies import AttentionNeuronPolicy, MLPPolicy, Policy, load_official, official_weights_path
-from pinn_jax.rollout import build_env, build_policy, episode, obs_dim_of, transform_from
+from pinn_jax.rollout import build_env, episode, flat_layout, obs_dim_of
 
 __all__ = [
     "EvaluationError", "ModelError", "Model", "load_model", "Condition", "default_conditions", "parse_condition",
@@ -186,11 +185,9 @@ def _load_flat(spec: str, name: str) -> Model:
             flat = np.asarray(data["params"], np.float32)
     except (ConfigError, KeyError, ValueError, OSError) as e:
         raise ModelError(f"cannot load {spec}: {_one_line(e)}") from None
-    policy = build_policy(cfg.policy)
-    ref, unravel = ravel_pytree(policy.init(jax.random.PRNGKey(0), obs_dim_of(*build_env(cfg.env,
-                                                                                       transform_from(cfg.train)))))
-    if flat.shape != ref.shape:
-        raise ModelError(f"{spec} holds {flat.size} parameters, the policy of {cfg_path} has {ref.size}")
+    policy, unravel, size = flat_layout(cfg)
+    if flat.shape != (size,):
+        raise ModelError(f"{spec} holds {flat.size} parameters, the policy of {cfg_path} has {size}")
     return Model(name=name, policy=policy, params=unravel(jnp.asarray(flat)), env_cfg=cfg.env, source=spec,
                  config=cfg)
 

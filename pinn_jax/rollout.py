@@ -15,7 +15,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pinn_jax.config import EnvConfig, PolicyConfig, TrainConfig
+from jax.flatten_util import ravel_pytree
+
+from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
 from pinn_jax.envs import ObsTransform, ObsTransformWrapper, make
 from pinn_jax.policies import Policy, make_policy
 
@@ -58,6 +60,17 @@ def obs_dim_of(env: ObsTransformWrapper, env_params: Any) -> int:
     """Number of features the policy receives (after noise features are appended)."""
     obs, _ = jax.eval_shape(env.reset_env, jax.random.key(0), env_params)
     return int(obs.shape[-1])
+
+
+def flat_layout(cfg: Config) -> tuple[Policy, Callable[[jax.Array], Any], int]:
+    """The configured policy, the function that turns its flat parameters into a pytree, and their count.
+
+    The layout is that of the policy's initialiser for the observations the config's env and transform give.
+    """
+    policy = build_policy(cfg.policy)
+    template = policy.init(jax.random.PRNGKey(0), obs_dim_of(*build_env(cfg.env, transform_from(cfg.train))))
+    flat, unravel = ravel_pytree(template)
+    return policy, unravel, int(flat.size)
 
 
 def episode(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any, key: jax.Array,

@@ -19,7 +19,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
@@ -49,17 +48,14 @@ def checks(name: str) -> list[dict[str, Any]]:
 
 def load(name: str) -> tuple[Policy, Any, Config]:
     """The policy, its parameter pytree and the config it was trained with."""
-    from pinn_jax.rollout import build_env, build_policy, obs_dim_of, transform_from
+    from pinn_jax.rollout import flat_layout
 
     meta = info(name)
     cfg = config_lib.from_dict(meta["config"])
-    policy = build_policy(cfg.policy)
-    obs_dim = obs_dim_of(*build_env(cfg.env, transform_from(cfg.train)))
+    policy, unravel, size = flat_layout(cfg)
     flat = np.load(HERE / f"{name}.npz")["params"]
-    template = policy.init(jax.random.PRNGKey(0), obs_dim)
-    ref, unravel = ravel_pytree(template)
-    if flat.shape != ref.shape:
-        raise ValueError(f"pretrained model {name!r} has {flat.size} parameters, its policy expects {ref.size}")
+    if flat.shape != (size,):
+        raise ValueError(f"pretrained model {name!r} has {flat.size} parameters, its policy expects {size}")
     return policy, unravel(jax.numpy.asarray(flat, jax.numpy.float32)), cfg
 
 
@@ -96,6 +92,8 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
     """
     import csv
 
+    from pinn_jax.distill import round_file
+
     distill_dir = pathlib.Path(distill_dir)
     for f in ("config.yaml", "distill.csv"):
         if not (distill_dir / f).is_file():
@@ -105,7 +103,7 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
         rows = list(csv.DictReader(f))
     if round_ is None:
         round_ = len(rows) - 1
-    npz = distill_dir / "rounds" / f"{round_:03d}.npz"
+    npz = round_file(distill_dir, round_)
     if not 0 <= round_ < len(rows) or not npz.is_file():
         raise FileNotFoundError(f"{distill_dir} has no round {round_} (rounds 0 to {len(rows) - 1})")
     flat = np.load(npz)["params"]
