@@ -17,14 +17,11 @@ import yaml
 
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
+from pinn_jax.errors import CheckpointError
 
 # Config keys that may differ between a checkpoint and the run resuming it.
 RESUMABLE_KEYS = {"train.generations", "train.log_every", "train.checkpoint_every", "train.eval_every",
                   "train.eval_episodes", "run_dir", "distributed"}
-
-
-class CheckpointError(ValueError):
-    """A missing, unreadable or incompatible checkpoint (one-line message)."""
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

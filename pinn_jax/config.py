@@ -15,9 +15,8 @@ from typing import Any
 import dacite
 import yaml
 
+from pinn_jax.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration problem, reported on one line naming the offending key."""
 
 
 @dataclass(frozen=True)

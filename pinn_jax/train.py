@@ -29,14 +29,11 @@ from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax import distributed
 from pinn_jax.config import Config, ConfigError
+from pinn_jax.errors import TrainingError
 from pinn_jax.metrics import MetricsWriter, read_csv
 
 if TYPE_CHECKING:  # the trainer (evosax) starts JAX's backend on import: not before jax.distributed.initialize
     from pinn_jax.trainer import TrainState, Trainer
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. NaN fitness); saved checkpoints are left untouched."""
 
 
 def _is_main_process() -> bool:

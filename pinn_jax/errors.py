@@ -1,0 +1,83 @@
+"""User-facing failures: one base class, one formatter, one command-line convention.
+
+A :class:`UserError` is a problem with what the user gave (a config, a path, a model spec, an option)
+or with files on disk (a checkpoint, a run directory). Every entry point reports it as one line,
+``error: ...``, and exits with code 2; anything else is a programming error and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Callable, NoReturn, Sequence
+
+__all__ = ["UserError", "ConfigError", "CheckpointError", "RunDirError", "TrainingError", "ModelError",
+           "EvaluationError", "one_line", "cli", "ArgumentParser", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class UserError(Exception):
+    """A problem with the user's input or files, reported on one line (exit code 2 from every CLI)."""
+
+
+class ConfigError(UserError):
+    """A configuration problem, reported on one line naming the offending key."""
+
+
+class CheckpointError(UserError):
+    """A missing, unreadable or incompatible checkpoint."""
+
+
+class RunDirError(UserError):
+    """A run directory that cannot be used: not a directory, not writable, locked by another process."""
+
+
+class TrainingError(UserError):
+    """Training cannot go on (e.g. NaN fitness); saved checkpoints are left untouched."""
+
+
+class ModelError(UserError):
+    """A model spec that cannot be loaded (the message names the spec or path)."""
+
+
+class EvaluationError(UserError):
+    """A bad evaluation condition or option."""
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def cli(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a ``main(argv) -> exit code``: a :class:`UserError` becomes ``error: ...`` on stderr and exit 2,
+    Ctrl-C exit 130. Other exceptions propagate with their traceback."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except UserError as e:
+            print(f"error: {one_line(e)}", file=sys.stderr, flush=True)
+            return EXIT_USER_ERROR
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+
+    return wrapped
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with the house conventions: defaults shown in ``--help``, bad options reported on one
+    line (``error: ...``, exit 2) instead of the usage block."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR)
