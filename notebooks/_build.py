@@ -78,7 +78,8 @@ from IPython.display import Image, display
 
 import pinn_jax
 from pinn_jax import config, envs
-from pinn_jax import evaluate as ev
+from pinn_jax.episodes import render_episode_video
+from pinn_jax.models import load_model
 from pinn_jax.policies import count_params, make_policy
 from pinn_jax.train import train
 
@@ -171,9 +172,9 @@ by default). `render_episode_video` films one episode to a GIF or MP4; here the 
 **shuffled** (a random feature order for the whole episode), which the attention neuron does not
 notice."""),
     ("code", """\
-model = ev.load_model(cfg.run_dir, params="mean", name="attention neuron")
+model = load_model(cfg.run_dir, params="mean", name="attention neuron")
 print(model.kind, "policy from", model.source)
-gif = ev.render_episode_video(model, work / "rollout.gif", condition="shuffle", env_cfg=cfg.env,
+gif = render_episode_video(model, work / "rollout.gif", condition="shuffle", env_cfg=cfg.env,
                               steps=MAX_STEPS, stride=2, width=360, height=240, fps=20)
 display(Image(filename=str(gif)))"""),
     ("code", """\
@@ -242,7 +243,11 @@ from IPython.display import Image, display
 
 from pinn_jax import config
 from pinn_jax import evaluate as ev
-from pinn_jax.policies import count_params, official_weights_path
+from pinn_jax.conditions import default_conditions
+from pinn_jax.episodes import plot_attention, record_episode
+from pinn_jax.errors import ModelError
+from pinn_jax.models import load_model
+from pinn_jax.policies import count_params
 from pinn_jax.train import train
 
 work = pathlib.Path(tempfile.mkdtemp(prefix="pinn_jax_permutation_"))
@@ -250,15 +255,13 @@ print(f"JAX {jax.__version__} on {jax.default_backend()}; outputs go to {work}")
     ("md", """\
 ## Load the agents
 
-`evaluate.load_model` takes `"pretrained:NAME"`, `"official"` or a run directory (its latest
+`models.load_model` takes `"pretrained:NAME"`, `"official"` or a run directory (its latest
 checkpoint). For the comparison we also need an MLP: the shipped one, or a 5 → 16 → 16 → 1 MLP
 trained here for a few generations (barely trained then: its point below is its fixed input size)."""),
     ("code", """\
-try:
-    from pinn_jax import pretrained
-    SHIPPED = pretrained.available()
-except ImportError:  # an install without shipped models
-    pretrained, SHIPPED = None, []
+from pinn_jax import pretrained
+
+SHIPPED = pretrained.available()
 
 
 def shipped(kind, preferred):
@@ -282,26 +285,27 @@ def train_small(kind, name, hidden=(16, 16)):
     })
     _, _, rows = train(cfg, progress=False)
     print(f"trained {kind} for {TRAIN['generations']} generations: best fitness {rows[-1]['best_so_far']:.1f}")
-    return ev.load_model(str(run_dir), params="mean", name=name)
+    return load_model(str(run_dir), params="mean", name=name)
 
 
 name = shipped("attention_neuron", "cartpole_pi_catch")
 if name:
-    pi, PI_SOURCE = ev.load_model(f"pretrained:{name}", name="attention neuron"), f"shipped model {name!r}"
-elif official_weights_path().is_file():
-    pi, PI_SOURCE = ev.load_model("official", name="attention neuron"), "the authors' released weights"
+    pi, PI_SOURCE = load_model(f"pretrained:{name}", name="attention neuron"), f"shipped model {name!r}"
 else:
-    pi, PI_SOURCE = train_small("attention_neuron", "attention neuron"), "trained in this notebook"
+    try:  # the authors' weights, if fetched (python -m pinn_jax.pretrained fetch-official)
+        pi, PI_SOURCE = load_model("official", name="attention neuron"), "the authors' released weights"
+    except ModelError:
+        pi, PI_SOURCE = train_small("attention_neuron", "attention neuron"), "trained in this notebook"
 
 name = shipped("mlp", "cartpole_mlp")
 if name:
-    mlp, MLP_SOURCE = ev.load_model(f"pretrained:{name}", name="MLP"), f"shipped model {name!r}"
+    mlp, MLP_SOURCE = load_model(f"pretrained:{name}", name="MLP"), f"shipped model {name!r}"
 else:
     mlp, MLP_SOURCE = train_small("mlp", "MLP"), "trained in this notebook"
 
 EVAL_ENV = pi.env_cfg  # evaluate where the attention neuron was trained
 for m, src in ((pi, PI_SOURCE), (mlp, MLP_SOURCE)):
-    print(f"{m.name}: {m.kind}, {count_params(m.params)} parameters, input size {ev.input_size(m) or 'any'}, "
+    print(f"{m.name}: {m.kind}, {count_params(m.params)} parameters, input size {m.input_size or 'any'}, "
           f"{src} ({m.source})")
 print(f"evaluation env: {EVAL_ENV}")"""),
     ("md", """\
@@ -313,7 +317,7 @@ re-shuffled every *k* steps, and *N* Gaussian noise features appended (then shuf
 fixed-input model cannot run are `n/a`. The hard start is harsh: many episodes are lost in the first
 steps whatever the policy does, hence the large spread (the paper reports 472 ± 426)."""),
     ("code", """\
-conditions = ev.default_conditions(shuffle_every=SHUFFLE_EVERY, noise=NOISE)
+conditions = default_conditions(shuffle_every=SHUFFLE_EVERY, noise=NOISE)
 print("conditions:", [c.name for c in conditions])
 report = ev.evaluate([pi, mlp], conditions, episodes=EPISODES, seed=0, env_cfg=EVAL_ENV, log=print)
 print()
@@ -338,7 +342,7 @@ in another order), which the chaotic swing-up dynamics amplify."""),
     ("code", """\
 EPISODE = int(np.argmax(report["returns"][pi.name]["no_shuffle"]))
 STEPS = min(300, EVAL_ENV.max_steps)
-recs = {(m.name, c): ev.record_episode(m, c, EVAL_ENV, seed=0, episode_index=EPISODE, steps=STEPS)
+recs = {(m.name, c): record_episode(m, c, EVAL_ENV, seed=0, episode_index=EPISODE, steps=STEPS)
         for m in (pi, mlp) for c in ("no_shuffle", "shuffle")}
 plain, shuf = recs[pi.name, "no_shuffle"], recs[pi.name, "shuffle"]
 print(f"episode {EPISODE}, step-0 observation unshuffled:", np.round(plain.trajectory["obs"][0], 3))
@@ -373,7 +377,7 @@ The attention matrix (16 latent slots × features) at a few steps of the same ep
 5 noise features appended and everything shuffled; columns are put back in the original feature
 order. The bottom panel is each feature's attention averaged over the slots, over time."""),
     ("code", """\
-attention_png = ev.plot_attention(pi, work / "attention.png", "noise_5", EVAL_ENV, seed=0,
+attention_png = plot_attention(pi, work / "attention.png", "noise_5", EVAL_ENV, seed=0,
                                   episode_index=EPISODE, steps=STEPS)
 display(Image(filename=str(attention_png)))"""),
     ("md", """\

@@ -30,8 +30,8 @@ full ``max_steps`` (finished episodes are frozen, not skipped), so a generation 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
 import platform
@@ -46,17 +46,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pinn_jax import artifacts
 from pinn_jax import config as config_lib
-from pinn_jax.rollout import build_env, build_policy, evaluate_population, obs_dim_of, transform_from
+from pinn_jax import configs
+from pinn_jax.bench_report import markdown, plot, range_text as _range, g as _g, times as _times
+from pinn_jax.errors import ArgumentParser, cli
+from pinn_jax.experiment import setup
+from pinn_jax.rollout import evaluate_population
 from pinn_jax.trainer import limit_lapack_threads, make_trainer
 
 __all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]
 
-POLICIES: dict[str, dict[str, Any]] = {  # the shipped configs' policies (configs/cartpole_*.yaml)
-    "attention_neuron": {"name": "attention_neuron", "hidden_dim": 16, "msg_dim": 32, "pos_em_dim": 8, "scale": False},
-    "mlp": {"name": "mlp", "hidden": [16, 16]},
-    "linear": {"name": "linear"},
-}
+POLICIES = {"attention_neuron": "cartpole_pi", "mlp": "cartpole_mlp", "linear": "cartpole_linear"}  # shipped configs
 REPORT_KEYS = ("meta", "settings", "generation", "compile", "memory", "scaling", "baseline", "speedup")
 
 
@@ -77,6 +78,7 @@ class Settings:
     baseline_steps: int = 500
     policies: tuple[str, ...] = ("attention_neuron", "mlp", "linear")
     split: bool = True
+    seed: int = 0
 
 
 SETTINGS = {
@@ -89,12 +91,14 @@ SETTINGS = {
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def make_config(policy: str, population: int, rollouts: int, steps: int, num_noise: int = 0) -> config_lib.Config:
-    """The paper's protocol (CMA-ES from zeros, sigma 0.1, hard start, common random numbers)."""
+def make_config(policy: str, population: int, rollouts: int, steps: int, num_noise: int = 0,
+                seed: int = 0) -> config_lib.Config:
+    """The paper's protocol (CMA-ES from zeros, sigma 0.1, hard start, common random numbers) with the policy
+    of the shipped config named in ``POLICIES``."""
     return config_lib.from_dict({
-        "seed": 0, "run_dir": "unused",
+        "seed": seed, "run_dir": "unused",
         "env": {"name": "CartPoleSwingUp-v0", "start": "hard", "max_steps": steps},
-        "policy": dict(POLICIES[policy]),
+        "policy": config_lib.load(configs.resolve(POLICIES[policy])).to_dict()["policy"],
         "strategy": {"name": "CMA_ES", "population_size": population, "sigma_init": 0.1, "init_mean": "zeros"},
         "train": {"rollouts": rollouts, "common_random_numbers": True, "num_noise": num_noise, "log_every": 1},
     })
@@ -156,10 +160,8 @@ def _cpu_model() -> str:
 
 def _version(module: str) -> str | None:
     try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:  # noqa: BLE001
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
@@ -244,9 +246,8 @@ def measure_baseline(cfg: config_lib.Config, steps_per_block: int, blocks: int) 
     extrapolated to a generation's evaluation (``population x rollouts x max_steps`` steps).
     """
     limit_lapack_threads()
-    policy = build_policy(cfg.policy)
-    env, env_params = build_env(cfg.env, transform_from(cfg.train))
-    obs_dim = obs_dim_of(env, env_params)
+    exp = setup(cfg)
+    policy, env, env_params, obs_dim = exp.policy, exp.env, exp.env_params, exp.obs_dim
     params = policy.init(jax.random.PRNGKey(0), obs_dim)
     prepared = jax.jit(policy.prepare)(params)
     policy_step = jax.jit(policy.step)
@@ -309,7 +310,7 @@ def measure_curves(s: Settings, log: Callable[[str], None]) -> dict[str, list[di
             noise = v - 5 if axis == "features" else 0
             if noise < 0:
                 raise ValueError(f"feature counts start at the env's 5 observations, got {v}")
-            r = measure_generation(make_config(policy, pop, rollouts, s.curve_steps, noise), s.curve_repeats)
+            r = measure_generation(make_config(policy, pop, rollouts, s.curve_steps, noise, s.seed), s.curve_repeats)
             r["value"] = v
             curves[axis].append(_compact(r))
             log(f"  {axis}={v}: {_range(r['sec_per_gen'])} s/gen ({r['env_steps_per_sec']:.3g} steps/s)")
@@ -334,7 +335,7 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
     generation, compile_times, memory, baseline, speedup = {}, {}, {"peak_rss_bytes": {}}, {}, {}
     for name in s.policies:
         log(f"generation: {name}, population {s.population} x {s.rollouts} rollouts x {s.steps} steps ...")
-        cfg = make_config(name, s.population, s.rollouts, s.steps)
+        cfg = make_config(name, s.population, s.rollouts, s.steps, seed=s.seed)
         r = measure_generation(cfg, s.repeats, split=s.split)
         generation[name] = r
         compile_times[name] = {"trace_s": r["trace_s"], "compile_s": r["compile_s"],
@@ -368,116 +369,16 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
     return report
 
 
-# ------------------------------------------------------------------------------------------ reports
-def _g(x: float) -> str:
-    return f"{x:.3g}"
-
-
-def _range(st: dict[str, Any]) -> str:
-    return f"{_g(st['median'])} ({_g(st['min'])}–{_g(st['max'])})"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """The tables quoted in the README."""
-    m, s = report["meta"], report["settings"]
-    lines = [
-        "# pinn_jax benchmark", "",
-        f"Device: **{_device_line(m)}**; jax {m['jax']}, jaxlib {m['jaxlib']}, evosax {m['evosax']}"
-        + (f"; XLA_FLAGS `{m['xla_flags']}`" if m.get("xla_flags") else "") + ".  ",
-        f"Load average (1/5/15 min) at start {_load(m['loadavg_start'])}, at end {_load(m['loadavg_end'])}; "
-        f"mode `{s['mode']}`, {s['repeats']} timed repetitions after a warm-up (median, min–max); "
-        f"whole run {m['wall_s']:.0f} s.", "",
-        f"## One generation: population {s['population']} × {s['rollouts']} rollouts × {s['steps']} steps, "
-        "CMA-ES, hard start", "",
-        "`Trainer.run(state, 1)`: ask → evaluate → tell in one compiled call. Environment steps per generation "
-        "= population × rollouts × steps (finished episodes are frozen, not skipped). CPU s = process CPU time "
-        "(all threads); ask+tell and evaluation are timed as separate compiled calls.", "",
-        "| policy | params | s / generation | generations / s | env steps / s | CPU s / gen | ask + tell s "
-        "| evaluation s | compile s | Python loop s / gen (extrapolated) | speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in report["generation"].items():
-        b, c = report["baseline"][name], report["compile"][name]
-        at = _range(r["ask_tell_sec"]) if "ask_tell_sec" in r else "–"
-        ev = _range(r["evaluate_sec"]) if "evaluate_sec" in r else "–"
-        lines.append(f"| {name} | {r['num_params']} | {_range(r['sec_per_gen'])} | {_g(r['gen_per_sec'])} | "
-                     f"{r['env_steps_per_sec']:.3g} | {_g(r['cpu_sec_per_gen'])} | {at} | {ev} | {c['total_s']:.1f} | "
-                     f"{_g(b['extrapolated_sec_per_gen'])} ({b['sec_per_step']['median'] * 1e6:.0f} µs/step) | "
-                     f"{_times(report['speedup'][name])} |")
-    mem = report["memory"]
-    lines += ["", f"Peak host RSS: {mem['peak_rss_bytes']['end'] / 2**20:.0f} MiB"
-              + (f"; device peak {mem['device']['peak_bytes_in_use'] / 2**20:.0f} MiB"
-                 if mem.get("device") and "peak_bytes_in_use" in mem["device"] else "") + ".", ""]
-    lines += [f"## Scaling (attention neuron, {s['curve_steps']} steps per episode, {s['curve_repeats']} repetitions)",
-              "", f"Shorter episodes than above ({s['curve_steps']} instead of {s['steps']} steps) keep the grid "
-              "affordable; the cost per step does not depend on the episode length. Population and features at "
-              f"{s['rollouts']} rollouts; rollouts and features at population {s['population']}; "
-              "features beyond the 5 observations are noise features.", ""]
-    titles = {"population": "population", "rollouts": "rollouts", "features": "features"}
-    for axis, rows in report["scaling"].items():
-        lines += [f"| {titles[axis]} | s / generation | env steps / s | CPU s / gen |", "|---:|---:|---:|---:|"]
-        for r in rows:
-            lines.append(f"| {r['value']} | {_range(r['sec_per_gen'])} | {r['env_steps_per_sec']:.3g} | "
-                         f"{_g(r['cpu_sec_per_gen'])} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _device_line(m: dict[str, Any]) -> str:
-    cpu = f"{m['cpu_model']}, {m['cpu_affinity']} cores"
-    if m["backend"] == "cpu":
-        return f"CPU ({cpu})"
-    return f"{m['backend'].upper()} {m['device']} x {m['device_count']} (host: {cpu})"
-
-
-def _times(x: float) -> str:
-    return f"×{x:,.0f}" if x >= 10 else f"×{x:.2g}"
-
-
-def _load(avg: Sequence[float] | None) -> str:
-    return "n/a" if avg is None else "/".join(f"{x:.2f}" for x in avg)
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    """Seconds per generation against population, rollouts and features (log-log, min–max bars)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s, m = report["settings"], report["meta"]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    labels = {"population": "population size", "rollouts": "rollouts per member",
-              "features": "observation features (5 + noise)"}
-    for ax, (axis, rows) in zip(axes, report["scaling"].items()):
-        x = np.array([r["value"] for r in rows], float)
-        med = np.array([r["sec_per_gen"]["median"] for r in rows])
-        lo = med - np.array([r["sec_per_gen"]["min"] for r in rows])
-        hi = np.array([r["sec_per_gen"]["max"] for r in rows]) - med
-        ax.errorbar(x, med, yerr=[lo, hi], marker="o", capsize=3, label="measured")
-        ax.plot(x, med[0] * x / x[0], ls="--", color="grey", lw=1, label="linear in x")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xticks(x, [str(int(v)) for v in x])
-        ax.set_xlabel(labels[axis])
-        ax.set_ylabel("seconds per generation")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"attention neuron, CMA-ES, {s['curve_steps']} steps per episode — {_device_line(m)}, "
-                 f"load {_load(m['loadavg_start'])}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # ------------------------------------------------------------------------------------------ CLI
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+@cli
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pinn_jax.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="bench_results", help="output directory (default: bench_results/)")
+    p = ArgumentParser(prog="python -m pinn_jax.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="bench_results", metavar="DIR", help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the benchmarked configs (initial state, episodes)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced grid, 100 steps per episode for the curves")
     mode.add_argument("--tiny", action="store_true", help="everything tiny (tests): population 8, 2 rollouts, 20 steps")
@@ -510,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         updates["split"] = False
     if any(v < 5 for v in updates.get("grid_features", s.grid_features)):
         p.error("feature counts must be >= 5 (the environment's observations)")
-    run(dataclasses.replace(s, **updates), Path(args.out))
+    updates["seed"] = args.seed
+    run(dataclasses.replace(s, **updates), artifacts.output_dir(args.out, "--out"))
     return 0
 
 

@@ -19,20 +19,20 @@ survivors behave quite differently. For each model this runs the episodes of ``p
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import pathlib
 import sys
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
-from pinn_jax.checkpoint import PARAM_CHOICES
+from pinn_jax import artifacts
+from pinn_jax.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
 from pinn_jax.config import EnvConfig
-from pinn_jax.evaluate import (EvaluationError, Model, _one_line, _unique_names, condition_env, episode_keys,
-                               load_model, parse_condition)
+from pinn_jax.envs import is_swingup
+from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.rollout import episode
 
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "pole_trajectories", "diagnose", "format_table", "main"]
@@ -98,7 +98,7 @@ def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvCo
     Episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``; ``chunk`` episodes are recorded per call.
     """
     env_cfg = env_cfg or model.env_cfg
-    if not env_cfg.name.startswith("CartPoleSwingUp"):
+    if not is_swingup(env_cfg.name):
         raise EvaluationError(f"diagnose needs the cart-pole swing-up env, {model.name} uses {env_cfg.name}")
     env, env_params = condition_env(env_cfg, parse_condition("no_shuffle"))
     keys = episode_keys(seed, episodes)
@@ -107,11 +107,11 @@ def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvCo
     return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(3))  # type: ignore[return-value]
 
 
-def diagnose(models: Sequence[Model], episodes: int = 300, seed: int = 0, env_cfg: EnvConfig | None = None,
+def diagnose(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: int = 0, env_cfg: EnvConfig | None = None,
              upright_cos: float = 0.95) -> dict[str, dict[str, float]]:
     """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...)."""
     out = {}
-    for name, m in zip(_unique_names(models), models):
+    for name, m in zip(unique_names(models), models):
         cfg = env_cfg or m.env_cfg
         theta, reward, length = pole_trajectories(m, episodes, seed, cfg)
         out[name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
@@ -128,30 +128,36 @@ def format_table(report: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; 2 with a one-line error on a bad model spec or option."""
-    p = argparse.ArgumentParser(prog="python -m pinn_jax.diagnose", description=__doc__.split("\n\n")[0])
-    p.add_argument("models", nargs="+", metavar="MODEL", help="run directory, 'official' or 'pretrained:NAME'")
-    p.add_argument("--params", choices=PARAM_CHOICES, default="mean", help="parameters of a run directory")
-    p.add_argument("--episodes", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--env-start", choices=("hard", "easy"), default="hard")
-    p.add_argument("--max-steps", type=int, default=1000)
+    p = ArgumentParser(prog="python -m pinn_jax.diagnose", description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="run directory, FILE.npz, 'official' or 'pretrained:NAME'")
+    p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean", help="parameters of a run directory")
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys (those of pinn_jax.evaluate)")
+    p.add_argument("--env-start", choices=("hard", "easy"), default=None,
+                   help="start distribution (default: each model's own)")
+    p.add_argument("--max-steps", type=int, default=None, help="episode length (default: each model's own)")
     p.add_argument("--upright-cos", type=float, default=0.95, help="cos θ above which the pole counts as upright")
-    p.add_argument("--out", default=None, metavar="FILE.json")
+    p.add_argument("--out", default=None, metavar="DIR", help="write diagnose.json here")
     args = p.parse_args(argv)
-    try:
-        if args.episodes < 1 or args.max_steps < 2:
-            raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
-        models = [load_model(spec, args.params) for spec in args.models]
-        env_cfg = EnvConfig(start=args.env_start, max_steps=args.max_steps)
-        report = diagnose(models, args.episodes, args.seed, env_cfg, args.upright_cos)
-    except (EvaluationError, ValueError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 2
+    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 2):
+        raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
+    out = artifacts.output_dir(args.out, "--out") if args.out else None
+    models = [load_model(spec, args.params) for spec in args.models]
+    env_cfg = None
+    if args.env_start or args.max_steps:
+        first = models[0].env_cfg
+        env_cfg = EnvConfig(name=first.name, start=args.env_start or first.start,
+                            max_steps=args.max_steps or first.max_steps)
+    report = diagnose(models, args.episodes, args.seed, env_cfg, args.upright_cos)
     print(format_table(report))
-    if args.out:
-        pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
+    if out is not None:
+        path = out / "diagnose.json"
+        path.write_text(json.dumps(report, indent=2))
+        print(f"wrote {path}")
     return 0
 
 

@@ -23,26 +23,29 @@ as the trainer's ``eval.csv`` for that seed —, wall time) and ``OUT/config.yam
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import pathlib
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import yaml
 from jax.flatten_util import ravel_pytree
 
+from pinn_jax import artifacts, lqr
 from pinn_jax import config as config_lib
-from pinn_jax.config import Config, ConfigError
-from pinn_jax.policies import Policy
-from pinn_jax.rollout import build_env, build_policy, episode, member_returns, obs_dim_of, transform_from
-from pinn_jax.train import TrainingError
+from pinn_jax.config import Config
+from pinn_jax.envs import is_swingup, make
+from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
+from pinn_jax.experiment import setup
+from pinn_jax.models import load_model
+from pinn_jax.policies import Policy, PolicyBase
+from pinn_jax.rollout import episode, member_returns
+from pinn_jax.trainer import held_out_keys, initial_mean_flat
 
 
 class Episodes(NamedTuple):
@@ -55,7 +58,7 @@ class Episodes(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class _SideBySide:
+class _SideBySide(PolicyBase):
     """Student and teacher stepped on the same inputs; acts as one of them, reports the teacher's action.
 
     Parameters are ``(student_params, teacher_params, teacher_acts)``; ``aux["label"]`` is the teacher's action.
@@ -67,6 +70,10 @@ class _SideBySide:
     @property
     def act_dim(self) -> int:
         return self.student.act_dim
+
+    @property
+    def kind(self) -> str:
+        return "side_by_side"
 
     def prepare(self, params: tuple[Any, Any, jax.Array]) -> tuple[Any, Any, jax.Array]:
         student_params, teacher_params, teacher_acts = params
@@ -133,18 +140,13 @@ def imitation_loss(student: Policy, params: Any, batch: Episodes, kind: str = "m
 
 def load_teacher(spec: str) -> tuple[Policy, Any]:
     """A teacher by model spec (run directory, ``pretrained:NAME`` or ``official``)."""
-    from pinn_jax.evaluate import load_model
-
     model = load_model(spec)
     return model.policy, model.params
 
 
 def with_lqr_catch(teacher: Policy, cfg: Config, threshold: float) -> Policy:
     """The teacher, with an LQR balancer (:mod:`pinn_jax.lqr`) acting where ``cos θ > threshold``."""
-    from pinn_jax import lqr
-    from pinn_jax.envs import CARTPOLE_NAMES, make
-
-    if cfg.env.name not in CARTPOLE_NAMES:
+    if not is_swingup(cfg.env.name):
         raise ConfigError(f"--lqr-above needs a cart-pole swing-up env, got {cfg.env.name!r}")
     if not -1.0 < threshold < 1.0:
         raise ConfigError(f"--lqr-above must lie in (-1, 1), got {threshold}")
@@ -168,17 +170,13 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     if cfg.train.shuffle or cfg.train.shuffle_every or cfg.train.num_noise:
         raise ConfigError("distillation shows the teacher the student's observations: train.shuffle, "
                           "train.shuffle_every and train.num_noise must be off")
-    student = build_policy(cfg.policy)
-    env, env_params = build_env(cfg.env, transform_from(cfg.train))
-    n = obs_dim_of(env, env_params)
+    exp = setup(cfg)
+    student, env, env_params = exp.policy, exp.env, exp.env_params
     key = jax.random.PRNGKey(cfg.seed)
     key, k_init = jax.random.split(key)
-    params = student.init(k_init, n)
+    params = student.init(k_init, exp.obs_dim)
     if init is not None:
-        from pinn_jax.trainer import initial_mean_flat
-
-        flat, unravel = ravel_pytree(params)
-        params = unravel(jnp.asarray(initial_mean_flat(init, flat.size)))
+        params = exp.unravel(jnp.asarray(initial_mean_flat(init, exp.num_params)))
     opt = optax.adam(learning_rate)
     opt_state = opt.init(params)
     steps = cfg.train_steps
@@ -186,8 +184,6 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     collect = jax.jit(jax.vmap(
         lambda sp, k, use_t: labelled_episode(student, sp, teacher, teacher_params, env, env_params, k, steps,
                                               use_t), in_axes=(None, 0, None)))
-    from pinn_jax.trainer import held_out_keys  # the trainer's held-out episodes: distill.csv and eval.csv compare
-
     held_out = held_out_keys(cfg.seed, eval_episodes)
     score = jax.jit(lambda p: member_returns(student, env, env_params, p, held_out, cfg.env.max_steps))
 
@@ -198,8 +194,8 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
         upd, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, upd), opt_state, value
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    artifacts.output_dir(out, "--out")
+    artifacts.write_config(out, cfg.to_dict())
     data: Episodes | None = None
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
@@ -225,57 +221,57 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     return params, rows
 
 
-def round_file(out: str | pathlib.Path, round_: int) -> pathlib.Path:
-    """Where a distillation in ``out`` keeps the student of round ``round_``."""
-    return pathlib.Path(out) / "rounds" / f"{round_:03d}.npz"
-
-
 def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
     """The student's flat parameters (``student.npz``, rewritten after every round, and a copy per round in
     ``rounds/NNN.npz`` to choose from on other episodes) and the log so far."""
     flat = np.asarray(ravel_pytree(params)[0], np.float32)
-    np.savez(out / "student.npz", params=flat)
-    path = round_file(out, len(rows) - 1)
+    artifacts.save_flat(artifacts.student_file(out), flat)
+    path = artifacts.round_file(out, len(rows) - 1)
     path.parent.mkdir(exist_ok=True)
-    np.savez(path, params=flat)
-    with (out / "distill.csv").open("w", newline="") as f:
+    artifacts.save_flat(path, flat)
+    with (out / artifacts.DISTILL_LOG).open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pinn_jax.distill", description=__doc__.split("\n\n")[0])
-    p.add_argument("--teacher", required=True, help="run directory, pretrained:NAME or official")
-    p.add_argument("--student", required=True, metavar="CONFIG", help="training config of the student (YAML)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
-    p.add_argument("--rounds", type=int, default=8)
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    p = ArgumentParser(prog="python -m pinn_jax.distill", description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", required=True, help="run directory, FILE.npz, pretrained:NAME or official")
+    p.add_argument("--student", required=True, metavar="CONFIG", help="training config of the student (name or YAML)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the student's config (repeatable)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the student's initialiser and episodes "
+                   "(default: the config's seed)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
+    p.add_argument("--rounds", type=int, default=8, help="DAgger rounds")
     p.add_argument("--episodes", type=int, default=64, help="episodes recorded per round")
     p.add_argument("--updates", type=int, default=100, help="Adam updates per round")
     p.add_argument("--batch", type=int, default=32, help="episodes per update")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--loss", choices=LOSSES, default="mse", help="mse, or bce for bang-bang teachers")
     p.add_argument("--init", default=None, metavar="FILE.npz", help="start the student from these flat parameters")
     p.add_argument("--lqr-above", type=float, default=None, metavar="C",
                    help="near the top (cos θ > C) label with an LQR balancer instead of the teacher (cart-pole)")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
-    try:
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"output directory {out} already exists and is not empty")
-        for name in ("rounds", "episodes", "updates", "batch"):
-            if getattr(args, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
-        cfg = config_lib.load(args.student, args.overrides)
-        teacher, teacher_params = load_teacher(args.teacher)
-        if args.lqr_above is not None:
-            teacher = with_lqr_catch(teacher, cfg, args.lqr_above)
-        distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
-                init=args.init, loss=args.loss)
-    except (ConfigError, ValueError, FileNotFoundError, TrainingError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {out} already exists and is not empty")
+    for name in ("rounds", "episodes", "updates", "batch"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {args.lr}")
+    overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = config_lib.load(args.student, overrides)
+    teacher, teacher_params = load_teacher(args.teacher)
+    if args.lqr_above is not None:
+        teacher = with_lqr_catch(teacher, cfg, args.lqr_above)
+    distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
+            init=args.init, loss=args.loss)
     return 0
 
 

@@ -70,6 +70,12 @@ class Strategy:
         """Flat mean of the search distribution (None for population-based algorithms)."""
         return getattr(state, "mean", None)
 
+    def center(self, state: Any) -> jax.Array:
+        """The flat centre of the search: the distribution mean, or the best solution for algorithms
+        without one."""
+        mean = self.mean(state)
+        return self.best(state)[0] if mean is None else mean
+
     def unravel(self, flat: jax.Array) -> Any:
         """Flat vector → parameter pytree."""
         return self.algo._unravel_solution(flat)

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.linalg
 
 from pinn_jax.envs import CartPoleSwingUp, EnvParams, EnvState
-from pinn_jax.policies import Policy
+from pinn_jax.policies import Policy, PolicyBase
 
 DEFAULT_Q = (1.0, 1.0, 10.0, 1.0)  # state cost on (x, ẋ, θ, θ̇)
 DEFAULT_R = 1.0  # cost on the action (force / force_mag)
@@ -61,11 +61,12 @@ def _action(gain: jax.Array, obs: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class LQRPolicy:
+class LQRPolicy(PolicyBase):
     """The LQR balancer as a (parameter-free) policy: ``a = clip(-K s, -1, 1)``."""
 
     gain: tuple[float, ...]
     act_dim: int = 1
+    kind = "lqr"
 
     def init(self, key: jax.Array, obs_dim: int | None = None) -> dict:
         return {}
@@ -84,7 +85,7 @@ class LQRPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
-class CatchWithLQR:
+class CatchWithLQR(PolicyBase):
     """``base`` everywhere except near the top (``cos θ > threshold``), where the LQR balancer acts.
 
     Takes the base policy's parameters; the base keeps its recurrent state up to date at every step.
@@ -94,6 +95,7 @@ class CatchWithLQR:
     gain: tuple[float, ...]
     threshold: float = 0.8
     act_dim: int = 1
+    kind = "catch_with_lqr"
 
     def init(self, key: jax.Array, obs_dim: int) -> Any:
         return self.base.init(key, obs_dim)

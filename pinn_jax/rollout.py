@@ -10,16 +10,13 @@ sees the same episode starts, permutations and noise.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from jax.flatten_util import ravel_pytree
-
-from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
-from pinn_jax.envs import ObsTransform, ObsTransformWrapper, make
-from pinn_jax.policies import Policy, make_policy
+from pinn_jax.envs import ObsTransformWrapper
+from pinn_jax.policies import Policy
 
 
 class Episode(NamedTuple):
@@ -28,49 +25,6 @@ class Episode(NamedTuple):
     ret: jax.Array  # total reward until termination (inclusive)
     length: jax.Array  # number of steps taken until termination
     trajectory: dict[str, Any] | None = None
-
-
-def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
-    """The configured environment wrapped with the observation transform, and its params."""
-    overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
-    if env_cfg.name.startswith("CartPoleSwingUp"):
-        overrides["hard"] = env_cfg.start == "hard"
-    env, params = make(env_cfg.name, **overrides)
-    return ObsTransformWrapper(env, transform), params
-
-
-def transform_from(train_cfg: TrainConfig) -> ObsTransform:
-    """Train-time observation augmentation from the config."""
-    return ObsTransform(shuffle=train_cfg.shuffle, shuffle_every=train_cfg.shuffle_every,
-                        num_noise=train_cfg.num_noise)
-
-
-def build_policy(policy_cfg: PolicyConfig) -> Policy:
-    """The configured policy."""
-    if policy_cfg.name == "attention_neuron":
-        return make_policy("attention_neuron", hidden_dim=policy_cfg.hidden_dim, msg_dim=policy_cfg.msg_dim,
-                           pos_em_dim=policy_cfg.pos_em_dim, scale=policy_cfg.scale,
-                           attention_gain=policy_cfg.attention_gain)
-    if policy_cfg.name == "mlp":
-        return make_policy("mlp", hidden=tuple(policy_cfg.hidden))
-    return make_policy("linear")
-
-
-def obs_dim_of(env: ObsTransformWrapper, env_params: Any) -> int:
-    """Number of features the policy receives (after noise features are appended)."""
-    obs, _ = jax.eval_shape(env.reset_env, jax.random.key(0), env_params)
-    return int(obs.shape[-1])
-
-
-def flat_layout(cfg: Config) -> tuple[Policy, Callable[[jax.Array], Any], int]:
-    """The configured policy, the function that turns its flat parameters into a pytree, and their count.
-
-    The layout is that of the policy's initialiser for the observations the config's env and transform give.
-    """
-    policy = build_policy(cfg.policy)
-    template = policy.init(jax.random.PRNGKey(0), obs_dim_of(*build_env(cfg.env, transform_from(cfg.train))))
-    flat, unravel = ravel_pytree(template)
-    return policy, unravel, int(flat.size)
 
 
 def episode(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any, key: jax.Array,
@@ -107,38 +61,16 @@ def episode(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: A
     return Episode(ret=ret, length=length, trajectory=traj)
 
 
-def _batch_policy(policy: Policy) -> tuple[Callable, Callable, int]:
-    """``(init(obs_dim, batch), step(prepared, state, obs) -> (state, actions (B, act_dim)), obs_axis)``.
-
-    Policies with a lockstep ``step_batch`` (the attention neuron) use it, with feature-major
-    observations ``(N, B)`` (``obs_axis`` 1); for the others the per-agent ``step`` is vmapped
-    over the batch of observations ``(B, N)`` (``obs_axis`` 0), the previous actions kept in the state.
-    """
-    if hasattr(policy, "step_batch") and hasattr(policy, "initial_batch_state"):
-        return policy.initial_batch_state, policy.step_batch, 1
-
-    def init(obs_dim: int, batch: int) -> Any:
-        one = policy.initial_state(obs_dim)
-        pstate = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), one)
-        return pstate, jnp.zeros((batch, policy.act_dim), jnp.float32)
-
-    def step(prepared: Any, state: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
-        pstate, prev = state
-        pstate, act, _ = jax.vmap(policy.step, in_axes=(None, 0, 0, 0))(prepared, pstate, obs, prev)
-        return (pstate, act), act
-
-    return init, step, 0
-
-
 def lockstep_returns(policy: Policy, env: ObsTransformWrapper, env_params: Any, params: Any,
                      keys: jax.Array, num_steps: int, unroll: int = 1) -> jax.Array:
     """Returns of one parameter set over episode keys ``(B, 2)``, all episodes in one time loop.
 
     Same episodes as ``episode`` with each key (reset and per-step keys derived identically, the
-    env state frozen once done). For a policy with ``step_batch`` the observations are kept
-    feature-major ``(N, B)`` so it sees contiguous rows. ``unroll`` is passed to ``lax.scan``.
+    env state frozen once done). The policy steps them with its batch interface, observations on its
+    ``batch_obs_axis`` (the attention neuron's ``(N, B)`` rows are contiguous). ``unroll`` is passed to
+    ``lax.scan``.
     """
-    init_pstate, step, obs_axis = _batch_policy(policy)
+    init_pstate, step, obs_axis = policy.initial_batch_state, policy.step_batch, policy.batch_obs_axis
     prepared = policy.prepare(params)
     split = jax.vmap(jax.random.split)(keys)  # (B, 2, 2): the same split as in ``episode``
     key_reset, key_steps = split[:, 0], split[:, 1]

@@ -7,7 +7,6 @@ Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs
 from __future__ import annotations
 
 import os
-import pathlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,11 +16,13 @@ import numpy as np
 import threadpoolctl
 from flax import struct
 
-from pinn_jax import distributed
-from pinn_jax.config import Config, ConfigError
+from pinn_jax import artifacts, distributed
+from pinn_jax.config import Config
+from pinn_jax.errors import ConfigError, ModelError
 from pinn_jax.es import Strategy, make_strategy
+from pinn_jax.experiment import Experiment, setup
 from pinn_jax.policies import Policy
-from pinn_jax.rollout import build_env, build_policy, evaluate_population, member_returns, obs_dim_of, transform_from
+from pinn_jax.rollout import evaluate_population, member_returns
 
 EVAL_STREAM = 0x65766C  # folded into the seed's key for the held-out episodes (never used for training keys)
 METRIC_NAMES = ("fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far", "nan_count")
@@ -38,7 +39,8 @@ class TrainState:
 
 @dataclass(frozen=True, eq=False)
 class Trainer:
-    """A configured experiment: policy, wrapped env, strategy and the compiled generation loop.
+    """A configured experiment (:class:`~pinn_jax.experiment.Experiment`), its strategy and the compiled
+    generation loop.
 
     ``run(state, n)`` advances ``n`` generations in one jit-compiled ``lax.scan`` and returns the
     new state and per-generation metrics (arrays of length ``n``, see ``METRIC_NAMES``).
@@ -46,16 +48,18 @@ class Trainer:
     With a ``mesh`` the population is sharded over its devices and the state is kept replicated.
     """
 
-    cfg: Config
-    policy: Policy
-    env: Any
-    env_params: Any
-    obs_dim: int
+    exp: Experiment
     strategy: Strategy
-    template: Any  # a parameter pytree fixing structure and shapes
     run: Callable[[TrainState, int], tuple[TrainState, dict[str, jax.Array]]]
     traces: list
     mesh: Any = None  # jax.sharding.Mesh over all devices (axis "pop"), or None for one device
+
+    cfg = property(lambda self: self.exp.cfg)
+    policy = property(lambda self: self.exp.policy)
+    env = property(lambda self: self.exp.env)
+    env_params = property(lambda self: self.exp.env_params)
+    obs_dim = property(lambda self: self.exp.obs_dim)
+    template = property(lambda self: self.exp.template)
 
     def init(self, key: jax.Array | None = None) -> TrainState:
         """Initial state from ``cfg.seed`` (or an explicit key)."""
@@ -82,29 +86,24 @@ class Trainer:
 
     def mean_flat(self, state: TrainState) -> jax.Array:
         """Flat centre of the search distribution (falls back to the best member)."""
-        mean = self.strategy.mean(state.es_state)
-        return self.strategy.best(state.es_state)[0] if mean is None else mean
+        return self.strategy.center(state.es_state)
 
 
 def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
-    """Flat parameters to start the search from (warm start / fine-tuning), read from a ``.npz``.
+    """Flat parameters to start the search from (warm start / fine-tuning): any flat parameter file
+    (:func:`pinn_jax.artifacts.load_flat`). Raises :class:`ConfigError` naming ``strategy.init_mean``."""
+    try:
+        return artifacts.load_flat(path, num_params)
+    except ModelError as e:
+        raise ConfigError(f"config key 'strategy.init_mean': {e}") from None
 
-    Takes the key ``params`` (``eval_best.npz``, a shipped ``pinn_jax/pretrained`` model) or
-    ``mean`` (a finished run's ``params.npz``). Raises :class:`ConfigError` naming the file.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config key 'strategy.init_mean': parameter file not found: {path}")
-    with np.load(path) as data:
-        key = next((k for k in ("params", "mean") if k in data.files), None)
-        if key is None:
-            raise ConfigError(f"config key 'strategy.init_mean': {path} has no 'params' or 'mean' array "
-                              f"(found {', '.join(data.files) or 'nothing'})")
-        flat = np.asarray(data[key], np.float32)
-    if flat.shape != (num_params,):
-        raise ConfigError(f"config key 'strategy.init_mean': {path} holds {flat.size} parameters, "
-                          f"this policy has {num_params}")
-    return flat
+
+def abstract_state(strategy: Strategy, template: Any) -> TrainState:
+    """The shapes and dtypes of a :class:`TrainState` for ``strategy`` (to restore a checkpoint into),
+    computed without running anything."""
+    es_state = jax.eval_shape(strategy.init, jax.random.PRNGKey(0), template)
+    key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
+    return TrainState(es_state=es_state, key=key, generation=jax.ShapeDtypeStruct((), jnp.int32))
 
 
 def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
@@ -195,11 +194,8 @@ def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mes
     metrics are replicated global arrays; ``init`` places the initial state accordingly.
     """
     limit_lapack_threads()
-    policy = build_policy(cfg.policy)
-    env, env_params = build_env(cfg.env, transform_from(cfg.train))
-    obs_dim = obs_dim_of(env, env_params)
-    template = policy.init(jax.random.PRNGKey(0), obs_dim)
-    strategy = make_strategy(cfg.strategy, template)
+    exp = setup(cfg)
+    strategy = make_strategy(cfg.strategy, exp.template)
     replicate = lambda x: x  # noqa: E731
     jit_kwargs: dict[str, Any] = {}
     if mesh is not None:
@@ -207,13 +203,12 @@ def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mes
         user, shard = constrain, distributed.constrain(mesh)
         constrain, replicate = (lambda p: user(shard(p))), distributed.replicate(mesh)
         jit_kwargs["out_shardings"] = distributed.replicated(mesh)
-    generation = make_generation(cfg, policy, env, env_params, strategy, constrain, replicate)
+    generation = make_generation(cfg, exp.policy, exp.env, exp.env_params, strategy, constrain, replicate)
     traces: list = []
 
     def run(state: TrainState, n: int) -> tuple[TrainState, dict[str, jax.Array]]:
         traces.append(n)
         return jax.lax.scan(generation, state, None, length=n)
 
-    return Trainer(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
-                   strategy=strategy, template=template, run=jax.jit(run, static_argnums=1, **jit_kwargs),
-                   traces=traces, mesh=mesh)
+    return Trainer(exp=exp, strategy=strategy, run=jax.jit(run, static_argnums=1, **jit_kwargs), traces=traces,
+                   mesh=mesh)

@@ -20,19 +20,7 @@ import numpy as np
 from pinn_jax import config as config_lib
 from pinn_jax import distributed
 
-
-def tiny_dict(run_dir: str, **sections) -> dict:
-    """The tiny config of these tests as a plain mapping: linear policy, pop 8, 2 rollouts of 50 steps."""
-    data = {
-        "seed": 3, "run_dir": str(run_dir),
-        "env": {"start": "easy", "max_steps": 50},
-        "policy": {"name": "linear"},
-        "strategy": {"name": "CMA_ES", "population_size": 8, "sigma_init": 0.5},
-        "train": {"generations": 3, "rollouts": 2, "log_every": 1, "checkpoint_every": 2},
-    }
-    for k, v in sections.items():
-        data.setdefault(k, {}).update(v)
-    return data
+from conftest import tiny_dict  # noqa: E402 - tests/ is this script's directory
 
 
 def _history(m) -> dict[str, list[float]]:

@@ -10,7 +10,10 @@ import pytest
 
 from pinn_jax import diagnose as dg
 from pinn_jax import evaluate as ev
+from pinn_jax.conditions import parse_condition
 from pinn_jax.config import EnvConfig
+from pinn_jax.errors import EvaluationError
+from pinn_jax.models import load_model
 
 T = 100
 
@@ -46,19 +49,19 @@ def test_behaviour_stats_separate_balancing_spinning_and_lost_episodes():
 def test_behaviour_stats_without_survivors_and_bad_shapes():
     st = dg.behaviour_stats(np.zeros((2, T)), np.zeros((2, T)), np.array([3, 4]), T)
     assert st["survival"] == 0.0 and np.isnan(st["balanced"]) and np.isnan(st["survivor_return"])
-    with pytest.raises(ev.EvaluationError, match=r"must both be \(episodes, 100\)"):
+    with pytest.raises(EvaluationError, match=r"must both be \(episodes, 100\)"):
         dg.behaviour_stats(np.zeros((2, T)), np.zeros((2, T - 1)), np.array([T, T]), T)
 
 
 @pytest.fixture(scope="module")
 def report():
-    models = [ev.load_model("pretrained:cartpole_mlp"), ev.load_model("pretrained:cartpole_pi")]
+    models = [load_model("pretrained:cartpole_mlp"), load_model("pretrained:cartpole_pi")]
     return models, dg.diagnose(models, episodes=24, env_cfg=EnvConfig(max_steps=400))
 
 
 def test_real_episodes_agree_with_the_evaluation_study(report):
     models, rep = report
-    study = ev.evaluate(models, [ev.parse_condition("no_shuffle")], episodes=24, env_cfg=EnvConfig(max_steps=400))
+    study = ev.evaluate(models, [parse_condition("no_shuffle")], episodes=24, env_cfg=EnvConfig(max_steps=400))
     for m in models:
         cell = study["results"][m.name]["no_shuffle"]
         assert rep[m.name]["mean_return"] == pytest.approx(cell["mean"], rel=1e-5)
@@ -72,10 +75,14 @@ def test_the_shipped_mlp_balances_its_survivors(report):
 
 
 def test_cli_prints_a_table_writes_json_and_rejects_bad_input(tmp_path, capsys):
-    out = tmp_path / "d.json"
+    out = tmp_path / "d"
     assert dg.main(["pretrained:cartpole_linear", "--episodes", "4", "--max-steps", "50", "--out", str(out)]) == 0
     assert "pretrained:cartpole_linear" in capsys.readouterr().out
-    assert json.loads(out.read_text())["pretrained:cartpole_linear"]["episodes"] == 4
+    assert json.loads((out / "diagnose.json").read_text())["pretrained:cartpole_linear"]["episodes"] == 4
+    (tmp_path / "file").write_text("keep")
+    assert dg.main(["pretrained:cartpole_linear", "--out", str(tmp_path / "file")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "keep"
     assert dg.main(["pretrained:no_such_model"]) == 2
     assert "no_such_model" in capsys.readouterr().err
     assert dg.main(["pretrained:cartpole_linear", "--episodes", "0"]) == 2
@@ -83,7 +90,7 @@ def test_cli_prints_a_table_writes_json_and_rejects_bad_input(tmp_path, capsys):
 
 
 def test_the_same_model_twice_gets_two_rows():
-    m = ev.load_model("pretrained:cartpole_linear")
+    m = load_model("pretrained:cartpole_linear")
     rep = dg.diagnose([m, m], episodes=3, env_cfg=EnvConfig(max_steps=20))
     assert list(rep) == ["pretrained:cartpole_linear", "pretrained:cartpole_linear#2"]
     assert rep["pretrained:cartpole_linear"] == rep["pretrained:cartpole_linear#2"]

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from _dist_worker import tiny_dict
+from conftest import tiny_dict
 from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax import distributed

@@ -22,8 +22,14 @@ from pinn_jax import config as config_lib
 from pinn_jax import evaluate as ev
 from pinn_jax.config import EnvConfig
 from pinn_jax.plots import unshuffle
-from pinn_jax.policies import AttentionNeuronPolicy, count_params, make_policy, official_weights_path
-from pinn_jax.rollout import build_env, episode
+from pinn_jax import conditions as cond_lib
+from pinn_jax import episodes as eps
+from pinn_jax import models as mdl
+from pinn_jax import official
+from pinn_jax.errors import EvaluationError, ModelError
+from pinn_jax.experiment import build_env
+from pinn_jax.policies import AttentionNeuronPolicy, count_params, make_policy
+from pinn_jax.rollout import episode
 
 STEPS = 50
 ENV = EnvConfig(start="easy", max_steps=STEPS)
@@ -35,14 +41,14 @@ MLP = make_policy("mlp")
 
 @pytest.fixture(scope="module")
 def models():
-    an = ev.Model("attn", AN, AN.init(jax.random.PRNGKey(7), 5), EnvConfig())
-    mlp = ev.Model("mlp", MLP, MLP.init(jax.random.PRNGKey(8), 5), EnvConfig())
+    an = mdl.Model("attn", AN, AN.init(jax.random.PRNGKey(7), 5), EnvConfig())
+    mlp = mdl.Model("mlp", MLP, MLP.init(jax.random.PRNGKey(8), 5), EnvConfig())
     return an, mlp
 
 
 @pytest.fixture(scope="module")
 def conditions():
-    return [ev.parse_condition(n) for n in ("no_shuffle", "shuffle", "noise_3")]
+    return [cond_lib.parse_condition(n) for n in ("no_shuffle", "shuffle", "noise_3")]
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +91,18 @@ def png_size(path) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------- conditions / keys
 def test_condition_names_round_trip():
-    conds = ev.default_conditions(shuffle_every=(50, 100), noise=(0, 5, 10))
+    conds = cond_lib.default_conditions(shuffle_every=(50, 100), noise=(0, 5, 10))
     assert [c.name for c in conds] == ["no_shuffle", "shuffle", "shuffle_every_50", "shuffle_every_100",
                                        "noise_5", "noise_10"]
     for c in conds:
-        assert ev.parse_condition(c.name) == c
-    noise5 = ev.parse_condition("noise_5")
+        assert cond_lib.parse_condition(c.name) == c
+    noise5 = cond_lib.parse_condition("noise_5")
     assert (noise5.shuffle, noise5.shuffle_every, noise5.num_noise) == (True, 0, 5)
-    assert ev.parse_condition("shuffle_every_7").transform.shuffle_every == 7
-    with pytest.raises(ev.EvaluationError):
-        ev.parse_condition("sometimes")
-    with pytest.raises(ev.EvaluationError):
-        ev.default_conditions(shuffle_every=(0,))
+    assert cond_lib.parse_condition("shuffle_every_7").transform.shuffle_every == 7
+    with pytest.raises(EvaluationError):
+        cond_lib.parse_condition("sometimes")
+    with pytest.raises(EvaluationError):
+        cond_lib.default_conditions(shuffle_every=(0,))
 
 
 # --------------------------------------------------------------------------------------- numbers
@@ -104,7 +110,7 @@ def test_condition_names_round_trip():
 def test_report_equals_direct_episode_loop(report, models, cname):
     """Every per-episode return and statistic equals a plain loop over ``rollout.episode``."""
     an = models[0]
-    cond = ev.parse_condition(cname)
+    cond = cond_lib.parse_condition(cname)
     env, env_params = build_env(ENV, cond.transform)
     one = jax.jit(lambda key: episode(AN, env, env_params, an.params, key, STEPS).ret)
     direct = np.array([float(one(jax.random.fold_in(jax.random.PRNGKey(SEED), i))) for i in range(EPISODES)])
@@ -124,7 +130,7 @@ def test_report_equals_direct_episode_loop(report, models, cname):
 def test_models_share_episode_keys(report):
     """Paired comparison: the first key of a run of 3 episodes is the first of a run of 5, and the
     two models' returns differ (different policies) on the same episodes."""
-    np.testing.assert_array_equal(np.asarray(ev.episode_keys(SEED, 3)), np.asarray(ev.episode_keys(SEED, 5))[:3])
+    np.testing.assert_array_equal(np.asarray(cond_lib.episode_keys(SEED, 3)), np.asarray(cond_lib.episode_keys(SEED, 5))[:3])
     assert report["returns"]["attn"]["no_shuffle"] != report["returns"]["mlp"]["no_shuffle"]
     assert "fold_in" in report["meta"]["keys"]
 
@@ -133,19 +139,19 @@ def test_shuffle_keeps_attention_first_action(models):
     """Permuting the features leaves the attention neuron's first action unchanged (an MLP's changes);
     shuffling once per episode leaves the whole episode unchanged."""
     an, mlp = models
-    base = ev.record_episode(an, "no_shuffle", ENV, SEED, episode_index=1)
+    base = eps.record_episode(an, "no_shuffle", ENV, SEED, episode_index=1)
     obs0 = base.trajectory["obs"][0]
     for cname in ("shuffle", "shuffle_every_20"):
-        rec = ev.record_episode(an, cname, ENV, SEED, episode_index=1)
+        rec = eps.record_episode(an, cname, ENV, SEED, episode_index=1)
         shuffled = rec.trajectory["obs"][0]
         assert not np.array_equal(shuffled, obs0)  # really permuted ...
         np.testing.assert_allclose(np.sort(shuffled), np.sort(obs0), rtol=0, atol=0)  # ... the same features
         np.testing.assert_allclose(rec.trajectory["action"][0], base.trajectory["action"][0], atol=1e-6)
-    once = ev.record_episode(an, "shuffle", ENV, SEED, episode_index=1)
+    once = eps.record_episode(an, "shuffle", ENV, SEED, episode_index=1)
     np.testing.assert_allclose(once.trajectory["action"][:20], base.trajectory["action"][:20], atol=1e-4)
     # The MLP is not permutation invariant: the same check would catch it.
-    m0 = ev.record_episode(mlp, "no_shuffle", ENV, SEED, episode_index=1).trajectory["action"][0]
-    m1 = ev.record_episode(mlp, "shuffle", ENV, SEED, episode_index=1).trajectory["action"][0]
+    m0 = eps.record_episode(mlp, "no_shuffle", ENV, SEED, episode_index=1).trajectory["action"][0]
+    m1 = eps.record_episode(mlp, "shuffle", ENV, SEED, episode_index=1).trajectory["action"][0]
     assert np.abs(m0 - m1).max() > 1e-4
 
 
@@ -160,8 +166,8 @@ def test_fixed_input_model_is_na_in_noise_condition(logged_report, models, tmp_p
     assert report["results"]["attn"]["noise_3"]["status"] == "ok"
     assert np.isfinite(report["results"]["attn"]["noise_3"]["mean"])
     assert any("mlp" in m and "fixed input size 5" in m for m in logs)
-    assert ev.not_applicable(models[1], ENV, ev.parse_condition("noise_3")).startswith("fixed input size 5")
-    assert ev.not_applicable(models[0], ENV, ev.parse_condition("noise_3")) is None
+    assert cond_lib.not_applicable(models[1], ENV, cond_lib.parse_condition("noise_3")).startswith("fixed input size 5")
+    assert cond_lib.not_applicable(models[0], ENV, cond_lib.parse_condition("noise_3")) is None
     # report files
     jpath, cpath = ev.save_report(report, tmp_path)
     saved = json.loads(jpath.read_text())
@@ -201,10 +207,10 @@ def test_frame_annotation_keeps_the_picture():
 @pytest.mark.parametrize("suffix,stride", [("gif", 5), ("mp4", 10)])
 def test_video_file(models, tmp_path, suffix, stride):
     an = models[0]
-    path = ev.render_episode_video(an, tmp_path / f"ep.{suffix}", "shuffle", ENV, SEED, steps=STEPS,
+    path = eps.render_episode_video(an, tmp_path / f"ep.{suffix}", "shuffle", ENV, SEED, steps=STEPS,
                                    stride=stride, width=96, height=64, fps=10)
     assert path.is_file() and path.stat().st_size > 0
-    length = ev.record_episode(an, "shuffle", ENV, SEED).length
+    length = eps.record_episode(an, "shuffle", ENV, SEED).length
     n_frames = len(range(0, length, stride))
     if suffix == "gif":
         frames = iio.imread(path, index=None)
@@ -220,10 +226,10 @@ def test_video_file(models, tmp_path, suffix, stride):
 
 def test_attention_plot(models, tmp_path):
     an, mlp = models
-    path = ev.plot_attention(an, tmp_path / "attn.png", "shuffle_every_20", ENV, SEED, figsize=(8, 5), dpi=50)
+    path = eps.plot_attention(an, tmp_path / "attn.png", "shuffle_every_20", ENV, SEED, figsize=(8, 5), dpi=50)
     assert png_size(path) == (400, 250) and path.stat().st_size > 0
-    with pytest.raises(ev.EvaluationError, match="attention-neuron"):
-        ev.plot_attention(mlp, tmp_path / "no.png", "shuffle", ENV, SEED)
+    with pytest.raises(EvaluationError, match="attention-neuron"):
+        eps.plot_attention(mlp, tmp_path / "no.png", "shuffle", ENV, SEED)
     assert not (tmp_path / "no.png").exists()
 
 
@@ -237,9 +243,9 @@ def test_unshuffle_restores_feature_order():
 # ------------------------------------------------------------------------------------ model specs
 def test_run_directory_and_checkpoint_load(run):
     run_dir, tr, state = run
-    mean = ev.load_model(str(run_dir))
-    best = ev.load_model(str(run_dir / "checkpoints" / "1"), params="best")
-    assert mean.kind == "linear" and mean.env_cfg == tr.cfg.env and ev.input_size(mean) == 5
+    mean = mdl.load_model(str(run_dir))
+    best = mdl.load_model(str(run_dir / "checkpoints" / "1"), params="best")
+    assert mean.kind == "linear" and mean.env_cfg == tr.cfg.env and mean.input_size == 5
     for a, b in zip(jax.tree.leaves(mean.params), jax.tree.leaves(tr.mean_params(state))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert "generation 1" in best.source
@@ -252,14 +258,14 @@ def test_eval_best_parameters_load_and_export(run, tmp_path):
     from pinn_jax.train import train
 
     # the module's run kept no held-out scores: asking for them is a one-line error naming the fix
-    with pytest.raises(ev.ModelError, match="no eval_best.npz in .*train.eval_every"):
-        ev.load_model(str(run[0]), params="eval_best")
+    with pytest.raises(ModelError, match="no eval_best.npz in .*train.eval_every"):
+        mdl.load_model(str(run[0]), params="eval_best")
     cfg = tiny_run(tmp_path / "run")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, generations=3, eval_every=1,
                                                              eval_episodes=2))
     train(cfg, progress=False)
     kept = np.load(tmp_path / "run" / "eval_best.npz")
-    model = ev.load_model(str(tmp_path / "run"), params="eval_best")
+    model = mdl.load_model(str(tmp_path / "run"), params="eval_best")
     np.testing.assert_array_equal(np.asarray(ravel_pytree(model.params)[0]), kept["params"])
     assert f"generation {int(kept['generation'])}" in model.source
     (tmp_path / "pkg").mkdir()
@@ -308,34 +314,38 @@ def test_bad_paths_are_one_line_errors(run, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and str(gen) in err
     not_a_run = tmp_path / "empty"
     not_a_run.mkdir()
-    with pytest.raises(ev.ModelError, match="config.yaml"):
-        ev.load_model(str(not_a_run))
+    with pytest.raises(ModelError, match="config.yaml"):
+        mdl.load_model(str(not_a_run))
 
 
 def test_official_weights():
-    if not official_weights_path().is_file():
-        pytest.skip(f"official weights not available at {official_weights_path()}")
-    model = ev.load_model("official")
+    try:
+        official.weights_path()
+    except ModelError as e:
+        pytest.skip(str(e))
+    model = mdl.load_model("official")
     assert isinstance(model.policy, AttentionNeuronPolicy) and model.kind == "attention_neuron"
     assert count_params(model.params) == 913
-    assert model.env_cfg.start == "hard" and ev.input_size(model) is None
+    assert model.env_cfg.start == "hard" and model.input_size is None
 
 
 def test_official_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PINN_JAX_REFERENCE_DIR", str(tmp_path))
-    with pytest.raises(ev.ModelError, match=str(tmp_path)):
-        ev.load_model("official")
+    with pytest.raises(ModelError, match=str(tmp_path)):
+        mdl.load_model("official")
     assert ev.main(["official"]) == 2
     assert "official weights not found" in capsys.readouterr().err
 
 
 def test_pretrained_spec(monkeypatch):
-    fake = types.ModuleType("pinn_jax.pretrained")
     params = AN.init(jax.random.PRNGKey(0), 5)
-    fake.load = lambda name: (AN, params, config_lib.Config(env=EnvConfig(start="easy")))
-    monkeypatch.setitem(sys.modules, "pinn_jax.pretrained", fake)
-    model = ev.load_model("pretrained:demo")
+    monkeypatch.setattr(mdl.pretrained, "load", lambda name: (AN, params, config_lib.Config(env=EnvConfig(start="easy"))))
+    model = mdl.load_model("pretrained:demo")
     assert model.name == "pretrained:demo" and model.policy is AN and model.env_cfg.start == "easy"
-    monkeypatch.setitem(sys.modules, "pinn_jax.pretrained", None)  # the module is absent
-    with pytest.raises(ev.ModelError, match="pinn_jax.pretrained is missing"):
-        ev.load_model("pretrained:demo")
+    monkeypatch.undo()
+    with pytest.raises(ModelError, match=r"no pretrained model 'demo' \(available: .*cartpole_pi_catch"):
+        mdl.load_model("pretrained:demo")
+    with pytest.raises(ModelError, match="give a name after 'pretrained:'"):
+        mdl.load_model("pretrained:")
+
+

@@ -16,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pinn_jax import official
+
 from pinn_jax.policies import (
     AttentionNeuronPolicy,
     LSTMState,
     count_params,
     flatten_params,
     load_official,
-    official_weights_path,
     to_official,
 )
 
@@ -58,11 +59,11 @@ def params(ref_path):
 
 
 # ----------------------------------------------------------------------------- loading
-def test_default_path_resolves_to_reference(ref_path):
-    assert official_weights_path() == ref_path.resolve()
-    p_default = load_official()
-    p_method = POLICY.load_official(ref_path)
-    for a, b in zip(jax.tree_util.tree_leaves(p_default), jax.tree_util.tree_leaves(p_method)):
+def test_weights_path_finds_the_reference_through_the_environment(ref_path):
+    assert official.weights_path().resolve() == ref_path.resolve()
+    p_default = load_official(official.weights_path())
+    p_given = load_official(ref_path)
+    for a, b in zip(jax.tree_util.tree_leaves(p_default), jax.tree_util.tree_leaves(p_given)):
         np.testing.assert_array_equal(a, b)
 
 
@@ -179,8 +180,8 @@ def test_env_var_override(tmp_path, monkeypatch):
     vec = np.arange(913, dtype=np.float32) / 913.0
     np.savez(target, params=vec)
     monkeypatch.setenv("PINN_JAX_REFERENCE_DIR", str(tmp_path))
-    assert official_weights_path() == target.resolve()
-    np.testing.assert_array_equal(to_official(load_official()), vec)
+    assert official.weights_path() == target
+    np.testing.assert_array_equal(to_official(load_official(official.weights_path())), vec)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -188,7 +189,8 @@ def test_official_agent_matches_paper_score_on_hard_env(params, shuffle):
     """1000 hard-start episodes: mean within 40 of the paper's 471 (released log: 516.6 ± 420.4 over 100)."""
     from pinn_jax.config import EnvConfig
     from pinn_jax.envs import ObsTransform
-    from pinn_jax.rollout import build_env, episode
+    from pinn_jax.experiment import build_env
+    from pinn_jax.rollout import episode
 
     env, env_params = build_env(EnvConfig(start="hard"), ObsTransform(shuffle=shuffle))
     run = jax.jit(jax.vmap(lambda k: episode(AttentionNeuronPolicy(), env, env_params, params, k, 1000).ret))

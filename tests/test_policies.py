@@ -479,7 +479,7 @@ def test_lstm_matches_numpy_torch_semantics():
 
 def test_attention_gain_acts_like_a_scaled_query_projection_and_is_built_from_the_config():
     from pinn_jax import config as config_lib
-    from pinn_jax.rollout import build_policy
+    from pinn_jax.experiment import build_policy
 
     params = AN.init(jax.random.PRNGKey(3), 5)
     gained = AttentionNeuronPolicy(attention_gain=4.0)

@@ -8,9 +8,11 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import pretrained
+from pinn_jax.errors import ModelError
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform
-from pinn_jax.rollout import build_env, episode
+from pinn_jax.experiment import build_env
+from pinn_jax.rollout import episode
 
 NAMES = pretrained.available()
 
@@ -38,7 +40,7 @@ def test_shipped_model_scores_above_its_threshold(name, index):
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(FileNotFoundError, match="no pretrained model 'nope' \\(available: "):
+    with pytest.raises(ModelError, match="no pretrained model 'nope' \\(available: "):
         pretrained.load("nope")
 
 

@@ -16,11 +16,12 @@ from pinn_jax import config as config_lib
 from pinn_jax import es
 from pinn_jax.config import ConfigError
 from pinn_jax.metrics import read_csv
-from pinn_jax.rollout import build_env, build_policy, evaluate_population
+from pinn_jax.experiment import build_env, build_policy
+from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
 from pinn_jax.trainer import make_trainer
 
-from _dist_worker import tiny_dict
+from conftest import tiny_dict
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

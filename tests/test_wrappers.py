@@ -3,10 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pinn_jax.envs import (
     CartPoleSwingUp, EnvParams, ObsTransform, ObsTransformWrapper,
     TransformState, make, transform_reset, transform_step)
+from pinn_jax.errors import ConfigError
 
 ENV = CartPoleSwingUp()
 P = EnvParams()
@@ -95,10 +97,9 @@ def test_shuffle_every_changes_exactly_at_multiples():
         changed = not np.array_equal(perms[t], perms[t - 1])
         assert changed == (t % k == 0), t
         np.testing.assert_array_equal(np.sort(perms[t]), np.arange(8))
-    # without shuffle, shuffle_every is ignored (identity throughout)
-    w = ObsTransformWrapper(ENV, ObsTransform(shuffle_every=k))
-    _, _, (_, perms, *_) = wrapped_rollout(w, jax.random.key(2), 3 * k, P_easy)
-    np.testing.assert_array_equal(perms, np.tile(np.arange(5), (3 * k, 1)))
+    # without shuffle, a shuffle period is refused rather than silently ignored
+    with pytest.raises(ConfigError, match="needs shuffle=True"):
+        ObsTransform(shuffle_every=k)
 
 
 def test_noise_statistics_and_independence():

@@ -20,13 +20,23 @@ CARTPOLE_NAMES: dict[str, bool] = {
 }
 
 
+def is_swingup(name: str) -> bool:
+    """Whether ``name`` is one of the cart-pole swing-up environments (``CARTPOLE_NAMES``)."""
+    return name in CARTPOLE_NAMES
+
+
+def same_task(a: str, b: str) -> bool:
+    """Whether two env names are the same task (every swing-up name is one task with two starts)."""
+    return a == b or (is_swingup(a) and is_swingup(b))
+
+
 def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
     """Build ``(env, env_params)``; keyword args replace fields of the params.
 
     Cart-pole swing-up names are listed in ``CARTPOLE_NAMES``; any other name
     is passed to ``gymnax.make``.
     """
-    if name in CARTPOLE_NAMES:
+    if is_swingup(name):
         env, params = CartPoleSwingUp(), EnvParams(hard=CARTPOLE_NAMES[name])
     else:
         try:
@@ -42,5 +52,5 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
 __all__ = [
     "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
     "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
-    "accelerations", "make", "render", "transform_reset", "transform_step",
+    "accelerations", "is_swingup", "make", "same_task", "render", "transform_reset", "transform_step",
 ]

@@ -19,15 +19,28 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from pinn_jax.errors import ConfigError
+
 
 @struct.dataclass
 class ObsTransform:
-    """Static, hashable observation-transform config."""
+    """Static, hashable observation-transform config; an invalid one raises ``ConfigError`` (the one check of
+    these fields, for training configs and evaluation conditions alike)."""
 
     shuffle: bool = struct.field(pytree_node=False, default=False)
     shuffle_every: int = struct.field(pytree_node=False, default=0)
     num_noise: int = struct.field(pytree_node=False, default=0)
     noise_std: float = struct.field(pytree_node=False, default=0.1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shuffle_every, bool) or not isinstance(self.shuffle_every, int) or self.shuffle_every < 0:
+            raise ConfigError(f"shuffle_every must be an int >= 0, got {self.shuffle_every!r}")
+        if isinstance(self.num_noise, bool) or not isinstance(self.num_noise, int) or self.num_noise < 0:
+            raise ConfigError(f"num_noise must be an int >= 0, got {self.num_noise!r}")
+        if self.shuffle_every and not self.shuffle:
+            raise ConfigError(f"shuffle_every={self.shuffle_every} needs shuffle=True")
+        if not self.noise_std > 0:
+            raise ConfigError(f"noise_std must be > 0, got {self.noise_std!r}")
 
     def out_dim(self, obs_dim: int) -> int:
         """Number of output features for ``obs_dim`` input features."""
@@ -88,12 +101,26 @@ class WrappedState(environment.EnvState):
 
 
 class ObsTransformWrapper(environment.Environment):
-    """Apply an ``ObsTransform`` to any gymnax environment's observations."""
+    """Apply an ``ObsTransform`` to any gymnax environment's observations.
+
+    Wrappers compare and hash by value (the inner env's class and attributes, and the transform), so two
+    wrappers built alike are the same static argument to ``jax.jit`` and reuse its compiled code.
+    """
 
     def __init__(self, env: environment.Environment, cfg: ObsTransform) -> None:
         super().__init__()
         self.env = env
         self.cfg = cfg
+
+    def _identity(self) -> tuple:
+        inner = tuple(sorted((k, repr(v)) for k, v in vars(self.env).items()))
+        return type(self.env).__module__, type(self.env).__qualname__, inner, self.cfg
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ObsTransformWrapper) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     @property
     def default_params(self) -> Any:

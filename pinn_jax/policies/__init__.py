@@ -1,53 +1,52 @@
 """Policies: permutation-invariant AttentionNeuron plus MLP / linear baselines.
 
-All policies follow :class:`pinn_jax.policies.base.Policy`.  Build one by name
+All policies follow :class:`pinn_jax.policies.base.Policy`. ``REGISTRY`` is the one list of policy
+names: each maps to its constructor and the ``policy.*`` config fields it takes; build one by name
 with :func:`make_policy`.
 """
 
 from __future__ import annotations
 
-from .attention_neuron import (
-    AttentionNeuronPolicy,
-    LSTMState,
-    load_official,
-    official_weights_path,
-    to_official,
-)
-from .base import Policy, count_params, flatten_params
+import dataclasses
+from typing import Callable
+
+from .attention_neuron import AttentionNeuronPolicy, LSTMState, load_official, to_official
+from .base import Policy, PolicyBase, count_params, flatten_params
 from .mlp import MLPPolicy, linear_policy
 
 __all__ = [
-    "Policy",
-    "AttentionNeuronPolicy",
-    "LSTMState",
-    "MLPPolicy",
-    "linear_policy",
-    "make_policy",
-    "POLICY_NAMES",
-    "flatten_params",
-    "count_params",
-    "load_official",
-    "official_weights_path",
-    "to_official",
+    "Policy", "PolicyBase", "AttentionNeuronPolicy", "LSTMState", "MLPPolicy", "linear_policy", "make_policy",
+    "PolicySpec", "REGISTRY", "POLICY_NAMES", "flatten_params", "count_params", "load_official", "to_official",
 ]
 
-POLICY_NAMES = ("attention_neuron", "mlp", "linear")
+
+@dataclasses.dataclass(frozen=True)
+class PolicySpec:
+    """How to build a registered policy: its constructor and the ``policy.*`` config fields it takes."""
+
+    build: Callable[..., Policy]
+    fields: tuple[str, ...]
+
+
+def _linear(hidden: tuple[int, ...] = (), **kwargs) -> MLPPolicy:
+    if tuple(hidden):
+        raise ValueError(f"the 'linear' policy has no hidden layers, got hidden={tuple(hidden)}")
+    return MLPPolicy(hidden=(), **kwargs)
+
+
+REGISTRY: dict[str, PolicySpec] = {
+    "attention_neuron": PolicySpec(AttentionNeuronPolicy,
+                                   ("hidden_dim", "msg_dim", "pos_em_dim", "scale", "attention_gain")),
+    "mlp": PolicySpec(MLPPolicy, ("hidden",)),
+    "linear": PolicySpec(_linear, ()),
+}
+POLICY_NAMES = tuple(REGISTRY)
 
 
 def make_policy(name: str, **kwargs) -> Policy:
-    """Build a policy by name: ``"attention_neuron"``, ``"mlp"`` or ``"linear"``.
-
-    ``kwargs`` are the dataclass fields of the policy (``"linear"`` is
-    ``MLPPolicy`` with ``hidden=()`` and does not accept non-empty ``hidden``).
-    """
-    key = str(name).strip().lower().replace("-", "_")
-    if key == "attention_neuron":
-        return AttentionNeuronPolicy(**kwargs)
-    if key == "mlp":
-        return MLPPolicy(**kwargs)
-    if key == "linear":
-        hidden = tuple(kwargs.pop("hidden", ()))
-        if hidden:
-            raise ValueError(f"the 'linear' policy has no hidden layers, got hidden={hidden}")
-        return MLPPolicy(hidden=(), **kwargs)
-    raise ValueError(f"unknown policy {name!r}; valid names: {', '.join(POLICY_NAMES)}")
+    """Build a registered policy by name (``attention_neuron``, ``mlp``, ``linear``); ``kwargs`` are its
+    dataclass fields."""
+    spec = REGISTRY.get(str(name).strip().lower().replace("-", "_"))
+    if spec is None:
+        raise ValueError(f"unknown policy {name!r}; valid names: {', '.join(POLICY_NAMES)}")
+    return spec.build(**kwargs)

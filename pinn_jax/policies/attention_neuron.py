@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pinn_jax.policies.base import PolicyBase
+
 __all__ = [
     "AttentionNeuronPolicy",
     "LSTMState",
@@ -48,17 +50,13 @@ __all__ = [
     "lstm_cell",
     "attention_logits_reference",
     "reference_step",
-    "official_weights_path",
     "load_official",
     "to_official",
     "from_official_flat",
     "OFFICIAL_NUM_PARAMS",
-    "REFERENCE_DIR_ENV",
 ]
 
 OFFICIAL_NUM_PARAMS = 913
-REFERENCE_DIR_ENV = "PINN_JAX_REFERENCE_DIR"
-_OFFICIAL_SUBPATH = Path("attentionneuron_cartpole") / "model.npz"
 
 
 class LSTMState(NamedTuple):
@@ -126,7 +124,7 @@ def attention_logits_reference(params: dict, keys: jax.Array, queries: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
-class AttentionNeuronPolicy:
+class AttentionNeuronPolicy(PolicyBase):
     """AttentionNeuron permutation-invariant policy (paper's cart-pole config).
 
     Parameter count: ``4H(1 + act_dim) + 4H*H + 8H`` (LSTM) ``+ 2*H*msg_dim``
@@ -153,7 +151,13 @@ class AttentionNeuronPolicy:
     scale: bool = False
     attention_gain: float = 1.0
 
+    batch_obs_axis = 1  # step_batch takes feature-major observations (N, B)
+
     # ------------------------------------------------------------------ basics
+    @property
+    def kind(self) -> str:
+        return "attention_neuron"
+
     @property
     def queries(self) -> np.ndarray:
         """Fixed (not learned) query table Q, (hidden_dim, pos_em_dim)."""
@@ -308,11 +312,6 @@ class AttentionNeuronPolicy:
         repeated = jnp.tanh(jnp.broadcast_to(pre[:, None, :], (self.act_dim, n, b)).reshape(self.act_dim, cols))
         return BatchState(h=h, c=c, action=repeated), action.T
 
-    # ---------------------------------------------------------- official I/O
-    def load_official(self, path: str | os.PathLike | None = None) -> dict:
-        """Load the authors' released cart-pole weights into this policy's params."""
-        return load_official(path, policy=self)
-
 
 def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState, obs: jax.Array, prev_action: jax.Array):
     """Unfused, unfolded single step straight from the paper's formulas (for tests)."""
@@ -328,22 +327,6 @@ def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState
 
 
 # ------------------------------------------------------------------ official weights
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def official_weights_path() -> Path:
-    """Default location of the authors' cart-pole weights.
-
-    ``$PINN_JAX_REFERENCE_DIR/attentionneuron_cartpole/model.npz`` when the env
-    var is set (it names the ``reference`` directory), else
-    ``<repo root>/../shared/reference/attentionneuron_cartpole/model.npz``.
-    """
-    env = os.environ.get(REFERENCE_DIR_ENV)
-    base = Path(env) if env else _repo_root().parent / "shared" / "reference"
-    return (base / _OFFICIAL_SUBPATH).resolve()
-
-
 def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple[str, ...], tuple[int, ...], bool]]:
     """(param path, torch shape, transpose?) in the authors' flat order."""
     h = policy.pos_em_dim
@@ -404,11 +387,11 @@ def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np
     return np.concatenate(parts)
 
 
-def load_official(path: str | os.PathLike | None = None, policy: AttentionNeuronPolicy | None = None) -> dict:
+def load_official(path: str | os.PathLike, policy: AttentionNeuronPolicy | None = None) -> dict:
     """Read the authors' released cart-pole weights (``np.savez`` with key ``params``).
 
     Args:
-        path: the ``model.npz`` file; defaults to :func:`official_weights_path`.
+        path: the ``model.npz`` file (:func:`pinn_jax.official.weights_path` finds or fetches it).
         policy: the config to load into (default config; must have 913 params).
 
     Raises:
@@ -416,7 +399,7 @@ def load_official(path: str | os.PathLike | None = None, policy: AttentionNeuron
         ValueError: the archive lacks the single ``params`` key or has the wrong size.
     """
     policy = policy or AttentionNeuronPolicy()
-    path = Path(path) if path is not None else official_weights_path()
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"official AttentionNeuron weights not found: {path}")
     with np.load(path, allow_pickle=False) as data:

@@ -1,11 +1,15 @@
 """Common policy interface and helpers.
 
-Every policy in :mod:`pinn_jax.policies` is a frozen, hashable dataclass (so it
-can be passed to ``jax.jit`` as a static argument) that exposes pure functions
-over explicit parameter / state pytrees.  The training loop vmaps ``step`` over
-a population of parameter sets and over rollouts inside a ``lax.scan`` over
-time, so ``step`` must be pure and cheap; parameter-only work belongs in
-``prepare`` which is called once per rollout outside the time loop.
+Every policy in :mod:`pinn_jax.policies` is a frozen, hashable dataclass (so it can be passed to
+``jax.jit`` as a static argument) that exposes pure functions over explicit parameter / state pytrees.
+The training loop vmaps ``step`` over a population of parameter sets and over rollouts inside a
+``lax.scan`` over time, so ``step`` must be pure and cheap; parameter-only work belongs in ``prepare``,
+called once per rollout outside the time loop.
+
+Fitness evaluation steps all rollouts of one member in lockstep through the batch interface
+(``initial_batch_state`` / ``step_batch`` with observations on axis ``batch_obs_axis``).
+:class:`PolicyBase` supplies it by vmapping ``step``; a policy with a faster lockstep path (the
+attention neuron) overrides it.
 """
 
 from __future__ import annotations
@@ -13,18 +17,11 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-__all__ = [
-    "Params",
-    "State",
-    "Prepared",
-    "Aux",
-    "Policy",
-    "flatten_params",
-    "count_params",
-]
+__all__ = ["Params", "State", "Prepared", "Aux", "Policy", "PolicyBase", "flatten_params", "count_params"]
 
 Params = Any  # parameter pytree (nested dict of float32 arrays)
 State = Any  # recurrent state pytree for ONE agent (may be the empty tuple)
@@ -38,9 +35,17 @@ class Policy(Protocol):
 
     Attributes:
         act_dim: size of the action vector; actions lie in ``[-1, 1]``.
+        kind: registry name of the policy (``attention_neuron``, ``mlp``, ``linear``, ...).
+        batch_obs_axis: the batch axis of ``step_batch``'s observations (0: ``(B, N)``, 1: ``(N, B)``).
     """
 
     act_dim: int
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def batch_obs_axis(self) -> int: ...
 
     def init(self, key: jax.Array, obs_dim: int) -> Params:
         """Return a freshly initialised parameter pytree."""
@@ -54,14 +59,22 @@ class Policy(Protocol):
         """Parameter-only precomputation, done once per rollout."""
         ...
 
-    def step(
-        self,
-        prepared: Prepared,
-        state: State,
-        obs: jax.Array,
-        prev_action: jax.Array,
-    ) -> tuple[State, jax.Array, dict]:
+    def step(self, prepared: Prepared, state: State, obs: jax.Array,
+             prev_action: jax.Array) -> tuple[State, jax.Array, dict]:
         """One control step: ``(new_state, action (act_dim,), aux)``."""
+        ...
+
+    def input_size(self, params: Params) -> int | None:
+        """The fixed number of observation features ``params`` take, or None for any number."""
+        ...
+
+    def initial_batch_state(self, obs_dim: int, batch: int) -> Any:
+        """State of ``batch`` episodes stepped in lockstep by ``step_batch``."""
+        ...
+
+    def step_batch(self, prepared: Prepared, state: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+        """One lockstep step of ``batch`` episodes: ``(new_state, actions (batch, act_dim))``; the previous
+        actions are kept in the state."""
         ...
 
     def num_params(self, obs_dim: int) -> int:
@@ -69,13 +82,29 @@ class Policy(Protocol):
         ...
 
 
-def flatten_params(params: Params) -> tuple[jax.Array, Callable[[jax.Array], Params]]:
-    """Flatten a parameter pytree into one 1-D vector.
+class PolicyBase:
+    """Defaults for the batch interface and ``input_size``: ``step`` vmapped over a batch ``(B, N)``, the
+    previous actions carried in the state; any number of features."""
 
-    Thin wrapper around :func:`jax.flatten_util.ravel_pytree`; returns
-    ``(flat, unflatten)`` where ``unflatten(flat)`` rebuilds a pytree with the
-    original structure, shapes and dtypes.
-    """
+    batch_obs_axis = 0
+
+    def input_size(self, params: Params) -> int | None:
+        return None
+
+    def initial_batch_state(self, obs_dim: int, batch: int) -> tuple[Any, jax.Array]:
+        one = self.initial_state(obs_dim)  # type: ignore[attr-defined]
+        pstate = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch, *jnp.shape(x))), one)
+        return pstate, jnp.zeros((batch, self.act_dim), jnp.float32)  # type: ignore[attr-defined]
+
+    def step_batch(self, prepared: Prepared, state: tuple[Any, jax.Array], obs: jax.Array) -> tuple[Any, jax.Array]:
+        pstate, prev = state
+        pstate, act, _ = jax.vmap(self.step, in_axes=(None, 0, 0, 0))(prepared, pstate, obs, prev)  # type: ignore[attr-defined]
+        return (pstate, act), act
+
+
+def flatten_params(params: Params) -> tuple[jax.Array, Callable[[jax.Array], Params]]:
+    """Flatten a parameter pytree into one 1-D vector (:func:`jax.flatten_util.ravel_pytree`):
+    ``(flat, unflatten)``, where ``unflatten(flat)`` rebuilds the pytree."""
     flat, unflatten = ravel_pytree(params)
     return flat, unflatten
 

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from pinn_jax.policies.base import PolicyBase
+
 __all__ = ["MLPPolicy", "MLPNet", "linear_policy"]
 
 
@@ -38,7 +40,7 @@ class MLPNet(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MLPPolicy:
+class MLPPolicy(PolicyBase):
     """MLP / linear policy with a fixed number of inputs.
 
     Parameter count: ``sum((fan_in + 1) * fan_out)`` over layers, i.e. on
@@ -63,6 +65,14 @@ class MLPPolicy:
         object.__setattr__(self, "hidden", tuple(int(w) for w in self.hidden))
         if self.obs_dim is not None:
             object.__setattr__(self, "obs_dim", int(self.obs_dim))
+
+    @property
+    def kind(self) -> str:
+        return "mlp" if self.hidden else "linear"
+
+    def input_size(self, params: dict) -> int:
+        """The number of features the parameters' first layer takes."""
+        return self.expected_obs_dim(params)
 
     @property
     def net(self) -> MLPNet:

@@ -1,27 +1,33 @@
 """Trained agents shipped with the package.
 
-Each model is ``NAME.npz`` (flat float32 parameters, key ``params``) beside ``NAME.json`` (the training
-config, the generation count, which parameters were exported and how they were chosen).
+Each model is ``NAME.npz`` (a flat parameter file, :mod:`pinn_jax.artifacts`) beside ``NAME.json`` (the
+training config, the generation count, which parameters were exported and how they were chosen).
 
     policy, params, cfg = pinn_jax.pretrained.load("cartpole_pi")
 
-Export a finished run with ``python -m pinn_jax.pretrained export RUN_DIR NAME [--params mean|best|eval_best]``
-and a distilled student with ``python -m pinn_jax.pretrained export-student DISTILL_DIR NAME [--round N]``.
+    python -m pinn_jax.pretrained list
+    python -m pinn_jax.pretrained export RUN_DIR NAME [--params mean|best|eval_best]
+    python -m pinn_jax.pretrained export-student DISTILL_DIR NAME [--round N]
+    python -m pinn_jax.pretrained fetch-official      # the authors' weights, verified (pinn_jax.official)
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
 import json
 import pathlib
 import sys
-from typing import Any
+from typing import Any, Sequence
 
-import jax
-import numpy as np
+import jax.numpy as jnp
 
+from pinn_jax import artifacts, official
+from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
+from pinn_jax.errors import ArgumentParser, ModelError, cli
+from pinn_jax.experiment import setup
+from pinn_jax.metrics import read_csv
 from pinn_jax.policies import Policy
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -36,7 +42,7 @@ def info(name: str) -> dict[str, Any]:
     """The metadata stored with a shipped model (config, generations, evaluation notes)."""
     f = HERE / f"{name}.json"
     if not f.is_file():
-        raise FileNotFoundError(f"no pretrained model {name!r} (available: {', '.join(available()) or 'none'})")
+        raise ModelError(f"no pretrained model {name!r} (available: {', '.join(available()) or 'none'})")
     return json.loads(f.read_text())
 
 
@@ -48,15 +54,16 @@ def checks(name: str) -> list[dict[str, Any]]:
 
 def load(name: str) -> tuple[Policy, Any, Config]:
     """The policy, its parameter pytree and the config it was trained with."""
-    from pinn_jax.rollout import flat_layout
+    cfg = config_lib.from_dict(info(name)["config"])
+    exp = setup(cfg)
+    flat = artifacts.load_flat(HERE / f"{name}.npz", exp.num_params)
+    return exp.policy, exp.unravel(jnp.asarray(flat)), cfg
 
-    meta = info(name)
-    cfg = config_lib.from_dict(meta["config"])
-    policy, unravel, size = flat_layout(cfg)
-    flat = np.load(HERE / f"{name}.npz")["params"]
-    if flat.shape != (size,):
-        raise ValueError(f"pretrained model {name!r} has {flat.size} parameters, its policy expects {size}")
-    return policy, unravel(jax.numpy.asarray(flat, jax.numpy.float32)), cfg
+
+def _ship(dest: pathlib.Path, name: str, flat: Any, meta: dict[str, Any]) -> pathlib.Path:
+    path = artifacts.save_flat(dest / f"{name}.npz", flat)
+    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
 
 
 def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: dict | None = None,
@@ -68,20 +75,15 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
     ``tests/test_pretrained.py`` enforces.
     """
     run_dir = pathlib.Path(run_dir)
-    from pinn_jax.checkpoint import load_config, saved_params
-    from pinn_jax.metrics import read_csv
-
-    cfg = load_config(run_dir)
-    flat, generation = saved_params(run_dir, which)
+    cfg = ckpt.load_config(run_dir)
+    flat, generation = artifacts.saved_params(run_dir, which)
     rows = read_csv(run_dir)
     if generation is None:  # params.npz: the run's last generation
         generation = int(rows[-1]["generation"]) if rows else 0
     at = [r for r in rows if r["generation"] <= generation]
     meta = {"config": cfg.to_dict(), "generations": generation, "params": which, "num_params": int(flat.size),
             "train_wall_time_s": at[-1]["wall_time"] if at else None, **(notes or {})}
-    np.savez(dest / f"{name}.npz", params=flat)
-    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return dest / f"{name}.npz"
+    return _ship(dest, name, flat, meta)
 
 
 def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | None = None,
@@ -90,62 +92,59 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
 
     The metadata records the student's config, the round and the distillation's wall time up to it.
     """
-    import csv
-
-    from pinn_jax.distill import round_file
-
     distill_dir = pathlib.Path(distill_dir)
-    for f in ("config.yaml", "distill.csv"):
-        if not (distill_dir / f).is_file():
-            raise FileNotFoundError(f"{distill_dir} is not a distillation directory (no {f})")
-    cfg = config_lib.load(distill_dir / "config.yaml")
-    with (distill_dir / "distill.csv").open() as f:
+    log = distill_dir / artifacts.DISTILL_LOG
+    for f in (artifacts.config_file(distill_dir), log):
+        if not f.is_file():
+            raise ModelError(f"{distill_dir} is not a distillation directory (no {f.name})")
+    cfg = config_lib.load(artifacts.config_file(distill_dir))
+    with log.open() as f:
         rows = list(csv.DictReader(f))
     if round_ is None:
         round_ = len(rows) - 1
-    npz = round_file(distill_dir, round_)
+    npz = artifacts.round_file(distill_dir, round_)
     if not 0 <= round_ < len(rows) or not npz.is_file():
-        raise FileNotFoundError(f"{distill_dir} has no round {round_} (rounds 0 to {len(rows) - 1})")
-    flat = np.load(npz)["params"]
+        raise ModelError(f"{distill_dir} has no round {round_} (rounds 0 to {len(rows) - 1})")
+    flat = artifacts.load_flat(npz)
     meta = {"config": cfg.to_dict(), "generations": 0, "params": f"distillation round {round_}",
             "num_params": int(flat.size), "distill_rounds": round_ + 1,
             "train_wall_time_s": float(rows[round_]["wall_time"]), **(notes or {})}
-    np.savez(dest / f"{name}.npz", params=flat)
-    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return dest / f"{name}.npz"
+    return _ship(dest, name, flat, meta)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pinn_jax.checkpoint import PARAM_CHOICES
+def describe(name: str) -> str:
+    """One line about a shipped model: policy, parameter count, how it was made."""
+    m = info(name)
+    made = m["params"] if "distill_rounds" in m else f"{m['generations']} generations, {m['params']} params"
+    return f"{name}: {m['config']['policy']['name']} ({m['num_params']} parameters), {made}"
 
-    p = argparse.ArgumentParser(prog="python -m pinn_jax.pretrained")
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fetch-official"]:
+        return official.main(argv[1:])
+    p = ArgumentParser(prog="python -m pinn_jax.pretrained", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="ship a finished run's parameters")
-    e.add_argument("run_dir")
-    e.add_argument("name")
-    e.add_argument("--params", choices=PARAM_CHOICES, default="mean",
+    e.add_argument("run_dir", help="the run directory")
+    e.add_argument("name", help="name of the shipped model")
+    e.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",
                    help="the final ES mean, the best member, or the mean that scored best on held-out episodes")
     d = sub.add_parser("export-student", help="ship a pinn_jax.distill student")
-    d.add_argument("distill_dir")
-    d.add_argument("name")
+    d.add_argument("distill_dir", help="the distillation's --out directory")
+    d.add_argument("name", help="name of the shipped model")
     d.add_argument("--round", type=int, default=None, help="the round to ship (default: the last)")
     sub.add_parser("list", help="list shipped models")
+    sub.add_parser("fetch-official", help="download and verify the authors' released weights")
     args = p.parse_args(argv)
     if args.cmd == "list":
         for n in available():
-            m = info(n)
-            made = (f"{m['params']}" if "distill_rounds" in m else
-                    f"{m['generations']} generations, {m['params']} params")
-            print(f"{n}: {m['config']['policy']['name']} ({m['num_params']} parameters), {made}")
-        return 0
-    try:
-        if args.cmd == "export-student":
-            print(export_student(args.distill_dir, args.name, args.round))
-        else:
-            print(export(args.run_dir, args.name, args.params))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        return 2
+            print(describe(n))
+    elif args.cmd == "export-student":
+        print(export_student(args.distill_dir, args.name, args.round))
+    else:
+        print(export(args.run_dir, args.name, args.params))
     return 0
 
 

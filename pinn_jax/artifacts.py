@@ -1,0 +1,157 @@
+"""Every file a run, a distillation or a shipped agent leaves on disk: names, layouts and npz keys.
+
+* A *flat parameter file* is an ``.npz`` whose ``params`` array is one flat float32 parameter vector in
+  the layout of :func:`pinn_jax.experiment.setup` (``eval_best.npz``, ``student.npz``,
+  ``rounds/NNN.npz``, ``pinn_jax/pretrained/NAME.npz``); a finished run's ``params.npz`` holds two,
+  ``mean`` and ``best``. :func:`load_flat` reads any of them.
+* A run directory holds ``config.yaml``, ``checkpoints/`` (orbax, :mod:`pinn_jax.checkpoint`),
+  ``metrics.csv`` / ``eval.csv`` / ``tb/`` (:mod:`pinn_jax.metrics`), ``params.npz`` and ``eval_best.npz``.
+* A distillation directory holds ``config.yaml``, ``distill.csv``, ``student.npz`` and ``rounds/NNN.npz``.
+
+Numpy and paths only: nothing here builds a policy or touches JAX.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pinn_jax.errors import CheckpointError, ModelError, UserError
+
+__all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "STUDENT_FILE", "DISTILL_LOG", "CHECKPOINTS_DIR",
+           "PARAM_CHOICES", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
+           "save_eval_best", "eval_best_score", "saved_params", "round_file", "student_file", "output_dir",
+           "output_file"]
+
+CONFIG_FILE = "config.yaml"
+PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
+EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean"
+STUDENT_FILE = "student.npz"
+DISTILL_LOG = "distill.csv"
+CHECKPOINTS_DIR = "checkpoints"
+PARAM_CHOICES = ("mean", "best", "eval_best")  # which parameters of a run
+
+Path = str | os.PathLike
+
+
+def config_file(directory: Path) -> pathlib.Path:
+    """The ``config.yaml`` of a run or distillation directory."""
+    return pathlib.Path(directory) / CONFIG_FILE
+
+
+def write_config(directory: Path, cfg_dict: dict[str, Any]) -> pathlib.Path:
+    """Write a config (as ``Config.to_dict()``) to the directory's ``config.yaml``."""
+    path = config_file(directory)
+    path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+    return path
+
+
+def save_flat(path: Path, flat: Any, **extra: Any) -> pathlib.Path:
+    """Write a flat parameter file (``params`` plus any scalar ``extra`` entries)."""
+    path = pathlib.Path(path)
+    np.savez(path, params=np.asarray(flat, np.float32), **extra)
+    return path
+
+
+def load_flat(path: Path, num_params: int | None = None) -> np.ndarray:
+    """The flat parameters of a file: its ``params`` array, else ``mean`` (a run's ``params.npz``).
+
+    Raises :class:`~pinn_jax.errors.ModelError` (one line naming the file) when it is missing, unreadable,
+    has neither key, or holds another number of values than ``num_params``.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ModelError(f"parameter file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = next((k for k in ("params", "mean") if k in data.files), None)
+            if key is None:
+                raise ModelError(f"{path} has no 'params' or 'mean' array (found {', '.join(data.files) or 'nothing'})")
+            flat = np.asarray(data[key], np.float32)
+    except (OSError, ValueError) as e:  # not an npz / corrupt zip
+        raise ModelError(f"{path} is not a readable .npz file ({type(e).__name__})") from None
+    if flat.ndim != 1:
+        raise ModelError(f"{path} holds an array of shape {flat.shape}, not a flat parameter vector")
+    if num_params is not None and flat.size != num_params:
+        raise ModelError(f"{path} holds {flat.size} parameters, this policy has {num_params}")
+    return flat
+
+
+def save_run_params(run_dir: Path, best: Any, mean: Any) -> pathlib.Path:
+    """A finished run's flat ``best`` member and distribution ``mean`` (``params.npz``)."""
+    path = pathlib.Path(run_dir) / PARAMS_FILE
+    np.savez(path, best=np.asarray(best, np.float32), mean=np.asarray(mean, np.float32))
+    return path
+
+
+def save_eval_best(run_dir: Path, flat: Any, generation: int, return_mean: float) -> pathlib.Path:
+    """The distribution mean that scored best on the held-out episodes so far (``eval_best.npz``)."""
+    return save_flat(pathlib.Path(run_dir) / EVAL_BEST_FILE, flat, generation=generation, return_mean=return_mean)
+
+
+def eval_best_score(run_dir: Path) -> float | None:
+    """The held-out score kept in a run's ``eval_best.npz``, or None when there is none."""
+    path = pathlib.Path(run_dir) / EVAL_BEST_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as kept:
+        return float(kept["return_mean"])
+
+
+def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
+    """Flat parameters a run left on disk and their generation (None when not recorded).
+
+    ``which``: ``mean`` / ``best`` from ``params.npz`` (written when a run finishes), or ``eval_best``
+    (written during training when ``train.eval_every`` is set).
+    """
+    if which not in PARAM_CHOICES:
+        raise CheckpointError(f"params must be one of {', '.join(PARAM_CHOICES)}, got {which!r}")
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / (EVAL_BEST_FILE if which == "eval_best" else PARAMS_FILE)
+    if not path.is_file():
+        hint = "train it with train.eval_every > 0" if which == "eval_best" else "the run has not finished"
+        raise CheckpointError(f"no {path.name} in {run_dir} ({hint})")
+    with np.load(path) as data:
+        flat = np.asarray(data["params" if which == "eval_best" else which], np.float32)
+        generation = int(data["generation"]) if "generation" in data else None
+    return flat, generation
+
+
+def student_file(out: Path) -> pathlib.Path:
+    """A distillation's latest student."""
+    return pathlib.Path(out) / STUDENT_FILE
+
+
+def round_file(out: Path, round_: int) -> pathlib.Path:
+    """Where a distillation in ``out`` keeps the student of round ``round_``."""
+    return pathlib.Path(out) / "rounds" / f"{round_:03d}.npz"
+
+
+def output_dir(path: Path, flag: str) -> pathlib.Path:
+    """Create an output directory before any work is done, or say in one line why it cannot be used."""
+    path = pathlib.Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot create it ({e.strerror or type(e).__name__})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path} is not writable")
+    return path
+
+
+def output_file(path: Path, flag: str) -> pathlib.Path:
+    """Check (and create the directory of) an output file before any work is done; one line when it cannot
+    be written."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise UserError(f"{flag} {path} is a directory, not a file")
+    output_dir(path.parent if str(path.parent) else ".", f"{flag} {path}: its directory")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {path} is not writable")
+    return path

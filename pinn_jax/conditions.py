@@ -1,0 +1,149 @@
+"""Evaluation conditions: an observation transform (:class:`~pinn_jax.envs.ObsTransform`) with a name, the
+study's default list, and the paired episodes every condition and model share.
+
+Names: ``no_shuffle``, ``shuffle`` (once per episode), ``shuffle_every_K``, ``noise_N`` (N noise features,
+shuffled once), ``noise_N_every_K``, ``noise_N_no_shuffle``. Episode ``i`` uses the key
+``fold_in(PRNGKey(seed), i)`` in every condition and for every model, so comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from pinn_jax.config import EnvConfig
+from pinn_jax.envs import ObsTransform, ObsTransformWrapper, same_task
+from pinn_jax.errors import ConfigError, EvaluationError
+from pinn_jax.experiment import build_env, obs_dim_of
+from pinn_jax.models import Model
+
+__all__ = ["DEFAULT_EPISODES", "Condition", "make_condition", "parse_condition", "default_conditions", "episode_keys",
+           "condition_env", "not_applicable"]
+
+DEFAULT_EPISODES = 200  # episodes per condition of every evaluation-type command (evaluate, diagnose)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A named observation condition; its fields are those of the :class:`ObsTransform` it stands for,
+    which validates them."""
+
+    name: str
+    shuffle: bool = False
+    shuffle_every: int = 0  # re-draw the permutation every k steps (0: only at reset)
+    num_noise: int = 0  # Gaussian noise features appended (before shuffling)
+    noise_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        try:
+            self.transform  # noqa: B018 - builds (and so validates) the transform
+        except ConfigError as e:
+            raise EvaluationError(f"condition {self.name!r}: {e}") from None
+
+    @property
+    def transform(self) -> ObsTransform:
+        return ObsTransform(shuffle=self.shuffle, shuffle_every=self.shuffle_every, num_noise=self.num_noise,
+                            noise_std=self.noise_std)
+
+    @property
+    def label(self) -> str:
+        """Human-readable description for plots and tables."""
+        if not self.shuffle:
+            base = "no shuffle"
+        elif self.shuffle_every:
+            base = f"shuffle every {self.shuffle_every} steps"
+        else:
+            base = "shuffle once per episode"
+        return base + (f" + {self.num_noise} noise features" if self.num_noise else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and the label, for reports."""
+        return {**dataclasses.asdict(self), "label": self.label}
+
+
+def _condition_name(shuffle: bool, shuffle_every: int, num_noise: int) -> str:
+    if num_noise:
+        name = f"noise_{num_noise}"
+        if shuffle_every:
+            name += f"_every_{shuffle_every}"
+        return name if shuffle else name + "_no_shuffle"
+    if not shuffle:
+        return "no_shuffle"
+    return f"shuffle_every_{shuffle_every}" if shuffle_every else "shuffle"
+
+
+def make_condition(shuffle: bool = False, shuffle_every: int = 0, num_noise: int = 0,
+                   noise_std: float = 0.1) -> Condition:
+    """A condition with its canonical name (``no_shuffle``, ``shuffle``, ``shuffle_every_K``, ``noise_N``)."""
+    shuffle = bool(shuffle or shuffle_every)
+    return Condition(_condition_name(shuffle, shuffle_every, num_noise), shuffle, int(shuffle_every),
+                     int(num_noise), float(noise_std))
+
+
+_NAME_RE = re.compile(r"^(?:(no_shuffle)|(shuffle)|shuffle_every_(\d+)|noise_(\d+)(?:_every_(\d+))?(_no_shuffle)?)$")
+
+
+def parse_condition(name: str, noise_std: float = 0.1) -> Condition:
+    """Condition from its name (see the module docstring)."""
+    m = _NAME_RE.match(str(name).strip())
+    if not m:
+        raise EvaluationError(f"unknown condition {name!r}: use no_shuffle, shuffle, shuffle_every_K, noise_N, "
+                              f"noise_N_every_K or noise_N_no_shuffle")
+    no_shuf, shuf, every, noise, noise_every, noise_plain = m.groups()
+    if no_shuf:
+        return make_condition(noise_std=noise_std)
+    if shuf:
+        return make_condition(True, noise_std=noise_std)
+    if every:
+        if int(every) < 1:
+            raise EvaluationError(f"condition {name!r}: the shuffle period must be >= 1")
+        return make_condition(True, int(every), noise_std=noise_std)
+    k = int(noise_every or 0)
+    if noise_every and (k < 1 or noise_plain):
+        raise EvaluationError(f"condition {name!r}: a shuffle period needs shuffling and must be >= 1")
+    return make_condition(not noise_plain, k, int(noise), noise_std)
+
+
+def default_conditions(shuffle_every: Sequence[int] = (50, 100, 250),
+                       noise: Sequence[int] = (0, 5, 10, 15, 20, 30),
+                       noise_std: float = 0.1) -> list[Condition]:
+    """The study: no shuffle, shuffle once per episode, shuffle every k steps (each ``shuffle_every``)
+    and, for each ``noise`` count N > 0, N noise features appended with the features shuffled once
+    per episode (N = 0 of that series is the ``shuffle`` condition)."""
+    if any(int(k) < 1 for k in shuffle_every):
+        raise EvaluationError(f"shuffle periods must be >= 1, got {list(shuffle_every)}")
+    if any(int(n) < 0 for n in noise):
+        raise EvaluationError(f"noise feature counts must be >= 0, got {list(noise)}")
+    conds = [make_condition(noise_std=noise_std), make_condition(True, noise_std=noise_std)]
+    conds += [make_condition(True, int(k), noise_std=noise_std) for k in dict.fromkeys(shuffle_every)]
+    conds += [make_condition(True, 0, int(n), noise_std) for n in dict.fromkeys(noise) if int(n) > 0]
+    return conds
+
+
+def episode_keys(seed: int, episodes: int) -> jax.Array:
+    """Episode ``i``'s key is ``fold_in(PRNGKey(seed), i)`` (independent of how many are run)."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(episodes))
+
+
+def condition_env(env_cfg: EnvConfig, condition: Condition) -> tuple[ObsTransformWrapper, Any]:
+    """The wrapped env and its params for a condition (wrappers compare by value, so compiled rollouts
+    are reused across calls)."""
+    return build_env(env_cfg, condition.transform)
+
+
+def not_applicable(model: Model, env_cfg: EnvConfig, condition: Condition) -> str | None:
+    """Why ``model`` cannot run in ``condition`` (checked up front), or None if it can."""
+    if not same_task(model.env_cfg.name, env_cfg.name):
+        return f"trained on {model.env_cfg.name}, not {env_cfg.name}"
+    fixed = model.input_size
+    if fixed is not None:
+        n = obs_dim_of(*condition_env(env_cfg, condition))
+        if n != fixed:
+            return f"fixed input size {fixed} (condition gives {n} features)"
+    return None

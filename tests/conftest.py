@@ -1,0 +1,43 @@
+"""Shared test set-up: where the authors' reference weights are, a private cache, and the tiny configs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+from pinn_jax import config as config_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TESTS = pathlib.Path(__file__).resolve().parent
+# Only tests and CI name ../shared: the package finds the authors' weights through this variable.
+os.environ.setdefault("PINN_JAX_REFERENCE_DIR", str(REPO.parent / "shared" / "reference"))
+sys.path.insert(0, str(TESTS))  # tests/_dist_worker.py, run as a script by test_distributed.py, imports this too
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Never read or write the user's cache (pinn_jax.official) from tests."""
+    os.environ["PINN_JAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def tiny_dict(run_dir: str, **sections) -> dict:
+    """The tiny config of the tests as a plain mapping: linear policy, pop 8, 2 rollouts of 50 steps."""
+    data = {
+        "seed": 3, "run_dir": str(run_dir),
+        "env": {"start": "easy", "max_steps": 50},
+        "policy": {"name": "linear"},
+        "strategy": {"name": "CMA_ES", "population_size": 8, "sigma_init": 0.5},
+        "train": {"generations": 3, "rollouts": 2, "log_every": 1, "checkpoint_every": 2},
+    }
+    for k, v in sections.items():
+        data.setdefault(k, {}).update(v)
+    return data
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """A seconds-sized training config in a fresh run directory (``tiny_dict``, validated)."""
+    return lambda **sections: config_lib.from_dict(tiny_dict(str(tmp_path / "run"), **sections))
