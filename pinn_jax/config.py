@@ -2,13 +2,17 @@
 
 A config file is a nested mapping whose sections mirror the dataclasses below. Unknown keys,
 wrong types and bad values raise :class:`ConfigError` with a one-line message naming the key.
+Types are exact: a bool is not an int, a string is not a list; float fields also take numeric strings
+(PyYAML reads ``3e-4`` as one); ints must fit in int32 (``seed``: uint32, for ``jax.random.PRNGKey``).
 ``--set section.key=value`` overrides (values parsed as YAML) are applied before validation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +20,11 @@ import dacite
 import yaml
 
 from pinn_jax.errors import ConfigError
+from pinn_jax.policies import POLICY_NAMES
 
+# (lowest, highest, why) of an int field; every other int field must fit in int32
+_INT_RANGES: dict[str, tuple[int, int, str]] = {"seed": (0, 2**32 - 1, "a uint32 seed for jax.random.PRNGKey")}
+_INT32 = (-2**31, 2**31 - 1, "int32")
 
 
 @dataclass(frozen=True)
@@ -45,12 +53,11 @@ class PolicyConfig:
     attention_gain: float = 1.0  # fixed factor on the attention logits (1 in the paper)
 
     def __post_init__(self) -> None:
-        names = ("attention_neuron", "mlp", "linear")
-        _check(self.name in names, "policy.name", f"must be one of {', '.join(names)}, got {self.name!r}")
+        _check(self.name in POLICY_NAMES, "policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {self.name!r}")
         _check(all(h >= 1 for h in self.hidden), "policy.hidden", f"sizes must be >= 1, got {list(self.hidden)}")
         for k in ("hidden_dim", "msg_dim", "pos_em_dim"):
             _check(getattr(self, k) >= 1, f"policy.{k}", f"must be >= 1, got {getattr(self, k)}")
-        _check(self.attention_gain > 0, "policy.attention_gain", f"must be > 0, got {self.attention_gain}")
+        _check_positive("policy.attention_gain", self.attention_gain)
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,8 @@ class StrategyConfig:
 
     def __post_init__(self) -> None:
         _check(self.population_size >= 2, "strategy.population_size", f"must be >= 2, got {self.population_size}")
-        _check(self.sigma_init > 0, "strategy.sigma_init", f"must be > 0, got {self.sigma_init}")
-        _check(self.learning_rate > 0, "strategy.learning_rate", f"must be > 0, got {self.learning_rate}")
+        _check_positive("strategy.sigma_init", self.sigma_init)
+        _check_positive("strategy.learning_rate", self.learning_rate)
         _check(self.init_mean in ("zeros", "random") or self.init_mean.endswith(".npz"), "strategy.init_mean",
                f"must be 'zeros', 'random' or a .npz file of parameters, got {self.init_mean!r}")
 
@@ -123,6 +130,8 @@ class Config:
         steps = self.train.episode_steps
         _check(steps is None or steps <= self.env.max_steps, "train.episode_steps",
                f"must be <= env.max_steps ({self.env.max_steps}), got {steps}")
+        if not self.distributed.enabled:  # gymnax starts JAX's backend, which must wait for jax.distributed
+            check_env_name(self.env.name)
 
     @property
     def train_steps(self) -> int:
@@ -134,9 +143,26 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
 
+def check_env_name(name: str) -> None:
+    """One-line :class:`ConfigError` unless ``name`` is a cart-pole swing-up name or a registered gymnax id.
+
+    Imports gymnax, which starts JAX's backend: with ``jax.distributed``, call it after initialising.
+    """
+    import gymnax
+
+    from pinn_jax.envs import CARTPOLE_NAMES
+
+    valid = [*CARTPOLE_NAMES, *gymnax.registered_envs]
+    _check(name in valid, "env.name", f"must be one of {', '.join(valid)}, got {name!r}")
+
+
 def _check(ok: bool, key: str, msg: str) -> None:
     if not ok:
         raise ConfigError(f"config key '{key}' {msg}")
+
+
+def _check_positive(key: str, value: float) -> None:
+    _check(math.isfinite(value) and value > 0, key, f"must be a finite number > 0, got {value}")
 
 
 def _plain(x: Any) -> Any:
@@ -147,45 +173,64 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _check_unknown(data: Any, cls: type, prefix: str = "") -> None:
-    """Reject keys the dataclass does not define, naming the full dotted path."""
+def _validate(data: Any, cls: type, prefix: str = "") -> dict[str, Any]:
+    """``data`` checked against dataclass ``cls`` (no unknown keys, exact types), with values coerced."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {type(data).__name__}")
-    hints = {f.name: f for f in dataclasses.fields(cls)}
+        section = prefix.rstrip(".") or "<root>"
+        raise ConfigError(f"config section '{section}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    out = {}
     for k, v in data.items():
         if k not in hints:
-            valid = ", ".join(sorted(hints))
-            raise ConfigError(f"unknown config key '{prefix}{k}' (valid keys here: {valid})")
-        sub = _section_type(cls, k)
-        if sub is not None:
-            _check_unknown(v, sub, f"{prefix}{k}.")
+            raise ConfigError(f"unknown config key '{prefix}{k}' (valid keys here: {', '.join(sorted(hints))})")
+        tp = hints[k]
+        out[k] = _validate(v, tp, f"{prefix}{k}.") if dataclasses.is_dataclass(tp) else _coerce(v, tp, f"{prefix}{k}")
+    return out
 
 
-def _section_type(cls: type, name: str) -> type | None:
-    sections = {"env": EnvConfig, "policy": PolicyConfig, "strategy": StrategyConfig,
-                "train": TrainConfig, "distributed": DistributedConfig}
-    return sections.get(name) if cls is Config else None
+def _coerce(v: Any, tp: Any, key: str, expected: str = "") -> Any:
+    """``v`` as a value of field type ``tp`` (bool, int, float, str, ``tuple[int, ...]`` or ``X | None``)."""
+    expected = expected or _type_name(tp)
+    args = typing.get_args(tp)
+    if type(None) in args:
+        (inner,) = (a for a in args if a is not type(None))
+        return None if v is None else _coerce(v, inner, key, expected)
+    is_int = isinstance(v, int) and not isinstance(v, bool)
+    if typing.get_origin(tp) is tuple:
+        if isinstance(v, (list, tuple)) and all(isinstance(h, int) and not isinstance(h, bool) for h in v):
+            return tuple(_int_in_range(h, key) for h in v)
+    elif tp is int and is_int:
+        return _int_in_range(v, key)
+    elif tp is float and (is_int or isinstance(v, (float, str))):
+        try:
+            return float(v)
+        except (ValueError, OverflowError):
+            pass
+    elif tp in (bool, str) and isinstance(v, tp):
+        return v
+    raise ConfigError(f"config key '{key}' has the wrong type: expected {expected}, got {v!r} ({type(v).__name__})")
+
+
+def _int_in_range(v: int, key: str) -> int:
+    lo, hi, what = _INT_RANGES.get(key, _INT32)
+    _check(v >= lo, key, f"must be >= {lo} ({what}), got {v}")
+    _check(v <= hi, key, f"must be <= {hi} ({what}), got {v}")
+    return v
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if type(None) in args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    return "a list of ints" if typing.get_origin(tp) is tuple else tp.__name__
 
 
 def from_dict(data: dict[str, Any]) -> Config:
     """Validate a nested mapping into a :class:`Config` (strict: no unknown keys, exact types)."""
-    _check_unknown(data, Config)
     try:
-        return dacite.from_dict(Config, data, config=dacite.Config(strict=True, cast=[tuple], type_hooks={float: _int_to_float}))
-    except dacite.WrongTypeError as e:
-        raise ConfigError(f"config key '{e.field_path}' has the wrong type: expected {_type_name(e.field_type)}, "
-                          f"got {e.value!r} ({type(e.value).__name__})") from None
-    except dacite.DaciteError as e:
-        raise ConfigError(f"invalid config: {e}") from None
-
-
-def _int_to_float(v: Any) -> Any:
-    """Accept YAML integers (``sigma_init: 1``) where a float is expected; leave other types to the check."""
-    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-
-def _type_name(t: Any) -> str:
-    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+        return dacite.from_dict(Config, _validate(data, Config), config=dacite.Config(strict=True))
+    except dacite.DaciteError as e:  # not expected after _validate: kept one line all the same
+        raise ConfigError(f"invalid config: {str(e).splitlines()[0]}") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -201,7 +246,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key!r}: '{p}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {str(e).splitlines()[0]}") from None
     return data
 
 
@@ -211,7 +259,12 @@ def load(path: str | pathlib.Path, overrides: list[str] | None = None) -> Config
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections and keys, got {type(data).__name__}")
+    if not data:
+        raise ConfigError(f"config file {path} is empty (it sets no keys): refusing to run on all defaults; "
+                          f"start from configs/quick.yaml")
     return from_dict(apply_overrides(data, overrides or []))

@@ -1,0 +1,253 @@
+"""Config validation: every bad value is one ``ConfigError`` line naming the dotted key, never a traceback
+or a silent reinterpretation; at the command line, ``error: ...`` on stderr, exit code 2, no run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import subprocess
+import sys
+import typing
+
+import pytest
+
+from pinn_jax import config as config_lib
+from pinn_jax import train
+from pinn_jax.config import ConfigError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+QUICK = ROOT / "configs" / "quick.yaml"
+
+
+@pytest.fixture
+def cli_error(capsys, tmp_path, monkeypatch):
+    """Run the training CLI in-process; assert it refused with one ``error:`` line and wrote nothing.
+    A config that gets through validation fails the test at once instead of training."""
+
+    def reached_training(cfg, **kwargs):
+        raise AssertionError(f"the config was accepted and training started: {cfg}")
+
+    monkeypatch.setattr(train, "train", reached_training)
+    return lambda *sets, config=QUICK: _cli_error(capsys, tmp_path, *sets, config=config)
+
+
+def _cli_error(capsys, tmp_path, *sets: str, config: pathlib.Path) -> str:
+    run = tmp_path / "run"
+    argv = ["--config", str(config), "--run-dir", str(run), "--no-progress"]
+    for s in sets:
+        argv += ["--set", s]
+    rc = train.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert not run.exists()
+    return lines[0].removeprefix("error: ")
+
+
+def error(*overrides: str) -> str:
+    """The one-line message of ``quick.yaml`` with ``overrides``."""
+    with pytest.raises(ConfigError) as info:
+        config_lib.load(QUICK, list(overrides))
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def fields_of_type(*types: type) -> list[str]:
+    """Dotted keys of every field (all sections, ``X | None`` included) whose type is one of ``types``."""
+    keys = []
+
+    def walk(cls: type, prefix: str) -> None:
+        for name, tp in typing.get_type_hints(cls).items():
+            if dataclasses.is_dataclass(tp):
+                walk(tp, f"{prefix}{name}.")
+            elif tp in types or (type(None) in typing.get_args(tp) and set(typing.get_args(tp)) & set(types)):
+                keys.append(prefix + name)
+
+    walk(config_lib.Config, "")
+    return keys
+
+
+INT_KEYS = fields_of_type(int)
+FLOAT_KEYS = fields_of_type(float)
+
+
+def test_field_discovery_covers_every_section():
+    assert {"seed", "env.max_steps", "policy.hidden_dim", "strategy.population_size", "train.generations",
+            "train.episode_steps", "distributed.num_processes", "distributed.process_id"} <= set(INT_KEYS)
+    assert set(FLOAT_KEYS) == {"policy.attention_gain", "strategy.sigma_init", "strategy.learning_rate"}
+
+
+# 1. a bool is not an int (nor a float) ---------------------------------------------------------------------
+
+def test_bool_generations_is_refused_by_the_cli(cli_error):
+    msg = cli_error("train.generations=true")
+    assert msg == "config key 'train.generations' has the wrong type: expected int, got True (bool)"
+
+
+@pytest.mark.parametrize("key", INT_KEYS + FLOAT_KEYS)
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_bools_are_not_numbers(key, value):
+    msg = error(f"{key}={value}")
+    assert msg.startswith(f"config key '{key}' has the wrong type: expected ")
+    assert msg.endswith(f"got {value.title()} (bool)")
+
+
+def test_optional_ints_name_null_in_the_message():
+    assert error("distributed.process_id=true") == (
+        "config key 'distributed.process_id' has the wrong type: expected int or null, got True (bool)")
+    assert config_lib.load(QUICK, ["train.episode_steps=null"]).train.episode_steps is None
+    assert config_lib.load(QUICK, ["distributed.num_processes=2"]).distributed.num_processes == 2
+
+
+# 2. env.name: a cart-pole name or a registered gymnax id -------------------------------------------------
+
+def test_unknown_env_name_is_refused_by_the_cli(cli_error):
+    import gymnax
+
+    from pinn_jax.envs import CARTPOLE_NAMES
+
+    msg = cli_error("env.name=NoSuchEnv-v9")
+    valid = ", ".join([*CARTPOLE_NAMES, *gymnax.registered_envs])
+    assert msg == f"config key 'env.name' must be one of {valid}, got 'NoSuchEnv-v9'"
+
+
+@pytest.mark.parametrize("name", ["CartPoleSwingUp-v0", "CartPoleSwingUp-easy", "CartPole-v1", "Catch-bsuite"])
+def test_known_env_names_are_accepted(name):
+    assert config_lib.load(QUICK, [f"env.name={name}"]).env.name == name
+
+
+def test_distributed_config_does_not_start_jax():
+    """gymnax starts JAX's backend on import, which must wait for jax.distributed.initialize."""
+    code = ("import sys; from pinn_jax import config as c; from jax._src import xla_bridge as xb; "
+            f"c.load({str(QUICK)!r}, ['distributed.enabled=true']); "
+            "print('gymnax' in sys.modules, xb.backends_are_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+# 3. policy.hidden: a list of ints, never a string's characters ------------------------------------------
+
+def test_string_hidden_is_refused_by_the_cli(cli_error):
+    msg = cli_error("policy.hidden=abc")
+    assert msg == "config key 'policy.hidden' has the wrong type: expected a list of ints, got 'abc' (str)"
+
+
+@pytest.mark.parametrize("value,shown", [("[4, true]", "[4, True]"), ("[4, 2.0]", "[4, 2.0]"),
+                                         ("['8']", "['8']"), ("16", "16 (int)"), ("{a: 1}", "{'a': 1}")])
+def test_hidden_must_hold_only_ints(value, shown):
+    msg = error(f"policy.hidden={value}")
+    assert msg.startswith(f"config key 'policy.hidden' has the wrong type: expected a list of ints, got {shown}")
+
+
+def test_hidden_list_becomes_a_tuple():
+    assert config_lib.load(QUICK, ["policy.hidden=[8, 4]"]).policy.hidden == (8, 4)
+    assert config_lib.load(QUICK, ["policy.hidden=[]"]).policy.hidden == ()
+
+
+# 4. ints in range: seed a uint32 (jax.random.PRNGKey), counts int32 --------------------------------------
+
+def test_huge_seed_is_refused_by_the_cli(cli_error):
+    msg = cli_error("seed=99999999999999999999")
+    assert msg == ("config key 'seed' must be <= 4294967295 (a uint32 seed for jax.random.PRNGKey), "
+                   "got 99999999999999999999")
+
+
+def test_seed_range():
+    assert error("seed=-1") == "config key 'seed' must be >= 0 (a uint32 seed for jax.random.PRNGKey), got -1"
+    assert config_lib.load(QUICK, [f"seed={2**32 - 1}"]).seed == 2**32 - 1
+
+
+@pytest.mark.parametrize("key", ["train.generations", "train.rollouts", "strategy.population_size", "env.max_steps",
+                                 "train.episode_steps", "train.eval_episodes", "policy.hidden_dim"])
+def test_counts_must_fit_in_int32(key):
+    assert error(f"{key}={2**31}") == f"config key '{key}' must be <= 2147483647 (int32), got 2147483648"
+
+
+def test_count_at_the_int32_limit_is_accepted():
+    assert config_lib.load(QUICK, [f"train.generations={2**31 - 1}"]).train.generations == 2**31 - 1
+
+
+def test_hidden_sizes_must_fit_in_int32():
+    assert error(f"policy.hidden=[4, {2**31}]") == (
+        "config key 'policy.hidden' must be <= 2147483647 (int32), got 2147483648")
+
+
+# 5. floats: numbers or numeric strings (PyYAML reads 3e-4 as a string), finite where positive ------------
+
+def test_numeric_strings_are_floats(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("strategy: {sigma_init: 3e-4, learning_rate: 1e30}\npolicy: {attention_gain: 2}\n")
+    cfg = config_lib.load(p)
+    assert (cfg.strategy.sigma_init, cfg.strategy.learning_rate, cfg.policy.attention_gain) == (3e-4, 1e30, 2.0)
+    assert all(type(x) is float for x in (cfg.strategy.sigma_init, cfg.policy.attention_gain))
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+def test_non_numeric_string_float_is_a_wrong_type(key):
+    assert error(f"{key}=abc") == f"config key '{key}' has the wrong type: expected float, got 'abc' (str)"
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value,shown", [(".nan", "nan"), (".inf", "inf"), ("1e400", "inf"), ("-.inf", "-inf"),
+                                         ("0", "0.0")])
+def test_positive_floats_must_be_finite(key, value, shown):
+    assert error(f"{key}={value}") == f"config key '{key}' must be a finite number > 0, got {shown}"
+
+
+def test_nan_sigma_is_refused_by_the_cli(cli_error):
+    msg = cli_error("strategy.sigma_init=nan")
+    assert msg == "config key 'strategy.sigma_init' must be a finite number > 0, got nan"
+
+
+# 6. the file itself: not empty, a mapping at the top ----------------------------------------------------
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n", "---\n", "{}\n"])
+def test_empty_config_file_is_refused_by_the_cli(cli_error, tmp_path, text):
+    p = tmp_path / "empty.yaml"
+    p.write_text(text)
+    msg = cli_error(config=p)
+    assert msg.startswith(f"config file {p} is empty ")
+
+
+@pytest.mark.parametrize("text,kind", [("- a\n- b\n", "list"), ("42\n", "int"), ("just words\n", "str")])
+def test_non_mapping_config_file_is_refused_by_the_cli(cli_error, tmp_path, text, kind):
+    p = tmp_path / "odd.yaml"
+    p.write_text(text)
+    msg = cli_error(config=p)
+    assert msg == f"config file {p} must hold a mapping of sections and keys, got {kind}"
+
+
+def test_from_dict_still_takes_partial_and_empty_mappings():
+    assert config_lib.from_dict({}) == config_lib.Config()
+    assert config_lib.from_dict({"train": {"generations": 3}}).train.generations == 3
+
+
+# 7. policy.name: the names pinn_jax.policies knows ---------------------------------------------------------
+
+def test_policy_names_come_from_the_policies_module():
+    from pinn_jax import policies
+
+    assert config_lib.POLICY_NAMES is policies.POLICY_NAMES
+    assert error("policy.name=cnn") == (
+        f"config key 'policy.name' must be one of {', '.join(policies.POLICY_NAMES)}, got 'cnn'")
+    for name in policies.POLICY_NAMES:
+        assert config_lib.load(QUICK, [f"policy.name={name}"]).policy.name == name
+
+
+def test_bad_policy_name_is_refused_by_the_cli(cli_error):
+    assert cli_error("policy.name=cnn").startswith("config key 'policy.name' must be one of ")
+
+
+# what worked before still works ---------------------------------------------------------------------------
+
+def test_round_trip_through_to_dict():
+    cfg = config_lib.load(QUICK, ["policy.hidden=[8, 8]", "strategy.sigma_init=3e-4", "train.episode_steps=50"])
+    assert config_lib.from_dict(cfg.to_dict()) == cfg
+
+
+def test_bad_override_yaml_is_one_line():
+    msg = error("policy.hidden=[1,")
+    assert msg.startswith("override 'policy.hidden=[1,': the value is not valid YAML")
