@@ -19,6 +19,8 @@ from typing import Any
 import dacite
 import yaml
 
+from pinn_jax import configs
+
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import POLICY_NAMES
 
@@ -130,8 +132,6 @@ class Config:
         steps = self.train.episode_steps
         _check(steps is None or steps <= self.env.max_steps, "train.episode_steps",
                f"must be <= env.max_steps ({self.env.max_steps}), got {steps}")
-        if not self.distributed.enabled:  # gymnax starts JAX's backend, which must wait for jax.distributed
-            check_env_name(self.env.name)
 
     @property
     def train_steps(self) -> int:
@@ -141,19 +141,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), suitable for YAML/JSON."""
         return _plain(dataclasses.asdict(self))
-
-
-def check_env_name(name: str) -> None:
-    """One-line :class:`ConfigError` unless ``name`` is a cart-pole swing-up name or a registered gymnax id.
-
-    Imports gymnax, which starts JAX's backend: with ``jax.distributed``, call it after initialising.
-    """
-    import gymnax
-
-    from pinn_jax.envs import CARTPOLE_NAMES
-
-    valid = [*CARTPOLE_NAMES, *gymnax.registered_envs]
-    _check(name in valid, "env.name", f"must be one of {', '.join(valid)}, got {name!r}")
 
 
 def _check(ok: bool, key: str, msg: str) -> None:
@@ -254,10 +241,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load(path: str | pathlib.Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file, apply overrides and validate."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """Read a YAML config file (or the shipped config of that name, :mod:`pinn_jax.configs`), apply
+    overrides and validate."""
+    path = configs.resolve(path)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

@@ -14,7 +14,8 @@ import jax
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
-from pinn_jax.envs import ObsTransform, ObsTransformWrapper, is_swingup, make
+from pinn_jax.envs import ObsTransform, ObsTransformWrapper, is_swingup, make, names
+from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
 __all__ = ["Experiment", "setup", "build_env", "build_policy", "transform_from", "obs_dim_of"]
@@ -22,6 +23,8 @@ __all__ = ["Experiment", "setup", "build_env", "build_policy", "transform_from",
 
 def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
     """The configured environment wrapped with the observation transform, and its params."""
+    if env_cfg.name not in names():
+        raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
     overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
     if is_swingup(env_cfg.name):
         overrides["hard"] = env_cfg.start == "hard"
@@ -30,9 +33,12 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> t
 
 
 def transform_from(train_cfg: TrainConfig) -> ObsTransform:
-    """Train-time observation augmentation from the config."""
-    return ObsTransform(shuffle=train_cfg.shuffle, shuffle_every=train_cfg.shuffle_every,
-                        num_noise=train_cfg.num_noise)
+    """Train-time observation augmentation from the config (validated by ``ObsTransform``)."""
+    try:
+        return ObsTransform(shuffle=train_cfg.shuffle, shuffle_every=train_cfg.shuffle_every,
+                            num_noise=train_cfg.num_noise)
+    except ConfigError as e:
+        raise ConfigError(f"config keys 'train.shuffle*' / 'train.num_noise': {e}") from None
 
 
 def build_policy(policy_cfg: PolicyConfig) -> Policy:

@@ -103,14 +103,12 @@ def test_optional_ints_name_null_in_the_message():
 
 # 2. env.name: a cart-pole name or a registered gymnax id -------------------------------------------------
 
-def test_unknown_env_name_is_refused_by_the_cli(cli_error):
-    import gymnax
+def test_unknown_env_name_is_refused_by_the_cli(capsys, tmp_path):
+    """Checked where the env is built (after jax.distributed may have started), before the run directory."""
+    from pinn_jax.envs import names
 
-    from pinn_jax.envs import CARTPOLE_NAMES
-
-    msg = cli_error("env.name=NoSuchEnv-v9")
-    valid = ", ".join([*CARTPOLE_NAMES, *gymnax.registered_envs])
-    assert msg == f"config key 'env.name' must be one of {valid}, got 'NoSuchEnv-v9'"
+    msg = _cli_error(capsys, tmp_path, "env.name=NoSuchEnv-v9", config=QUICK)
+    assert msg == f"config key 'env.name' must be one of {', '.join(names())}, got 'NoSuchEnv-v9'"
 
 
 @pytest.mark.parametrize("name", ["CartPoleSwingUp-v0", "CartPoleSwingUp-easy", "CartPole-v1", "Catch-bsuite"])
@@ -251,3 +249,31 @@ def test_round_trip_through_to_dict():
 def test_bad_override_yaml_is_one_line():
     msg = error("policy.hidden=[1,")
     assert msg.startswith("override 'policy.hidden=[1,': the value is not valid YAML")
+
+
+# shipped configs by name -------------------------------------------------------------------------------
+
+def test_shipped_configs_resolve_by_name_and_all_validate():
+    from pinn_jax import configs
+
+    names = configs.available()
+    assert {"quick", "cartpole_pi", "cartpole_mlp"} <= set(names)
+    assert config_lib.load("quick") == config_lib.load(QUICK) == config_lib.load("quick.yaml")
+    for name in names:
+        assert configs.resolve(name) == configs.HERE / f"{name}.yaml"
+        config_lib.load(name)  # every shipped config is valid
+        assert configs.describe(name), f"{name}.yaml has no first comment line saying what it trains"
+    assert (ROOT / "configs").resolve() == configs.HERE  # the checkout's configs/ is the package's folder
+
+
+def test_an_unknown_config_name_lists_the_shipped_ones():
+    msg = error_of(lambda: config_lib.load("no_such_config"))
+    assert msg.startswith("config file not found: no_such_config (nor a shipped config of that name; shipped: ")
+    assert "cartpole_pi, " in msg and "quick" in msg
+
+
+def error_of(fn) -> str:
+    with pytest.raises(ConfigError) as info:
+        fn()
+    assert "\n" not in str(info.value)
+    return str(info.value)

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pinn_jax.errors import ConfigError
+
 from pinn_jax.envs import (
     CARTPOLE_NAMES, CartPoleSwingUp, EnvParams, EnvState, make, render)
 
@@ -290,7 +292,7 @@ def test_make_gymnax_env():
 
 
 def test_make_unknown_name():
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConfigError) as err:
         make("NoSuchEnv-v9")
     msg = str(err.value)
     assert "\n" not in msg and "NoSuchEnv-v9" in msg

@@ -28,8 +28,8 @@ def resolve(name_or_path: str | pathlib.Path) -> pathlib.Path:
     shipped = HERE / f"{path.name.removesuffix('.yaml')}.yaml"
     if path.parent == pathlib.Path(".") and shipped.is_file():
         return shipped
-    raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a shipped config "
-                      f"(shipped: {', '.join(available())})")
+    raise ConfigError(f"config file not found: {name_or_path} (nor a shipped config of that name; shipped: "
+                      f"{', '.join(available())})")
 
 
 def describe(name: str) -> str:

@@ -6,6 +6,8 @@ from typing import Any
 
 import gymnax
 
+from pinn_jax.errors import ConfigError
+
 from pinn_jax.envs.cartpole_swingup import (
     CartPoleSwingUp, EnvParams, EnvState, accelerations, render)
 from pinn_jax.envs.wrappers import (
@@ -18,6 +20,11 @@ CARTPOLE_NAMES: dict[str, bool] = {
     "CartPoleSwingUp-hard": True,
     "CartPoleSwingUp-easy": False,
 }
+
+
+def names() -> list[str]:
+    """Every environment name ``make`` takes: the swing-up names, then gymnax's registered ids."""
+    return [*CARTPOLE_NAMES, *gymnax.registered_envs]
 
 
 def is_swingup(name: str) -> bool:
@@ -38,19 +45,15 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
     """
     if is_swingup(name):
         env, params = CartPoleSwingUp(), EnvParams(hard=CARTPOLE_NAMES[name])
+    elif name in gymnax.registered_envs:
+        env, params = gymnax.make(name)
     else:
-        try:
-            env, params = gymnax.make(name)
-        except ValueError:
-            raise ValueError(
-                f"Unknown environment {name!r}: use one of "
-                f"{', '.join(CARTPOLE_NAMES)} or a gymnax environment id."
-            ) from None
+        raise ConfigError(f"unknown environment {name!r}: use one of {', '.join(names())}")
     return env, params.replace(**param_overrides) if param_overrides else params
 
 
 __all__ = [
     "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
     "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
-    "accelerations", "is_swingup", "make", "same_task", "render", "transform_reset", "transform_step",
+    "accelerations", "is_swingup", "make", "names", "same_task", "render", "transform_reset", "transform_step",
 ]
