@@ -25,6 +25,7 @@ import sys
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pinn_jax import artifacts
@@ -38,6 +39,7 @@ from pinn_jax.rollout import episode
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "pole_trajectories", "diagnose", "format_table", "main"]
 
 STAT_KEYS = ("episodes", "survival", "mean_return", "survivor_return", "late_reward", "balanced", "spinning", "turns")
+NA = "n/a"  # a pole statistic outside the swing-up
 BALANCED_SHARE = 0.9  # a survivor counts as balanced when upright in this share of the second half
 
 
@@ -82,39 +84,50 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
             "spinning": float((n_turns >= 1).mean()), "turns": float(n_turns.mean())}
 
 
-@functools.partial(jax.jit, static_argnames=("policy", "env", "num_steps"))
-def _angles(policy: Any, env: Any, env_params: Any, params: Any, keys: jax.Array, num_steps: int):
+@functools.partial(jax.jit, static_argnames=("policy", "env", "num_steps", "pole"))
+def _angles(policy: Any, env: Any, env_params: Any, params: Any, keys: jax.Array, num_steps: int, pole: bool):
     def one(key):
         ep = episode(policy, env, env_params, params, key, num_steps, record=True)
-        return ep.trajectory["env_state"].env_state.theta, ep.trajectory["reward"], ep.length
+        reward = ep.trajectory["reward"]
+        theta = ep.trajectory["env_state"].env_state.theta if pole else jnp.full_like(reward, jnp.nan)
+        return theta, reward, ep.length
 
     return jax.vmap(one)(keys)
 
 
 def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None = None,
                       chunk: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pole angle before each step, reward of each step and episode lengths, unshuffled observations.
+    """Pole angle before each step (NaN outside the swing-up, which has no pole angle), reward of each step
+    and episode lengths, unshuffled observations.
 
     Episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``; ``chunk`` episodes are recorded per call.
     """
     env_cfg = env_cfg or model.env_cfg
-    if not is_swingup(env_cfg.name):
-        raise EvaluationError(f"diagnose needs the cart-pole swing-up env, {model.name} uses {env_cfg.name}")
     env, env_params = condition_env(env_cfg, parse_condition("no_shuffle"))
     keys = episode_keys(seed, episodes)
-    parts = [_angles(model.policy, env, env_params, model.params, keys[i:i + chunk], env_cfg.max_steps)
+    pole = is_swingup(env_cfg.name)
+    parts = [_angles(model.policy, env, env_params, model.params, keys[i:i + chunk], env_cfg.max_steps, pole)
              for i in range(0, episodes, chunk)]
     return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(3))  # type: ignore[return-value]
 
 
 def diagnose(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: int = 0, env_cfg: EnvConfig | None = None,
              upright_cos: float = 0.95) -> dict[str, dict[str, float]]:
-    """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...)."""
+    """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...).
+
+    Outside the swing-up only ``episodes``, ``survival`` (episodes lasting ``max_steps``) and ``mean_return``
+    apply; the pole statistics are ``"n/a"``.
+    """
     out = {}
     for name, m in zip(unique_names(models), models):
         cfg = env_cfg or m.env_cfg
         theta, reward, length = pole_trajectories(m, episodes, seed, cfg)
-        out[name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
+        if is_swingup(cfg.name):
+            out[name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
+        else:
+            returns = np.asarray(reward, np.float64).sum(1)
+            out[name] = {"episodes": int(length.shape[0]), "survival": float((length >= cfg.max_steps).mean()),
+                         "mean_return": float(returns.mean()), **{k: NA for k in STAT_KEYS[3:]}}
     return out
 
 
@@ -124,7 +137,7 @@ def format_table(report: dict[str, dict[str, float]]) -> str:
     lines = ["model".ljust(width) + "".join(k.rjust(16) for k in STAT_KEYS)]
     for name, st in report.items():
         lines.append(name.ljust(width) + "".join(
-            (f"{st[k]:16d}" if k == "episodes" else f"{st[k]:16.3f}") for k in STAT_KEYS))
+            (f"{st[k]:>16}" if isinstance(st[k], (int, str)) else f"{st[k]:16.3f}") for k in STAT_KEYS))
     return "\n".join(lines)
 
 

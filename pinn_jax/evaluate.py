@@ -33,6 +33,7 @@ from pinn_jax import artifacts, plots, video
 from pinn_jax.conditions import (DEFAULT_EPISODES, Condition, condition_env, default_conditions, episode_keys,
                                  not_applicable, parse_condition)
 from pinn_jax.config import EnvConfig
+from pinn_jax.envs import label
 from pinn_jax.episodes import plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
@@ -180,7 +181,7 @@ def format_table(report: dict[str, Any], width: int = 22) -> str:
     meta = report["meta"]
     env = meta["env"]
     lines.append(f"mean ± std of the return over {meta['episodes']} episodes per cell "
-                 f"({env['name']}, {env['start']} start, max {env['max_steps']} steps, seed {meta['seed']})")
+                 f"({label(env['name'], env['start'], env['max_steps'])}, seed {meta['seed']})")
     for note, cs in notes.items():
         lines.append(f"n/a  {note} ({', '.join(cs)})")
     return "\n".join(lines)
@@ -319,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n, m in zip(names, models):
         info(f"model {n}: {m.kind} policy from {m.source}")
     info(f"evaluating {len(models)} model(s) × {len(conditions)} conditions × {args.episodes} episodes "
-         f"on {env_cfg.name} ({env_cfg.start} start, max {env_cfg.max_steps} steps)")
+         f"on {label(env_cfg.name, env_cfg.start, env_cfg.max_steps)}")
     report = evaluate(models, conditions, args.episodes, args.seed, env_cfg, log=info)
     print(format_table(report))
     if args.out:

@@ -14,22 +14,36 @@ import jax
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
-from pinn_jax.envs import ObsTransform, ObsTransformWrapper, is_swingup, make, names
+from pinn_jax.envs import ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, is_swingup, make, names
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
-__all__ = ["Experiment", "setup", "build_env", "build_policy", "transform_from", "obs_dim_of"]
+__all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "transform_from", "obs_dim_of"]
 
 
 def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
-    """The configured environment wrapped with the observation transform, and its params."""
+    """The configured environment, its actions mapped from policy outputs (:class:`ActionWrapper`) and its
+    observations transformed, and its params. Only flat vector observations are supported."""
     if env_cfg.name not in names():
         raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
     overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
     if is_swingup(env_cfg.name):
         overrides["hard"] = env_cfg.start == "hard"
     env, params = make(env_cfg.name, **overrides)
-    return ObsTransformWrapper(env, transform), params
+    shape = tuple(env.observation_space(params).shape)
+    if len(shape) != 1:
+        raise ConfigError(f"config key 'env.name': {env_cfg.name} observes arrays of shape {shape}; pinn_jax's "
+                          f"policies take flat vectors of features (vector-observation envs only)")
+    try:
+        spec = ActionSpec.from_space(env.action_space(params))
+    except ValueError as e:
+        raise ConfigError(f"config key 'env.name': {env_cfg.name}: {e}") from None
+    return ObsTransformWrapper(ActionWrapper(env, spec), transform), params
+
+
+def action_spec(env: ObsTransformWrapper) -> ActionSpec:
+    """How the policy's outputs become actions in an env made by :func:`build_env`."""
+    return env.env.spec
 
 
 def transform_from(train_cfg: TrainConfig) -> ObsTransform:
@@ -41,10 +55,10 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
         raise ConfigError(f"config keys 'train.shuffle*' / 'train.num_noise': {e}") from None
 
 
-def build_policy(policy_cfg: PolicyConfig) -> Policy:
-    """The configured policy, from the registry's list of the fields it takes."""
-    spec = REGISTRY[policy_cfg.name]
-    return make_policy(policy_cfg.name, **{f: getattr(policy_cfg, f) for f in spec.fields})
+def build_policy(policy_cfg: PolicyConfig, actions: ActionSpec = ActionSpec()) -> Policy:
+    """The configured policy (the registry's list of the config fields it takes) for an env's actions."""
+    fields = {f: getattr(policy_cfg, f) for f in REGISTRY[policy_cfg.name].fields}
+    return make_policy(policy_cfg.name, act_dim=actions.dim, discrete=actions.discrete, **fields)
 
 
 def obs_dim_of(env: ObsTransformWrapper, env_params: Any) -> int:
@@ -70,8 +84,8 @@ class Experiment:
 
 def setup(cfg: Config) -> Experiment:
     """Build the experiment of ``cfg`` (training env and observation transform)."""
-    policy = build_policy(cfg.policy)
     env, env_params = build_env(cfg.env, transform_from(cfg.train))
+    policy = build_policy(cfg.policy, action_spec(env))
     obs_dim = obs_dim_of(env, env_params)
     template = policy.init(jax.random.PRNGKey(0), obs_dim)
     flat, unravel = ravel_pytree(template)

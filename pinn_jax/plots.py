@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from pinn_jax.envs import label
+
 __all__ = ["plot_returns", "plot_noise", "plot_shuffle_period", "plot_attention_weights",
            "noise_conditions", "period_conditions"]
 
@@ -51,8 +53,8 @@ def _model_label(name: str, width: int) -> str:
 def _subtitle(report: dict[str, Any]) -> str:
     m = report["meta"]
     env = m["env"]
-    return (f"{m['episodes']} episodes per condition, {env['name']} ({env['start']} start, "
-            f"max {env['max_steps']} steps), seed {m['seed']}")
+    return (f"{m['episodes']} episodes per condition, {label(env['name'], env['start'], env['max_steps'])}, "
+            f"seed {m['seed']}")
 
 
 def _cell(report: dict[str, Any], model: str, cond: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pinn_jax.errors import ConfigError
 from pinn_jax.envs.cartpole_swingup import (
     CartPoleSwingUp, EnvParams, EnvState, accelerations, render)
 from pinn_jax.envs.wrappers import (
-    ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
+    ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
     transform_reset, transform_step)
 
 # name -> value of EnvParams.hard
@@ -30,6 +30,12 @@ def names() -> list[str]:
 def is_swingup(name: str) -> bool:
     """Whether ``name`` is one of the cart-pole swing-up environments (``CARTPOLE_NAMES``)."""
     return name in CARTPOLE_NAMES
+
+
+def label(name: str, start: str, max_steps: int) -> str:
+    """How reports name an env setting: ``CartPoleSwingUp-v0, hard start, max 1000 steps``; the start only
+    for the swing-up, whose start distribution it is."""
+    return f"{name}, {start} start, max {max_steps} steps" if is_swingup(name) else f"{name}, max {max_steps} steps"
 
 
 def same_task(a: str, b: str) -> bool:
@@ -53,7 +59,7 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
 
 
 __all__ = [
-    "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
+    "ActionSpec", "ActionWrapper", "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
     "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
-    "accelerations", "is_swingup", "make", "names", "same_task", "render", "transform_reset", "transform_step",
+    "accelerations", "is_swingup", "label", "make", "names", "same_task", "render", "transform_reset", "transform_step",
 ]

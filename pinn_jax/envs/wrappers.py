@@ -1,4 +1,8 @@
-"""Observation transforms for permutation-invariance experiments.
+"""Observation transforms for permutation-invariance experiments, and the action mapping.
+
+``ActionWrapper`` turns a policy's output vector into the env's action (:class:`ActionSpec`): a ``Box``
+gets ``tanh`` outputs scaled affinely to ``[low, high]``, a ``Discrete(n)`` the index of the largest of
+``n`` outputs. Policies therefore always emit vectors in ``[-1, 1]``.
 
 Pure, PRNG-keyed and vmappable.  The feature axis is the last axis of the
 observation.  At every step (including reset) ``num_noise`` i.i.d.
@@ -16,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -100,24 +105,19 @@ class WrappedState(environment.EnvState):
     time: jax.Array  # mirrors env_state.time
 
 
-class ObsTransformWrapper(environment.Environment):
-    """Apply an ``ObsTransform`` to any gymnax environment's observations.
+class _Wrapper(environment.Environment):
+    """A gymnax env around another, comparing and hashing by value (the class and attributes of both), so
+    two wrappers built alike are the same static argument to ``jax.jit`` and reuse its compiled code."""
 
-    Wrappers compare and hash by value (the inner env's class and attributes, and the transform), so two
-    wrappers built alike are the same static argument to ``jax.jit`` and reuse its compiled code.
-    """
-
-    def __init__(self, env: environment.Environment, cfg: ObsTransform) -> None:
+    def __init__(self, env: environment.Environment) -> None:
         super().__init__()
         self.env = env
-        self.cfg = cfg
 
     def _identity(self) -> tuple:
-        inner = tuple(sorted((k, repr(v)) for k, v in vars(self.env).items()))
-        return type(self.env).__module__, type(self.env).__qualname__, inner, self.cfg
+        return type(self).__qualname__, tuple(sorted((k, _identity(v)) for k, v in vars(self).items()))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ObsTransformWrapper) and self._identity() == other._identity()
+        return isinstance(other, _Wrapper) and self._identity() == other._identity()
 
     def __hash__(self) -> int:
         return hash(self._identity())
@@ -125,6 +125,97 @@ class ObsTransformWrapper(environment.Environment):
     @property
     def default_params(self) -> Any:
         return self.env.default_params
+
+    def is_terminated(self, state: Any, params: Any) -> jax.Array:
+        return self.env.is_terminated(getattr(state, "env_state", state), params)
+
+    def is_truncated(self, state: Any, params: Any) -> jax.Array:
+        return self.env.is_truncated(getattr(state, "env_state", state), params)
+
+    @property
+    def name(self) -> str:
+        return self.env.name
+
+
+def _identity(value: Any) -> Any:
+    if isinstance(value, _Wrapper):
+        return value._identity()
+    if isinstance(value, environment.Environment):
+        return (type(value).__module__, type(value).__qualname__,
+                tuple(sorted((k, repr(v)) for k, v in vars(value).items())))
+    return repr(value)
+
+
+@struct.dataclass
+class ActionSpec:
+    """How a policy's output vector (``dim`` values in ``[-1, 1]``) becomes an env action.
+
+    ``discrete``: the action is the index of the largest output (``dim`` = the number of actions);
+    otherwise the outputs are scaled affinely to the box, ``center + half * a``, and shaped ``shape``.
+    """
+
+    discrete: bool = struct.field(pytree_node=False, default=False)
+    dim: int = struct.field(pytree_node=False, default=1)
+    shape: tuple[int, ...] = struct.field(pytree_node=False, default=(1,))
+    center: tuple[float, ...] = struct.field(pytree_node=False, default=(0.0,))
+    half: tuple[float, ...] = struct.field(pytree_node=False, default=(1.0,))
+
+    @classmethod
+    def from_space(cls, space: Any) -> "ActionSpec":
+        """The mapping for a gymnax ``Discrete`` or ``Box`` action space (``ValueError`` for others)."""
+        if isinstance(space, spaces.Discrete):
+            return cls(discrete=True, dim=int(space.n), shape=())
+        if isinstance(space, spaces.Box):
+            shape = tuple(int(d) for d in space.shape)
+            low = np.broadcast_to(np.asarray(space.low, np.float64), shape).ravel()
+            high = np.broadcast_to(np.asarray(space.high, np.float64), shape).ravel()
+            if not (np.isfinite(low).all() and np.isfinite(high).all()):
+                raise ValueError(f"an unbounded Box action space ({space.low}, {space.high}) cannot be scaled to")
+            return cls(discrete=False, dim=int(np.prod(shape, dtype=int)), shape=shape,
+                       center=tuple(float(c) for c in (high + low) / 2), half=tuple(float(h) for h in (high - low) / 2))
+        raise ValueError(f"action space {type(space).__name__} is neither Discrete nor Box")
+
+    def decode(self, output: jax.Array) -> jax.Array:
+        """The env action for a policy output vector ``(dim,)``."""
+        if self.discrete:
+            return jnp.argmax(output).astype(jnp.int32)
+        a = jnp.asarray(output, jnp.float32)
+        if any(c != 0.0 for c in self.center) or any(h != 1.0 for h in self.half):  # [-1, 1] stays bit-exact
+            a = jnp.asarray(self.center, jnp.float32) + jnp.asarray(self.half, jnp.float32) * a
+        return a.reshape(self.shape)
+
+
+class ActionWrapper(_Wrapper):
+    """Maps a policy's output vector to the inner env's action with an :class:`ActionSpec`; the state is the
+    inner env's. Its ``action_space`` is the policy's side: ``Box(-1, 1, (spec.dim,))``."""
+
+    def __init__(self, env: environment.Environment, spec: ActionSpec) -> None:
+        super().__init__(env)
+        self.spec = spec
+
+    def reset_env(self, key: jax.Array, params: Any) -> tuple[jax.Array, Any]:
+        return self.env.reset_env(key, params)
+
+    def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: Any) -> tuple:
+        return self.env.step_env(key, state, self.spec.decode(action), params)
+
+    @property
+    def num_actions(self) -> int:
+        return self.spec.dim
+
+    def action_space(self, params: Any = None) -> spaces.Box:
+        return spaces.Box(-1.0, 1.0, (self.spec.dim,), jnp.float32)
+
+    def observation_space(self, params: Any = None) -> Any:
+        return self.env.observation_space(self.default_params if params is None else params)
+
+
+class ObsTransformWrapper(_Wrapper):
+    """Apply an ``ObsTransform`` to any gymnax environment's observations."""
+
+    def __init__(self, env: environment.Environment, cfg: ObsTransform) -> None:
+        super().__init__(env)
+        self.cfg = cfg
 
     def reset_env(self, key: jax.Array, params: Any
                   ) -> tuple[jax.Array, WrappedState]:
@@ -143,16 +234,6 @@ class ObsTransformWrapper(environment.Environment):
         obs, tstate = transform_step(k_tr, self.cfg, state.transform, obs)
         return obs, WrappedState(env_state=env_state, transform=tstate,
                                  time=env_state.time), reward, terminated, info
-
-    def is_terminated(self, state: WrappedState, params: Any) -> jax.Array:
-        return self.env.is_terminated(state.env_state, params)
-
-    def is_truncated(self, state: WrappedState, params: Any) -> jax.Array:
-        return self.env.is_truncated(state.env_state, params)
-
-    @property
-    def name(self) -> str:
-        return self.env.name
 
     @property
     def num_actions(self) -> int:

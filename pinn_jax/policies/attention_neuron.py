@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pinn_jax.policies.base import PolicyBase
+from pinn_jax.policies.base import PolicyBase, head_output
 
 __all__ = [
     "AttentionNeuronPolicy",
@@ -150,6 +150,7 @@ class AttentionNeuronPolicy(PolicyBase):
     pos_em_dim: int = 8
     scale: bool = False
     attention_gain: float = 1.0
+    discrete: bool = False  # act_dim logits, the action their argmax (one-hot as the previous action)
 
     batch_obs_axis = 1  # step_batch takes feature-major observations (N, B)
 
@@ -264,7 +265,7 @@ class AttentionNeuronPolicy(PolicyBase):
         h = (0.5 + 0.5 * o) * jnp.tanh(c)
         attn = jnp.tanh(prepared["p"] @ h.T)  # (hidden_dim, n)
         latent = jnp.tanh(attn @ obs)  # (hidden_dim,)
-        action = jnp.tanh(latent @ prepared["head_kernel"] + prepared["head_bias"])
+        action = head_output(latent @ prepared["head_kernel"] + prepared["head_bias"], self.discrete)
         return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
 
     # ------------------------------------------------------- lockstep batches
@@ -308,8 +309,11 @@ class AttentionNeuronPolicy(PolicyBase):
         pre = prepared["head_bias"][:, None] + kernel[0][:, None] * latent[0][None, :]
         for m in range(1, latent.shape[0]):
             pre = pre + kernel[m][:, None] * latent[m][None, :]
-        action = jnp.tanh(pre)  # (act_dim, B)
-        repeated = jnp.tanh(jnp.broadcast_to(pre[:, None, :], (self.act_dim, n, b)).reshape(self.act_dim, cols))
+        action = head_output(pre, self.discrete, axis=0)  # (act_dim, B)
+        if self.discrete:
+            repeated = jnp.broadcast_to(action[:, None, :], (self.act_dim, n, b)).reshape(self.act_dim, cols)
+        else:  # tanh of the repeated pre-activations: the same values, vectorised over the long rows
+            repeated = jnp.tanh(jnp.broadcast_to(pre[:, None, :], (self.act_dim, n, b)).reshape(self.act_dim, cols))
         return BatchState(h=h, c=c, action=repeated), action.T
 
 
@@ -322,7 +326,7 @@ def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState
     logits = attention_logits_reference(params, h, jnp.asarray(policy.queries), policy.logit_scale)
     attn = jnp.tanh(logits)
     latent = jnp.tanh(attn @ obs)
-    action = jnp.tanh(latent @ params["head"]["kernel"] + params["head"]["bias"])
+    action = head_output(latent @ params["head"]["kernel"] + params["head"]["bias"], policy.discrete)
     return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
 
 

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["Params", "State", "Prepared", "Aux", "Policy", "PolicyBase", "flatten_params", "count_params"]
+__all__ = ["Params", "State", "Prepared", "Aux", "Policy", "PolicyBase", "head_output", "flatten_params",
+           "count_params"]
 
 Params = Any  # parameter pytree (nested dict of float32 arrays)
 State = Any  # recurrent state pytree for ONE agent (may be the empty tuple)
@@ -34,7 +35,8 @@ class Policy(Protocol):
     """Structural interface shared by all policies.
 
     Attributes:
-        act_dim: size of the action vector; actions lie in ``[-1, 1]``.
+        act_dim: size of the action vector; actions lie in ``[-1, 1]`` (one-hot vectors for a discrete
+            action space, see :func:`head_output`).
         kind: registry name of the policy (``attention_neuron``, ``mlp``, ``linear``, ...).
         batch_obs_axis: the batch axis of ``step_batch``'s observations (0: ``(B, N)``, 1: ``(N, B)``).
     """
@@ -100,6 +102,14 @@ class PolicyBase:
         pstate, prev = state
         pstate, act, _ = jax.vmap(self.step, in_axes=(None, 0, 0, 0))(prepared, pstate, obs, prev)  # type: ignore[attr-defined]
         return (pstate, act), act
+
+
+def head_output(pre: jax.Array, discrete: bool, axis: int = -1) -> jax.Array:
+    """A policy's action vector from its head's pre-activations: ``tanh`` (continuous), or the one-hot of
+    the largest (``discrete``: the env takes its index, the policy sees it as its previous action)."""
+    if not discrete:
+        return jnp.tanh(pre)
+    return jax.nn.one_hot(jnp.argmax(pre, axis=axis), pre.shape[axis], axis=axis, dtype=jnp.float32)
 
 
 def flatten_params(params: Params) -> tuple[jax.Array, Callable[[jax.Array], Params]]:

@@ -21,13 +21,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pinn_jax.policies.base import PolicyBase
+from pinn_jax.policies.base import PolicyBase, head_output
 
 __all__ = ["MLPPolicy", "MLPNet", "linear_policy"]
 
 
 class MLPNet(nn.Module):
-    """tanh MLP: ``len(hidden)`` tanh Dense layers then a tanh Dense output."""
+    """tanh MLP: ``len(hidden)`` tanh Dense layers then a Dense output (the head's pre-activations)."""
 
     hidden: Sequence[int]
     act_dim: int
@@ -36,7 +36,7 @@ class MLPNet(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, width in enumerate(self.hidden):
             x = jnp.tanh(nn.Dense(width, name=f"hidden_{i}")(x))
-        return jnp.tanh(nn.Dense(self.act_dim, name="out")(x))
+        return nn.Dense(self.act_dim, name="out")(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,7 @@ class MLPPolicy(PolicyBase):
     act_dim: int = 1
     hidden: tuple[int, ...] = (16,)
     obs_dim: int | None = None
+    discrete: bool = False  # act_dim logits, the action their argmax (see policies.base.head_output)
 
     def __post_init__(self):
         # Accept lists (e.g. from YAML) but keep the dataclass hashable.
@@ -116,7 +117,7 @@ class MLPPolicy(PolicyBase):
             raise ValueError(
                 f"MLPPolicy expects an observation of size {expected}, received shape {tuple(obs.shape)}"
             )
-        action = self.net.apply(prepared, jnp.asarray(obs, jnp.float32))
+        action = head_output(self.net.apply(prepared, jnp.asarray(obs, jnp.float32)), self.discrete)
         return state, action, {}
 
 
