@@ -1,23 +1,40 @@
 """Orbax checkpoints of a run: the full :class:`~pinn_jax.trainer.TrainState` (strategy state,
 PRNG key, generation) plus JSON metadata (config, parameter count, best fitness).
 
-Layout: ``RUN_DIR/config.yaml``, ``RUN_DIR/checkpoints/<generation>/{state,meta}``; the flat parameters
-a finished run leaves are in ``RUN_DIR/params.npz`` (``mean``, ``best``) and ``RUN_DIR/eval_best.npz``.
+Layout: ``RUN_DIR/checkpoints/<generation>/{state,meta}`` beside the run's other files
+(:mod:`pinn_jax.artifacts`).
+
+Failures are one line each (:class:`~pinn_jax.errors.CheckpointError`), never orbax's or TensorStore's
+tracebacks: a save that cannot be written (disk full, read-only, ...) names the last checkpoint that is on
+disk and removes its own incomplete files; a restore walks back from the newest checkpoint to the newest
+readable one, saying which it skipped and why (with ``set_aside``, as a resume does, the unreadable ones
+are moved to ``checkpoints/<generation>.unreadable`` — kept for inspection, out of orbax's way, so the run
+can write that generation again). A checkpoint only counts once orbax has committed it on disk
+(:func:`committed_steps`), never while it is being written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import pathlib
-from typing import Any
+import re
+import shutil
+import sys
+import threading
+import time
+from typing import Any, Iterator
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import yaml
 
+from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.errors import CheckpointError
+from pinn_jax.errors import CheckpointError, one_line
 
 # Config keys that may differ between a checkpoint and the run resuming it.
 RESUMABLE_KEYS = {"train.generations", "train.log_every", "train.checkpoint_every", "train.eval_every",
@@ -42,19 +59,171 @@ def incompatible_keys(saved: Config, current: Config) -> list[str]:
 
 
 def manager(run_dir: str | pathlib.Path, max_to_keep: int | None = 3, create: bool = True) -> ocp.CheckpointManager:
-    """An orbax manager for ``RUN_DIR/checkpoints``."""
-    path = pathlib.Path(run_dir).absolute() / "checkpoints"
-    opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create)
-    return ocp.CheckpointManager(path, options=opts, item_names=("state", "meta"))
+    """An orbax manager for ``RUN_DIR/checkpoints``.
+
+    A writing manager (``create``) first removes the temporary directories of saves that never finished
+    (a process killed while saving), so a step can be written again; a reading one touches nothing.
+    """
+    path = pathlib.Path(run_dir).absolute() / artifacts.CHECKPOINTS_DIR
+    opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create, cleanup_tmp_directories=create)
+    with _quiet():  # e.g. warnings about a step whose deletion a killed process left half done
+        return ocp.CheckpointManager(path, options=opts, item_names=("state", "meta"))
+
+
+def committed_steps(mngr: ocp.CheckpointManager) -> list[int]:
+    """The steps whose checkpoints are committed on disk, read from the directory now (orbax's own list
+    also holds a step whose save has started but not finished)."""
+    with _quiet():
+        mngr.reload()
+    return sorted(mngr.all_steps())
+
+
+def latest_committed(mngr: ocp.CheckpointManager) -> int | None:
+    """The newest step committed on disk, or None."""
+    return max(committed_steps(mngr), default=None)
 
 
 def save(mngr: ocp.CheckpointManager, state: Any, meta: dict[str, Any]) -> None:
-    """Save ``state`` at its generation number (blocking until written)."""
+    """Save ``state`` at its generation number, blocking until it is committed on disk.
+
+    Nothing happens when that step is already on disk. A save that fails for lack of space, permission or
+    another storage error raises a one-line :class:`CheckpointError` naming the last checkpoint on disk;
+    the incomplete files of the failed step are removed and earlier checkpoints are left as they are.
+    """
     step = int(jax.device_get(state.generation))
-    if step in mngr.all_steps():
+    if step in committed_steps(mngr):
         return
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    mngr.wait_until_finished()
+    try:
+        with _quiet():
+            mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+            mngr.wait_until_finished()
+    except Exception as e:
+        why = _storage_failure(e)
+        if why is None:
+            raise
+        _join_orbax_threads()  # the step's other writers may still be busy in its directory
+        _remove_incomplete(pathlib.Path(mngr.directory), step)
+        last = latest_committed(mngr)
+        run_dir = pathlib.Path(mngr.directory).parent
+        kept = (f"last good checkpoint: generation {last} (continue with --resume {run_dir} once it can be written)"
+                if last is not None else "no checkpoint has been saved")
+        raise CheckpointError(f"could not write checkpoint {step} in {mngr.directory}: {why}; {kept}") from None
+
+
+def close(mngr: ocp.CheckpointManager | None) -> None:
+    """Close a manager, quietly: a save that failed has been reported already."""
+    if mngr is None:
+        return
+    try:
+        with _quiet():
+            mngr.close()
+    except Exception as e:
+        if _storage_failure(e) is None:  # the failed save it re-raises was turned into a CheckpointError
+            raise
+
+
+# Messages of storage failures (OSError strerror, TensorStore status texts) that make a save a user problem.
+_STORAGE_PHRASES = ("No space left on device", "Disk quota exceeded", "Read-only file system", "Permission denied",
+                    "Input/output error", "File too large", "Stale file handle", "Too many open files")
+_STORAGE_STATUS = re.compile(r"\b(RESOURCE_EXHAUSTED|PERMISSION_DENIED|DATA_LOSS|UNAVAILABLE|ABORTED)\b")
+
+
+def _storage_failure(e: BaseException) -> str | None:
+    """A short reason when ``e`` (or its cause) is a storage failure, else None (a programming error)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError):
+            return e.strerror.lower() if e.strerror else one_line(e)
+        text = str(e)
+        for phrase in _STORAGE_PHRASES:
+            if phrase in text:
+                return phrase.lower()
+        m = _STORAGE_STATUS.search(text)
+        if m:
+            return _short(text)
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """The first line of an error message, with TensorStore's chains of context ("OUT_OF_RANGE: Error opening
+    ...: Error reading ...: <what went wrong>") cut to the status and what went wrong, at most ``limit`` long."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    first = first.split(" [tensorstore_spec", 1)[0].strip()
+    m = re.match(r"([A-Z][A-Z_]+): (.*)", first)
+    if m and ": " in m.group(2):
+        first = f"{m.group(1)}: {m.group(2).rsplit(': ', 1)[1]}"
+    return first if len(first) <= limit else first[:limit - 1] + "…"
+
+
+def _join_orbax_threads(timeout: float = 60.0) -> None:
+    """Wait (up to ``timeout`` seconds in all) for orbax's per-save background threads to end: after one part
+    of a save failed, the others go on writing for a moment."""
+    deadline = time.monotonic() + timeout
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and type(t).__module__.startswith("orbax."):
+            t.join(max(0.0, deadline - time.monotonic()))
+
+
+def _remove_incomplete(ckpt_dir: pathlib.Path, step: int) -> None:
+    """Remove the temporary directories a failed save of ``step`` left (never a committed checkpoint)."""
+    if not ckpt_dir.is_dir():
+        return
+    for p in ckpt_dir.iterdir():
+        if p.name.startswith(f"{step}.orbax-checkpoint-tmp"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+_ORBAX_NOISE_INSTALLED = False
+
+
+class _OrbaxTaskNoise(logging.Filter):
+    """asyncio's "Task exception was never retrieved" for orbax's own tasks (logged when they are collected)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("exception was never retrieved" in text and "orbax" in text)
+
+
+def _install_noise_filter() -> None:
+    """Drop the "Event loop is closed", never-awaited-coroutine and never-retrieved-task errors that orbax's
+    asyncio machinery reports (through ``sys.unraisablehook`` and the ``asyncio`` logger, often seconds later,
+    from TensorStore's threads or the garbage collector) after a read or write failed; the failure itself is
+    raised as one line. Anything else goes on as before."""
+    global _ORBAX_NOISE_INSTALLED
+    if _ORBAX_NOISE_INSTALLED:
+        return
+    logging.getLogger("asyncio").addFilter(_OrbaxTaskNoise())
+    previous = sys.unraisablehook
+
+    def hook(u: Any) -> None:
+        exc, obj = u.exc_value, u.object
+        code = getattr(obj, "cr_code", None)
+        if (isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)) or (
+                code is not None and "orbax" in code.co_filename):
+            return
+        previous(u)
+
+    sys.unraisablehook = hook
+    _ORBAX_NOISE_INSTALLED = True
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """While reading or writing checkpoints: no absl log lines from orbax (a failure is raised, and reported
+    by the caller as one line) and no asyncio noise after a failure."""
+    _install_noise_filter()
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except BaseException:
+        gc.collect()  # collect the failed operation's coroutines now, while the filter is there
+        raise
+    finally:
+        absl.setLevel(level)
 
 
 def resolve(path: str | pathlib.Path) -> tuple[pathlib.Path, int | None]:
@@ -62,61 +231,122 @@ def resolve(path: str | pathlib.Path) -> tuple[pathlib.Path, int | None]:
     p = pathlib.Path(path)
     if not p.exists():
         raise CheckpointError(f"checkpoint or run directory not found: {p}")
-    if p.name.isdigit() and p.parent.name == "checkpoints":
+    if p.name.isdigit() and p.parent.name == artifacts.CHECKPOINTS_DIR:
         return p.parent.parent, int(p.name)
-    if p.name == "checkpoints":
+    if p.name == artifacts.CHECKPOINTS_DIR:
         return p.parent, None
     return p, None
 
 
 def load_config(run_dir: str | pathlib.Path) -> Config:
     """The config saved with a run."""
-    f = pathlib.Path(run_dir) / "config.yaml"
+    f = artifacts.config_file(run_dir)
     if not f.is_file():
         raise CheckpointError(f"{run_dir} is not a pinn_jax run directory (no config.yaml)")
     return config_lib.from_dict(yaml.safe_load(f.read_text()))
 
 
-def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-    """Restore the state at ``step`` (latest when None) shaped like ``abstract_state``, and its metadata."""
+def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None = None,
+            set_aside: bool = False) -> tuple[Any, dict]:
+    """Restore the state at ``step`` shaped like ``abstract_state``, and its metadata.
+
+    With ``step=None``, the newest readable checkpoint: an unreadable newer one (corrupt or missing files) is
+    skipped with one line on stderr naming it, the reason and the checkpoint used instead; with
+    ``set_aside`` (a resume, holding the run directory's lock) it is also moved to
+    ``checkpoints/<step>.unreadable``. A checkpoint saved for another config (different shapes) is a
+    :class:`CheckpointError` at once, as is an unreadable ``step`` asked for by number, or no readable
+    checkpoint at all.
+    """
+    run_dir = pathlib.Path(run_dir)
     mngr = manager(run_dir, create=False)
-    steps = mngr.all_steps()
-    if not steps:
-        raise CheckpointError(f"no checkpoints in {pathlib.Path(run_dir) / 'checkpoints'}")
-    step = max(steps) if step is None else step
-    if step not in steps:
-        raise CheckpointError(f"no checkpoint at generation {step} in {run_dir} (have {sorted(steps)})")
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
     try:
-        out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                          meta=ocp.args.JsonRestore()))
-    except (ValueError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {run_dir} (generation {step}) does not match this config: {first}") from None
+        steps = sorted(mngr.all_steps(), reverse=True)
+        if not steps:
+            raise CheckpointError(f"no checkpoints in {run_dir / 'checkpoints'}")
+        if step is not None and step not in steps:
+            raise CheckpointError(f"no checkpoint at generation {step} in {run_dir} (have {sorted(steps)})")
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        unreadable: list[tuple[int, str]] = []
+        for s in [step] if step is not None else steps:
+            try:
+                with _quiet():
+                    out = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                  meta=ocp.args.JsonRestore()))
+                break
+            except Exception as e:  # noqa: BLE001 - corrupt files surface as any exception type
+                mismatch = _mismatch(pathlib.Path(mngr.directory) / str(s) / "state", abstract)
+                if mismatch:
+                    raise CheckpointError(f"checkpoint {run_dir} (generation {s}) does not match this config: "
+                                          f"{mismatch}") from None
+                unreadable.append((s, _short(one_line(e))))
+        else:
+            s, why = unreadable[0]
+            if step is not None:
+                raise CheckpointError(f"checkpoint {s} in {run_dir / 'checkpoints'} is unreadable: {why}")
+            raise CheckpointError(f"no readable checkpoint in {run_dir / 'checkpoints'} (tried "
+                                  f"{', '.join(str(u) for u, _ in unreadable)}; newest, {s}: {why})")
+    finally:
+        close(mngr)
+    for bad, why in unreadable:
+        note = ""
+        if set_aside:
+            note = f"; moved it to {_set_aside(run_dir, bad)}"
+        print(f"warning: checkpoint {bad} in {run_dir / 'checkpoints'} is unreadable ({why}); falling back to "
+              f"checkpoint {s}{note}", file=sys.stderr, flush=True)
     return out.state, out.meta
 
 
-PARAM_CHOICES = ("mean", "best", "eval_best")
+def _set_aside(run_dir: pathlib.Path, step: int) -> pathlib.Path:
+    """Move an unreadable checkpoint to ``checkpoints/<step>.unreadable[-k]``, a name orbax ignores."""
+    src = run_dir / artifacts.CHECKPOINTS_DIR / str(step)
+    dest = src.with_name(f"{step}.unreadable")
+    k = 1
+    while dest.exists():
+        k += 1
+        dest = src.with_name(f"{step}.unreadable-{k}")
+    src.rename(dest)
+    return dest
 
 
-def saved_params(run_dir: str | pathlib.Path, which: str) -> tuple[np.ndarray, int | None]:
-    """Flat parameters a run left on disk and their generation (None when not recorded).
+def _leaves_by_name(tree: Any) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """``{"es_state.mean": (shape, dtype), ...}`` for a pytree of arrays or of orbax array metadata."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape = getattr(leaf, "shape", None)
+        if shape is None:
+            continue
+        name = ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        out[name] = (tuple(shape), getattr(leaf, "dtype", None))
+    return out
 
-    ``which``: ``mean`` / ``best`` from ``params.npz`` (written when a run finishes), or
-    ``eval_best``, the distribution mean that scored best on the held-out episodes
-    (``eval_best.npz``, written during training when ``train.eval_every`` is set).
-    """
-    if which not in PARAM_CHOICES:
-        raise CheckpointError(f"params must be one of {', '.join(PARAM_CHOICES)}, got {which!r}")
-    run_dir = pathlib.Path(run_dir)
-    path = run_dir / ("eval_best.npz" if which == "eval_best" else "params.npz")
-    if not path.is_file():
-        hint = "train it with train.eval_every > 0" if which == "eval_best" else "the run has not finished"
-        raise CheckpointError(f"no {path.name} in {run_dir} ({hint})")
-    with np.load(path) as data:
-        flat = np.asarray(data["params" if which == "eval_best" else which], np.float32)
-        generation = int(data["generation"]) if "generation" in data else None
-    return flat, generation
+
+def _mismatch(state_dir: pathlib.Path, abstract: Any) -> str | None:
+    """How the checkpoint in ``state_dir`` differs from ``abstract`` in structure or shapes; None when it does
+    not, or when its metadata cannot be read (then it is unreadable, not mismatched)."""
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        with _quiet():
+            saved = _leaves_by_name(handler.metadata(state_dir))
+    except Exception:  # noqa: BLE001 - unreadable metadata
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            handler.close()
+    if not saved:
+        return None
+    wanted = _leaves_by_name(abstract)
+    extra, missing = sorted(saved.keys() - wanted.keys()), sorted(wanted.keys() - saved.keys())
+    if extra or missing:
+        parts = ([f"only in the checkpoint: {', '.join(extra[:3])}"] if extra else []) + (
+            [f"only in this config: {', '.join(missing[:3])}"] if missing else [])
+        return "; ".join(parts)
+    for name in sorted(wanted):
+        (s_shape, s_dtype), (w_shape, w_dtype) = saved[name], wanted[name]
+        if s_shape != w_shape:
+            return f"{name} has shape {s_shape} in the checkpoint, {w_shape} here"
+        if s_dtype is not None and w_dtype is not None and np.dtype(s_dtype) != np.dtype(w_dtype):
+            return f"{name} has dtype {np.dtype(s_dtype)} in the checkpoint, {np.dtype(w_dtype)} here"
+    return None
 
 
 def to_numpy(tree: Any) -> Any:

@@ -1,7 +1,8 @@
 """Per-generation metrics: CSV files and TensorBoard event files in the run directory.
 
 ``metrics.csv`` (TensorBoard tag prefix ``train/``) has one row per generation; ``eval.csv``
-(prefix ``eval/``) one row per held-out evaluation of the distribution mean.
+(prefix ``eval/``) one row per held-out evaluation of the distribution mean, and exists only for runs
+that evaluate (``train.eval_every > 0``).
 """
 
 from __future__ import annotations
@@ -22,20 +23,29 @@ _TABLES = {"train": ("metrics.csv", COLUMNS), "eval": ("eval.csv", EVAL_COLUMNS)
 class MetricsWriter:
     """Appends rows to ``metrics.csv`` / ``eval.csv`` and the same values as TensorBoard scalars under ``tb/``.
 
+    Only the ``tables`` given are written: pass ``("train", "eval")`` for a run that evaluates; ``eval.csv``
+    is not created otherwise.
     With ``resume_from`` (the generation a resumed run restarts at), rows logged after that
-    generation by an interrupted earlier call are dropped first, so each generation appears once.
+    generation by an interrupted earlier call are dropped first, so each generation appears once
+    (in every table on disk, written this time or not).
     """
 
-    def __init__(self, run_dir: str | pathlib.Path, enabled: bool = True, resume_from: int | None = None):
+    def __init__(self, run_dir: str | pathlib.Path, enabled: bool = True, resume_from: int | None = None,
+                 tables: tuple[str, ...] = ("train",)):
         self.enabled = enabled
         if not enabled:
             return
+        unknown = set(tables) - _TABLES.keys()
+        if unknown:
+            raise ValueError(f"unknown metrics tables {sorted(unknown)}; known: {sorted(_TABLES)}")
         run_dir = pathlib.Path(run_dir)
         self._files, self._csv = {}, {}
         for table, (name, columns) in _TABLES.items():
             path = run_dir / name
             if resume_from is not None and path.exists():
                 _truncate_after(path, resume_from)
+            if table not in tables:
+                continue
             new = not path.exists()
             self._files[table] = path.open("a", newline="")
             self._csv[table] = csv.DictWriter(self._files[table], fieldnames=columns, extrasaction="ignore")
@@ -47,11 +57,24 @@ class MetricsWriter:
         """Record one row of ``table`` (``"train"`` or ``"eval"``; ``row['generation']`` is the x-axis)."""
         if not self.enabled:
             return
+        if table not in self._csv:
+            raise ValueError(f"metrics table {table!r} was not opened (tables: {', '.join(self._csv)})")
         self._csv[table].writerow(row)
         step = int(row["generation"])
         for k, v in row.items():
             if k != "generation":
                 self._tb.add_scalar(f"{table}/{k}", float(v), step)
+
+    def scalars(self, values: Mapping[str, float], step: int, table: str = "train") -> None:
+        """TensorBoard-only scalars (e.g. the strategy's step size), not part of the CSV tables."""
+        if self.enabled:
+            for k, v in values.items():
+                self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        """A TensorBoard text entry (e.g. the resolved config)."""
+        if self.enabled:
+            self._tb.add_text(tag, text, step)
 
     def flush(self) -> None:
         if self.enabled:
@@ -69,7 +92,8 @@ class MetricsWriter:
 def _truncate_after(path: pathlib.Path, generation: int) -> None:
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and float(r[0]) <= generation]
+    # a row cut short (a process killed while writing it) goes too
+    keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and float(r[0]) <= generation]
     if len(keep) != len(rows):
         with path.open("w", newline="") as f:
             csv.writer(f).writerows(keep)

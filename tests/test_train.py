@@ -119,7 +119,7 @@ def test_episode_steps_cut_training_episodes_but_not_held_out_ones(tmp_path):
 def test_eval_settings_can_change_on_resume(tmp_path):
     cfg = tiny(tmp_path / "run", train={"generations": 2})
     train(cfg, progress=False)
-    assert not (tmp_path / "run" / "eval.csv").read_text().strip().splitlines()[1:]
+    assert not (tmp_path / "run" / "eval.csv").exists()
     assert main(["--resume", str(tmp_path / "run"), "--no-progress", "--set", "train.generations=4",
                  "--set", "train.eval_every=2", "--set", "train.eval_episodes=3"]) == 0
     assert [r["generation"] for r in read_csv(tmp_path / "run", "eval.csv")] == [4]
