@@ -76,6 +76,11 @@ class Strategy:
         mean = self.mean(state)
         return self.best(state)[0] if mean is None else mean
 
+    def step_size(self, state: Any) -> jax.Array:
+        """The search's step size: the mean of its ``std`` (sigma for CMA-ES), NaN for algorithms without one."""
+        std = getattr(state, "std", None)
+        return jnp.float32(jnp.nan) if std is None else jnp.mean(jnp.asarray(std, jnp.float32))
+
     def unravel(self, flat: jax.Array) -> Any:
         """Flat vector → parameter pytree."""
         return self.algo._unravel_solution(flat)

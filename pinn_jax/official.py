@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax.pretrained fetch-official",
                        description="Download the authors' AttentionNeuron cart-pole weights and verify their SHA256.")
     p.add_argument("--url", default=URL, help="where to download model.npz from")
-    p.add_argument("--dest", type=Path, default=cached_path(), help="where to save it")
+    p.add_argument("--out", "--dest", dest="dest", type=Path, default=cached_path(), metavar="FILE",
+                   help="where to save model.npz (default: the user cache, where the official model is looked up)")
     args = p.parse_args(argv)
     print(fetch(args.url, args.dest))
     return 0

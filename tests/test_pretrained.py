@@ -32,8 +32,9 @@ def test_shipped_model_scores_above_its_threshold(name, index):
     check = pretrained.checks(name)[index]
     assert ravel_pytree(params)[0].size == meta["num_params"]
     transform = ObsTransform(shuffle=check["shuffle"], num_noise=check.get("num_noise", 0))
-    env, env_params = build_env(EnvConfig(start=check["start"]), transform)
-    run = jax.jit(jax.vmap(lambda k: episode(policy, env, env_params, params, k, 1000).ret))
+    env_cfg = EnvConfig(name=cfg.env.name, start=check.get("start", cfg.env.start), max_steps=cfg.env.max_steps)
+    env, env_params = build_env(env_cfg, transform)
+    run = jax.jit(jax.vmap(lambda k: episode(policy, env, env_params, params, k, env_cfg.max_steps).ret))
     keys = jax.random.split(jax.random.PRNGKey(check["seed"]), check["episodes"])
     returns = np.asarray(run(keys))
     assert returns.mean() > check["min_mean"], (name, check, returns.mean())

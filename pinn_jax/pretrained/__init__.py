@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("distill_dir", help="the distillation's --out directory")
     d.add_argument("name", help="name of the shipped model")
     d.add_argument("--round", type=int, default=None, help="the round to ship (default: the last)")
+    for sp in (e, d):
+        sp.add_argument("--out", default=str(HERE), metavar="DIR", help="where to write NAME.npz and NAME.json")
     sub.add_parser("list", help="list shipped models")
     sub.add_parser("fetch-official", help="download and verify the authors' released weights")
     args = p.parse_args(argv)
@@ -142,9 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in available():
             print(describe(n))
     elif args.cmd == "export-student":
-        print(export_student(args.distill_dir, args.name, args.round))
+        print(export_student(args.distill_dir, args.name, args.round, dest=artifacts.output_dir(args.out, "--out")))
     else:
-        print(export(args.run_dir, args.name, args.params))
+        print(export(args.run_dir, args.name, args.params, dest=artifacts.output_dir(args.out, "--out")))
     return 0
 
 

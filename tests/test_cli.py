@@ -1,0 +1,62 @@
+"""The command-line convention shared by every entry point: --seed and --out, defaults in --help, one-line
+errors (exit 2), console scripts, and no JAX backend started by importing the training CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pinn_jax import bench, diagnose, distill, evaluate, pretrained, study, train
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRY_POINTS = {"train": train.main, "evaluate": evaluate.main, "diagnose": diagnose.main, "distill": distill.main,
+                "bench": bench.main, "study": study.main}
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_every_entry_point_takes_seed_and_out_and_shows_defaults(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        ENTRY_POINTS[name](["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--seed" in text and "--out" in text, name
+    assert "(default:" in text  # argparse's defaults formatter
+
+
+@pytest.mark.parametrize("name", sorted(ENTRY_POINTS))
+def test_a_bad_option_is_one_line_and_exit_2(name, capsys):
+    with pytest.raises(SystemExit) as done:
+        ENTRY_POINTS[name](["--no-such-option"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: python -m pinn_jax.") and err.endswith("(see --help)")
+
+
+def test_console_scripts_point_at_real_entry_points():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert {"pinn-train", "pinn-evaluate", "pinn-diagnose", "pinn-distill", "pinn-bench", "pinn-pretrained"} <= set(scripts)
+    for target in scripts.values():
+        module, func = target.split(":")
+        assert callable(getattr(__import__(module, fromlist=[func]), func)), target
+    assert pretrained.main is not None and study.main is not None
+
+
+def test_list_configs_shows_every_shipped_config_with_a_line(capsys):
+    from pinn_jax import configs
+
+    assert train.main(["--list-configs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == configs.available()
+    assert all(len(line.split()) > 3 for line in lines)
+
+
+def test_importing_the_training_cli_does_not_start_jax():
+    """jax.distributed.initialize must run before anything starts JAX's backend."""
+    code = ("import pinn_jax.train; from jax._src import xla_bridge as xb; import sys; "
+            "print('gymnax' in sys.modules, 'evosax' in sys.modules, xb.backends_are_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.stdout.split() == ["False", "False", "False"], out.stderr
