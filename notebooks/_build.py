@@ -28,14 +28,16 @@ def badge(stem: str) -> str:
 
 
 INSTALL = f'''\
-# On Colab, install pinn_jax from its repository; locally (package already installed) this does nothing.
+# Install pinn_jax where it is missing (Colab, a clean venv); where it is installed this does nothing.
+import importlib.util
 import os
 import subprocess
 import sys
 
-REPO_URL = "{REPO_URL}"  # the repository to install from (point it at your fork if you use one)
-if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{REPO_URL}}"], check=True)'''
+REPO_URL = "{REPO_URL}"
+PINN_JAX = f"git+{{REPO_URL}}"  # what to install: this repository (or your fork), or a path to a pinn_jax wheel
+if importlib.util.find_spec("pinn_jax") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PINN_JAX], check=True)'''
 
 
 # ------------------------------------------------------------------------------------ quickstart

@@ -45,7 +45,7 @@ def test_notebook_is_stored_stripped_and_colab_ready(name):
     assert f"[![Open In Colab]({BADGE})]({COLAB.format(name)})" in first.source
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert 'REPO_URL = "https://github.com/pinn-jax/pinn_jax"' in code[0]
-    assert '"google.colab" in sys.modules' in code[0]
+    assert 'PINN_JAX = f"git+{REPO_URL}"' in code[0] and 'importlib.util.find_spec("pinn_jax") is None' in code[0]
     assert 'SMALL = os.environ.get("PINN_JAX_NOTEBOOK_SMALL", "1") == "1"' in code[1]
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
