@@ -4,6 +4,8 @@ swing-up, evaluation in the model's own env, and a one-line refusal of non-vecto
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,3 +127,21 @@ def test_non_vector_observations_are_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "vector-observation envs only" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_the_cross_env_study_groups_by_env_and_shows_the_paper_claim(tmp_path, capsys):
+    from pinn_jax import study
+
+    specs = ["pretrained:cartpole_v1_pi", "pretrained:cartpole_v1_mlp", "pretrained:mountaincar_continuous_pi"]
+    assert study.main([*specs, "--episodes", "8", "--conditions", "no_shuffle", "shuffle", "noise_2",
+                       "--out", str(tmp_path / "s")]) == 0
+    result = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert list(result) == ["CartPole-v1, max 500 steps", "MountainCarContinuous-v0, max 999 steps"]
+    cart = result["CartPole-v1, max 500 steps"]["results"]
+    an, mlp = cart["pretrained:cartpole_v1_pi"], cart["pretrained:cartpole_v1_mlp"]
+    assert an["shuffle"]["mean"] == pytest.approx(an["no_shuffle"]["mean"], rel=0.05) and an["shuffle"]["mean"] > 450
+    assert mlp["no_shuffle"]["mean"] == 500.0 and mlp["shuffle"]["mean"] < 400  # the MLP needs its feature order
+    assert mlp["noise_2"]["status"] == "n/a" and an["noise_2"]["status"] == "ok"
+    table = (tmp_path / "s" / "study.md").read_text()
+    assert table.count("| CartPole-v1, max 500 steps |") == 2 and " ± " in table
+    assert (tmp_path / "s" / "study.png").stat().st_size > 10_000
