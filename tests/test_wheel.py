@@ -7,6 +7,7 @@ this checkout on its path), so the package itself can only come from the wheel."
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -29,7 +30,10 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), str(ROOT)],
+    source = tmp / "source"  # a copy, so the build leaves nothing in the checkout and reuses nothing from it
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "runs", "out", "bench_results", "*.egg-info", "__pycache__", ".pytest_cache"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp), str(source)],
         cwd=tmp)
     wheel = next(tmp.glob("pinn_jax-*.whl"))
     env = tmp / "venv"
