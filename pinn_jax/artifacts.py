@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -140,8 +141,10 @@ def output_dir(path: Path, flag: str) -> pathlib.Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot create it ({e.strerror or type(e).__name__})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path} is not writable")
+    try:  # a real write, since root passes os.access everywhere (even in /proc)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as e:
+        raise UserError(f"{flag} {path} is not writable ({e.strerror or type(e).__name__})") from None
     return path
 
 
@@ -151,7 +154,12 @@ def output_file(path: Path, flag: str) -> pathlib.Path:
     path = pathlib.Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a directory, not a file")
-    output_dir(path.parent if str(path.parent) else ".", f"{flag} {path}: its directory")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UserError(f"{flag} {path} is not writable")
+    output_dir(path.parent, f"{flag} {path}: its directory")
+    existed = path.exists()
+    try:  # open it as the writer will; leave no empty file behind
+        path.open("ab").close()
+    except OSError as e:
+        raise UserError(f"{flag} {path} cannot be written ({e.strerror or type(e).__name__})") from None
+    if not existed:
+        path.unlink()
     return path

@@ -39,7 +39,7 @@ from jax.flatten_util import ravel_pytree
 from pinn_jax import artifacts, lqr
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.envs import is_swingup, make
+from pinn_jax.envs import is_swingup, make, same_task
 from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
@@ -138,9 +138,13 @@ def imitation_loss(student: Policy, params: Any, batch: Episodes, kind: str = "m
     return total / jnp.maximum(batch.valid.sum(), 1)
 
 
-def load_teacher(spec: str) -> tuple[Policy, Any]:
-    """A teacher by model spec (run directory, ``pretrained:NAME`` or ``official``)."""
+def load_teacher(spec: str, cfg: Config) -> tuple[Policy, Any]:
+    """A teacher by model spec (run directory, ``pretrained:NAME`` or ``official``) for the student of ``cfg``:
+    it must act in the same task, with the same actions."""
     model = load_model(spec)
+    if not same_task(model.env_cfg.name, cfg.env.name) or model.policy.act_dim != setup(cfg).policy.act_dim:
+        raise ConfigError(f"--teacher {spec} acts in {model.env_cfg.name} ({model.policy.act_dim} action outputs), "
+                          f"the student in {cfg.env.name}: they must share the task")
     return model.policy, model.params
 
 
@@ -267,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError(f"--lr must be > 0, got {args.lr}")
     overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = config_lib.load(args.student, overrides)
-    teacher, teacher_params = load_teacher(args.teacher)
+    teacher, teacher_params = load_teacher(args.teacher, cfg)
     if args.lqr_above is not None:
         teacher = with_lqr_catch(teacher, cfg, args.lqr_above)
     distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,

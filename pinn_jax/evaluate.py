@@ -310,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = models[0].env_cfg
     env_cfg = EnvConfig(name=args.env or first.name, start=args.env_start or first.start,
                         max_steps=args.max_steps or first.max_steps)
+    condition_env(env_cfg, conditions[0])  # a bad --env is one line before anything runs
     video_model = _pick(models, names, args.video_model, "--video-model") if args.video else None
     attn_model = _pick(models, names, args.attention_model, "--attention", True) if args.attention else None
     if video_model is not None:

@@ -378,3 +378,41 @@ def test_eval_csv_only_for_runs_that_evaluate(tmp_path):
     (tmp_path / "c").mkdir()
     MetricsWriter(tmp_path / "c").close()  # the default: no eval table
     assert sorted(p.name for p in (tmp_path / "c").glob("*.csv")) == ["metrics.csv"]
+
+
+# ---------------------------------------------------------------------------------- probes of the other tools
+
+def test_evaluate_checks_every_output_before_any_work(tmp_path, capsys):
+    from pinn_jax import evaluate
+
+    (tmp_path / "file").write_text("keep")
+    cases = [(["--video", "/proc/v.gif"], "--video /proc/v.gif: its directory /proc is not writable"),
+             (["--out", str(tmp_path / "file")], "exists and is not a directory"),
+             (["--attention", str(tmp_path / "file" / "a.png")], "is not a directory"),
+             (["--env", "NoSuch-v0"], "config key 'env.name' must be one of")]
+    for extra, message in cases:
+        assert evaluate.main(["pretrained:cartpole_linear", "--episodes", "2", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err  # no "evaluating ..." line: nothing ran
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+def test_output_checks_leave_nothing_behind(tmp_path):
+    from pinn_jax import artifacts
+
+    target = tmp_path / "deep" / "v.gif"
+    assert artifacts.output_file(target, "--video") == target
+    assert (tmp_path / "deep").is_dir() and not target.exists()  # the folder is made, no empty file is left
+    assert list((tmp_path / "deep").iterdir()) == []
+
+
+def test_distill_refuses_a_teacher_from_another_task(tmp_path, capsys):
+    from pinn_jax import distill
+
+    argv = ["--teacher", "pretrained:cartpole_v1_pi", "--student", "quick", "--out", str(tmp_path / "d"),
+            "--rounds", "1", "--episodes", "2", "--updates", "1", "--batch", "2"]
+    assert distill.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --teacher pretrained:cartpole_v1_pi acts in CartPole-v1 (2 action outputs), the student "
+                   "in CartPoleSwingUp-v0: they must share the task")
+    assert not (tmp_path / "d").exists()
