@@ -175,10 +175,11 @@ def limit_lapack_threads(n: int = 1) -> list[str]:
 
     OpenBLAS's worker threads spin-wait; sharing the cores with XLA's own thread pool (or with
     other processes) made one 913x913 ``eigh`` take up to 7 s instead of 0.06 s on a 2-core
-    machine. Uses threadpoolctl; nothing is changed when ``OPENBLAS_NUM_THREADS`` is set.
-    Returns the file names of the libraries limited.
+    machine. Uses threadpoolctl; nothing is changed when ``OPENBLAS_NUM_THREADS`` is set, or when JAX runs on
+    an accelerator (its ``eigh`` does not use the host's LAPACK there). Returns the file names of the
+    libraries limited.
     """
-    if "OPENBLAS_NUM_THREADS" in os.environ:
+    if "OPENBLAS_NUM_THREADS" in os.environ or jax.default_backend() != "cpu":
         return []
     import scipy.linalg  # noqa: F401  (loads the OpenBLAS that jaxlib's LAPACK kernels use)
 
