@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ from pinn_jax.config import EnvConfig
 from pinn_jax.envs import is_swingup
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
+from pinn_jax.progress import Tracker
 from pinn_jax.rollout import episode
 
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "pole_trajectories", "diagnose", "format_table", "main"]
@@ -112,8 +113,9 @@ def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvCo
 
 
 def diagnose(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: int = 0, env_cfg: EnvConfig | None = None,
-             upright_cos: float = 0.95) -> dict[str, dict[str, float]]:
-    """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...).
+             upright_cos: float = 0.95, tick: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...);
+    ``tick`` is called after each model.
 
     Outside the swing-up only ``episodes``, ``survival`` (episodes lasting ``max_steps``) and ``mean_return``
     apply; the pole statistics are ``"n/a"``.
@@ -128,6 +130,8 @@ def diagnose(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: in
             returns = np.asarray(reward, np.float64).sum(1)
             out[name] = {"episodes": int(length.shape[0]), "survival": float((length >= cfg.max_steps).mean()),
                          "mean_return": float(returns.mean()), **{k: NA for k in STAT_KEYS[3:]}}
+        if tick is not None:
+            tick(name)
     return out
 
 
@@ -155,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="episode length (default: each model's own)")
     p.add_argument("--upright-cos", type=float, default=0.95, help="cos θ above which the pole counts as upright")
     p.add_argument("--out", default=None, metavar="DIR", help="write diagnose.json here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
     if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 2):
         raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
@@ -165,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = models[0].env_cfg
         env_cfg = EnvConfig(name=first.name, start=args.env_start or first.start,
                             max_steps=args.max_steps or first.max_steps)
-    report = diagnose(models, args.episodes, args.seed, env_cfg, args.upright_cos)
+    with Tracker(len(models), "diagnose", bar=not args.no_progress) as bar:
+        report = diagnose(models, args.episodes, args.seed, env_cfg, args.upright_cos, tick=lambda n: bar.advance(1, n))
     print(format_table(report))
     if out is not None:
         path = out / "diagnose.json"

@@ -43,6 +43,7 @@ from pinn_jax.envs import is_swingup, make, same_task
 from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
+from pinn_jax.progress import Tracker
 from pinn_jax.policies import Policy, PolicyBase
 from pinn_jax.rollout import episode, member_returns
 from pinn_jax.trainer import held_out_keys, initial_mean_flat
@@ -256,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--loss", choices=LOSSES, default="mse", help="mse, or bce for bang-bang teachers")
     p.add_argument("--init", default=None, metavar="FILE.npz", help="start the student from these flat parameters")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     p.add_argument("--lqr-above", type=float, default=None, metavar="C",
                    help="near the top (cos θ > C) label with an LQR balancer instead of the teacher (cart-pole)")
     args = p.parse_args(argv)
@@ -274,8 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     teacher, teacher_params = load_teacher(args.teacher, cfg)
     if args.lqr_above is not None:
         teacher = with_lqr_catch(teacher, cfg, args.lqr_above)
-    distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
-            init=args.init, loss=args.loss)
+    with Tracker(args.rounds, "round", bar=not args.no_progress) as bar:
+        distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
+                init=args.init, loss=args.loss, log=lambda line: (bar.log(line), bar.advance(1)))
     return 0
 
 

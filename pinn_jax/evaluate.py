@@ -39,6 +39,7 @@ from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.plots import plot_noise, plot_returns, plot_shuffle_period
 from pinn_jax.policies import Policy
+from pinn_jax.progress import Tracker
 from pinn_jax.rollout import episode
 
 __all__ = ["evaluate", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
@@ -75,8 +76,8 @@ def _na_cell(reason: str) -> dict[str, Any]:
 
 
 def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = None, episodes: int = 200,
-             seed: int = 0, env_cfg: EnvConfig | None = None,
-             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+             seed: int = 0, env_cfg: EnvConfig | None = None, log: Callable[[str], None] | None = None,
+             tick: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate every model in every condition on the same ``episodes`` episode keys.
 
     Returns a report dict::
@@ -87,7 +88,8 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
          "returns": {model: {condition: [per-episode returns] or None}}}
 
     Cells of models that cannot take a condition's features are ``status: "n/a"`` with a reason
-    and every statistic ``"n/a"``. ``env_cfg`` defaults to the hard start, 1000 steps.
+    and every statistic ``"n/a"``. ``env_cfg`` defaults to the hard start, 1000 steps. ``log`` gets a line
+    per cell, ``tick`` is called once per cell done (a progress bar).
     """
     if episodes < 1:
         raise EvaluationError(f"episodes must be >= 1, got {episodes}")
@@ -97,6 +99,7 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
         raise EvaluationError(f"condition names must be unique: {[c.name for c in conditions]}")
     env_cfg = env_cfg or EnvConfig()
     say = log or (lambda _msg: None)
+    done = tick or (lambda _msg: None)
     names = unique_names(models)
     keys = episode_keys(seed, episodes)
     results: dict[str, dict[str, Any]] = {n: {} for n in names}
@@ -109,6 +112,7 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
                 say(f"note: {name} ({model.kind}) cannot run {cond.name}: {reason} -> n/a")
                 results[name][cond.name] = _na_cell(reason)
                 returns[name][cond.name] = None
+                done(f"{cond.name} {name}")
                 continue
             t0 = time.perf_counter()
             ret, length = jax.device_get(_batch_returns(model.policy, env, env_params, model.params, keys,
@@ -118,6 +122,7 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
             returns[name][cond.name] = [float(x) for x in np.asarray(ret)]
             say(f"{cond.name:>22s}  {name}: {cell['mean']:8.1f} ± {cell['std']:6.1f}  "
                 f"({episodes} episodes, {time.perf_counter() - t0:.1f}s)")
+            done(f"{cond.name} {name}")
     meta = {
         "seed": int(seed), "episodes": int(episodes),
         "env": {"name": env_cfg.name, "start": env_cfg.start, "max_steps": env_cfg.max_steps},
@@ -240,6 +245,7 @@ def parse_args(argv: Sequence[str] | None = None):
                    help="condition of the attention episode")
     p.add_argument("--attention-model", default=None, metavar="MODEL",
                    help="which model (default: the first attention-neuron model)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     return p.parse_args(argv)
 
 
@@ -322,7 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         info(f"model {n}: {m.kind} policy from {m.source}")
     info(f"evaluating {len(models)} model(s) × {len(conditions)} conditions × {args.episodes} episodes "
          f"on {label(env_cfg.name, env_cfg.start, env_cfg.max_steps)}")
-    report = evaluate(models, conditions, args.episodes, args.seed, env_cfg, log=info)
+    with Tracker(len(models) * len(conditions), "evaluate", bar=not args.no_progress) as bar:
+        report = evaluate(models, conditions, args.episodes, args.seed, env_cfg, log=bar.log,
+                          tick=lambda cell: bar.advance(1, cell))
     print(format_table(report))
     if args.out:
         jpath, cpath = save_report(report, args.out)

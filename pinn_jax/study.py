@@ -1,7 +1,7 @@
 """The permutation-invariance study across environments: in each env, the attention neuron against the MLP,
 unshuffled, shuffled once per episode, reshuffled every 50 steps and with 5 noise features.
 
-    python -m pinn_jax.study --episodes 100 --seed 0 --out out/study          # the shipped agents
+    python -m pinn_jax.study --episodes 200 --seed 0 --out out/study          # the shipped agents
     python -m pinn_jax.study pretrained:cartpole_v1_pi runs/my_mlp --out out/study
 
 Models are grouped by the env setting they were trained on (name, start, episode length) and each group is
@@ -20,11 +20,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
-from pinn_jax.conditions import parse_condition
+from pinn_jax.conditions import DEFAULT_EPISODES, parse_condition
 from pinn_jax.envs import label
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.evaluate import evaluate
 from pinn_jax.models import Model, load_model
+from pinn_jax.progress import Tracker
 
 __all__ = ["CONDITIONS", "DEFAULT_MODELS", "study", "markdown", "plot", "main"]
 
@@ -35,14 +36,15 @@ DEFAULT_MODELS = tuple(f"pretrained:{n}" for n in (
     "mountaincar_mlp"))
 
 
-def study(models: Sequence[Model], episodes: int = 100, seed: int = 0, conditions: Sequence[str] = CONDITIONS,
-          log: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
+def study(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: int = 0,
+          conditions: Sequence[str] = CONDITIONS, log: Callable[[str], None] | None = None,
+          tick: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """``{env label: evaluate report}``, one report per env setting the models were trained on."""
     groups: dict[Any, list[Model]] = {}
     for m in models:
         groups.setdefault((m.env_cfg.name, m.env_cfg.start, m.env_cfg.max_steps), []).append(m)
     conds = [parse_condition(c) for c in conditions]
-    return {label(*key): evaluate(group, conds, episodes, seed, group[0].env_cfg, log=log)
+    return {label(*key): evaluate(group, conds, episodes, seed, group[0].env_cfg, log=log, tick=tick)
             for key, group in groups.items()}
 
 
@@ -108,17 +110,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax.study", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", metavar="MODEL", help="models to compare (default: the shipped agents "
                    "of every env)")
-    p.add_argument("--episodes", type=int, default=100, help="episodes per model and condition")
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model and condition")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
     p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), metavar="NAME", help="conditions")
     p.add_argument("--out", default="out/study", metavar="DIR", help="write study.json, study.md, study.png here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
     if args.episodes < 2:
         raise EvaluationError(f"--episodes must be >= 2 (a standard error needs two), got {args.episodes}")
     out = artifacts.output_dir(args.out, "--out")
     models = [load_model(spec) for spec in (args.models or DEFAULT_MODELS)]
-    result = study(models, args.episodes, args.seed, args.conditions,
-                   log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:
+        result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,
+                       tick=lambda cell: bar.advance(1, cell))
     (out / "study.json").write_text(json.dumps(result, indent=1))
     (out / "study.md").write_text(markdown(result))
     plot(result, out / "study.png")

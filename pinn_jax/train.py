@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import jax
 import numpy as np
 import yaml
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pinn_jax import artifacts
 from pinn_jax import checkpoint as ckpt
@@ -55,6 +54,7 @@ from pinn_jax import configs, distributed, rundir
 from pinn_jax.config import Config, ConfigError
 from pinn_jax.errors import ArgumentParser, CheckpointError, RunDirError, TrainingError, UserError, cli, one_line
 from pinn_jax.metrics import MetricsWriter, read_csv
+from pinn_jax.progress import Tracker
 
 if TYPE_CHECKING:  # the trainer (evosax) starts JAX's backend on import: not before jax.distributed.initialize
     from pinn_jax.trainer import TrainState, Trainer
@@ -242,15 +242,12 @@ def _run(cfg: Config, tr: Trainer, state: TrainState, resume: bool, progress: bo
         meta = lambda s: {"config": cfg.to_dict(), "generation": int(s.generation),  # noqa: E731
                           "num_params": tr.num_params,
                           "best_fitness": float(tr.strategy.best(s.es_state)[1])}
-        bar = Progress(TextColumn("[bold]gen {task.completed}/{task.total}"), BarColumn(),
-                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not (progress and main))
-        status = _Status(enabled=main and status_lines)
+        bar = Tracker(tc.generations, "gen", bar=progress, completed=gen, enabled=main and (progress or status_lines))
         if not resume:
             writer.text("config", "```\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False) + "```")
         start = time.perf_counter()
         try:
             with bar:
-                task = bar.add_task("train", total=tc.generations, completed=gen, info="compiling…")
                 while gen < tc.generations:
                     n = min(tc.log_every, tc.generations - gen)
                     t0 = time.perf_counter()
@@ -281,8 +278,7 @@ def _run(cfg: Config, tr: Trainer, state: TrainState, resume: bool, progress: bo
                                     "center_norm": np.linalg.norm(np.asarray(tr.mean_flat(state)))}, gen)
                     info = (f"best {rows[-1]['best_so_far']:.1f}  mean {rows[-1]['fitness_mean']:.1f}"
                             + (f"  held-out {best_eval:.1f}" if np.isfinite(best_eval) else "") + f"  {n / dt:.2f} gen/s")
-                    bar.update(task, completed=gen, info=info)
-                    status(f"gen {gen}/{tc.generations}  {info}", final=gen >= tc.generations)
+                    bar.advance(n, info)
                 with interrupts.held(), _disk_errors(run_dir, last_saved):
                     if main:
                         artifacts.save_run_params(run_dir, tr.strategy.best(state.es_state)[0], tr.mean_flat(state))
@@ -305,19 +301,6 @@ def _run(cfg: Config, tr: Trainer, state: TrainState, resume: bool, progress: bo
             writer.close()
         ckpt.close(mngr)
     return state, rows
-
-
-class _Status:
-    """With the progress bar off, one status line on stderr at most every ``every`` seconds (and the last)."""
-
-    def __init__(self, enabled: bool, every: float = 30.0) -> None:
-        self.enabled, self.every, self.last = enabled, every, time.perf_counter()
-
-    def __call__(self, line: str, final: bool = False) -> None:
-        now = time.perf_counter()
-        if self.enabled and (final or now - self.last >= self.every):
-            print(line, file=sys.stderr, flush=True)
-            self.last = now
 
 
 @contextlib.contextmanager

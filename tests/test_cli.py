@@ -60,3 +60,27 @@ def test_importing_the_training_cli_does_not_start_jax():
             "print('gymnax' in sys.modules, 'evosax' in sys.modules, xb.backends_are_initialized())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.split() == ["False", "False", "False"], out.stderr
+
+
+def test_progress_without_a_bar_is_a_status_line_at_most_every_period_and_at_the_end(capsys):
+    from pinn_jax import progress
+
+    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0])
+    with progress.Tracker(4, "evaluate", bar=False, every=30.0, clock=lambda: next(clock)) as t:
+        for i in range(4):
+            t.advance(1, f"cell {i}")
+        t.log("a note")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["evaluate 3/4  cell 2", "evaluate 4/4  cell 3", "a note"]  # after 30 s, then the last one
+    with progress.Tracker(2, "quiet", bar=False, enabled=False) as t:
+        t.advance(2, "done")
+        t.log("hidden")
+    assert capsys.readouterr().err == ""
+
+
+def test_evaluate_without_progress_bar_reports_each_cell_and_the_end(tmp_path, capsys):
+    assert evaluate.main(["pretrained:cartpole_linear", "--episodes", "2", "--max-steps", "20", "--shuffle-every",
+                          "--noise", "0", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "evaluate 2/2  shuffle pretrained:cartpole_linear" in err  # the final status line
+    assert "no_shuffle  pretrained:cartpole_linear:" in err  # each cell's line
