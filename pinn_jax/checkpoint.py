@@ -95,13 +95,17 @@ def save(mngr: ocp.CheckpointManager, state: Any, meta: dict[str, Any]) -> None:
         return
     try:
         with _quiet():
-            mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-            mngr.wait_until_finished()
+            try:
+                mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        meta=ocp.args.JsonSave(meta)))
+                mngr.wait_until_finished()
+            except Exception:
+                _join_orbax_threads()  # the step's other writers may still be busy (and logging) in its directory
+                raise
     except Exception as e:
         why = _storage_failure(e)
         if why is None:
             raise
-        _join_orbax_threads()  # the step's other writers may still be busy in its directory
         _remove_incomplete(pathlib.Path(mngr.directory), step)
         last = latest_committed(mngr)
         run_dir = pathlib.Path(mngr.directory).parent
@@ -163,7 +167,10 @@ def _join_orbax_threads(timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     for t in threading.enumerate():
         if t is not threading.current_thread() and type(t).__module__.startswith("orbax."):
-            t.join(max(0.0, deadline - time.monotonic()))
+            try:
+                t.join(max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - orbax's threads re-raise their own failure on join: the same one
+                pass
 
 
 def _remove_incomplete(ckpt_dir: pathlib.Path, step: int) -> None:
