@@ -53,7 +53,8 @@ for Reinforcement Learning* (Tang & Ha, NeurIPS 2021) in JAX: a cart-pole swing-
 evolution strategies that train a whole population in one compiled call.
 
 This notebook: install → look at the environment → train an attention-neuron agent for a few
-generations → plot its fitness curve → watch a rollout."""),
+generations → plot its fitness curve → watch a rollout. To play with a trained agent live, shuffling its
+senses mid-episode, open the browser demo: `python -m pinn_jax.demo out/demo --serve`."""),
     ("code", INSTALL),
     ("code", """\
 # Size of this run. SMALL (the default, what CI executes) takes about a minute on 2 CPU cores and
