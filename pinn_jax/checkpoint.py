@@ -269,7 +269,7 @@ def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None =
     try:
         steps = sorted(mngr.all_steps(), reverse=True)
         if not steps:
-            raise CheckpointError(f"no checkpoints in {run_dir / 'checkpoints'}")
+            raise CheckpointError(f"no checkpoints in {run_dir / artifacts.CHECKPOINTS_DIR}")
         if step is not None and step not in steps:
             raise CheckpointError(f"no checkpoint at generation {step} in {run_dir} (have {sorted(steps)})")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
@@ -289,8 +289,8 @@ def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None =
         else:
             s, why = unreadable[0]
             if step is not None:
-                raise CheckpointError(f"checkpoint {s} in {run_dir / 'checkpoints'} is unreadable: {why}")
-            raise CheckpointError(f"no readable checkpoint in {run_dir / 'checkpoints'} (tried "
+                raise CheckpointError(f"checkpoint {s} in {run_dir / artifacts.CHECKPOINTS_DIR} is unreadable: {why}")
+            raise CheckpointError(f"no readable checkpoint in {run_dir / artifacts.CHECKPOINTS_DIR} (tried "
                                   f"{', '.join(str(u) for u, _ in unreadable)}; newest, {s}: {why})")
     finally:
         close(mngr)
@@ -298,7 +298,7 @@ def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None =
         note = ""
         if set_aside:
             note = f"; moved it to {_set_aside(run_dir, bad)}"
-        print(f"warning: checkpoint {bad} in {run_dir / 'checkpoints'} is unreadable ({why}); falling back to "
+        print(f"warning: checkpoint {bad} in {run_dir / artifacts.CHECKPOINTS_DIR} is unreadable ({why}); falling back to "
               f"checkpoint {s}{note}", file=sys.stderr, flush=True)
     return out.state, out.meta
 

@@ -70,13 +70,12 @@ def _not_empty(run_dir: pathlib.Path) -> ConfigError:
 
 
 def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock | None = None) -> list[pathlib.Path]:
-    """Create a fresh run directory, refusing to touch one that already holds files; on process 0, take
-    ``lock`` on it before writing ``config.yaml``.
+    """Create a fresh run directory (:func:`train` has checked it is usable), refusing to touch one that already
+    holds files; on process 0, take ``lock`` on it before writing ``config.yaml``.
 
     Returns the directories created (outermost first; empty when ``run_dir`` existed, empty), which
     :func:`pinn_jax.rundir.remove_created` takes to undo a run that fails before its first checkpoint.
     """
-    rundir.check_usable(run_dir)
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise _not_empty(run_dir)
     distributed.barrier("pinn_jax.prepare_run_dir")  # every process has checked before process 0 writes

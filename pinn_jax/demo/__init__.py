@@ -104,7 +104,7 @@ def page_data(models: Sequence[Model], seed: int = 0) -> dict[str, Any]:
     """The page's data: the env physics (``EnvParams`` of the first model's env) and every model."""
     if not models:
         raise ModelError("give at least one model (--model SPEC)")
-    for m in models:
+    for m in models:  # before the physics are read from the first model's env
         check_model(m)
     _, env_params = make(models[0].env_cfg.name)
     physics = {k: float(getattr(env_params, k)) for k in PHYSICS}
@@ -114,12 +114,9 @@ def page_data(models: Sequence[Model], seed: int = 0) -> dict[str, Any]:
 
 def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int = 0) -> list[pathlib.Path]:
     """Write ``index.html``, ``demo.js`` and ``models.js`` into ``out_dir`` (created); returns their paths."""
-    data = page_data(models, seed)
-    out = pathlib.Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a directory")
+    data = page_data(models, seed)  # every model checked before anything is written
+    out = artifacts.output_dir(out_dir, "OUT_DIR")
     try:
-        out.mkdir(parents=True, exist_ok=True)
         paths = []
         for name in ASSETS:
             paths.append(pathlib.Path(shutil.copyfile(HERE / name, out / name)))
@@ -173,11 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be in 0..65535, got {args.port}")
     specs = args.model or list(DEFAULT_MODELS)
-    models = []
-    for spec in specs:
-        model = load_model(spec, params=args.params)
-        check_model(model)
-        models.append(model)
+    models = [load_model(spec, params=args.params) for spec in specs]
     paths = write_page(out, models, args.seed)
     total = sum(path.stat().st_size for path in paths)
     index = pathlib.Path(out).resolve() / "index.html"
