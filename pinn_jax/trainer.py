@@ -133,7 +133,7 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
     tc = cfg.train
 
     def generation(state: TrainState, _: Any) -> tuple[TrainState, dict[str, jax.Array]]:
-        key, k_ask, k_eval, k_tell = jax.random.split(state.key, 4)
+        key, k_ask, k_eval, k_tell = generation_keys(state.key)
         population, es_state = strategy.ask(k_ask, state.es_state)
         population = replicate(population)
         returns = evaluate_population(policy, env, env_params, constrain(population), k_eval, tc.rollouts,
@@ -148,6 +148,13 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
         return TrainState(es_state=es_state, key=key, generation=state.generation + 1), metrics
 
     return generation
+
+
+def generation_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """One generation's keys from the run's key: (next run key, ask, episodes, tell). A run's first key is
+    ``jax.random.split(PRNGKey(seed), 3)[0]`` (see ``Trainer.init``)."""
+    key, k_ask, k_eval, k_tell = jax.random.split(key, 4)
+    return key, k_ask, k_eval, k_tell
 
 
 def held_out_keys(seed: int, episodes: int) -> jax.Array:

@@ -1,0 +1,148 @@
+"""pycma, the official trainer's optimizer, on pinn_jax's fitness: a reference run to compare evosax's CMA-ES with.
+
+``python -m pinn_jax.pycma_reference --config cartpole_pi --generations 500 --out DIR`` runs pycma's
+``ask``/``tell`` on the host. Every generation's population is scored by the same jitted
+:func:`pinn_jax.rollout.evaluate_population` as :mod:`pinn_jax.train`, on the same episodes: the key chain
+of :func:`pinn_jax.trainer.generation_keys` from the same seed, so with common random numbers generation
+``g`` of both runs sees the same starts. Every ``train.eval_every`` generations the search mean plays
+``train.eval_episodes`` held-out episodes (:func:`pinn_jax.trainer.make_evaluator`). Rows go into
+``metrics.csv`` / ``eval.csv`` in train's format, with ``tell_s`` (host time of ask + tell) in
+``pycma.csv``.
+
+pycma is optional: ``pip install 'pinn_jax[pycma]'``. Options are pycma's defaults except those the
+official trainer passes (``popsize``, ``seed``) and output switched off.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import pathlib
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pinn_jax import artifacts, config
+from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli
+from pinn_jax.experiment import Experiment, setup
+from pinn_jax.metrics import MetricsWriter
+from pinn_jax.progress import Tracker
+from pinn_jax.rollout import evaluate_population, member_returns
+from pinn_jax.trainer import generation_keys, held_out_keys
+
+
+def _cma() -> Any:
+    try:
+        return importlib.import_module("cma")
+    except ImportError:
+        raise UserError("pycma is not installed: pip install 'pinn_jax[pycma]' (or pip install cma)") from None
+
+
+def fitness_fn(exp: Experiment) -> Callable[[np.ndarray, jax.Array], jax.Array]:
+    """Jitted ``(flat population (P, D), episode key) -> mean return per member (P,)``, as in training."""
+    cfg, tc = exp.cfg, exp.cfg.train
+
+    def fitness(flat: jax.Array, key: jax.Array) -> jax.Array:
+        population = jax.vmap(exp.unravel)(flat)
+        returns = evaluate_population(exp.policy, exp.env, exp.env_params, population, key, tc.rollouts,
+                                      cfg.train_steps, tc.common_random_numbers)
+        return returns.mean(axis=1)
+
+    return jax.jit(fitness)
+
+
+def held_out_fn(exp: Experiment) -> Callable[[np.ndarray], jax.Array]:
+    """Jitted ``flat params -> returns`` on the run's held-out episodes (those of ``train``'s eval.csv)."""
+    keys = held_out_keys(exp.cfg.seed, exp.cfg.train.eval_episodes)
+    return jax.jit(lambda flat: member_returns(exp.policy, exp.env, exp.env_params, exp.unravel(flat), keys,
+                                               exp.cfg.env.max_steps))
+
+
+def initial_mean(exp: Experiment) -> np.ndarray:
+    init = exp.cfg.strategy.init_mean
+    if init == "zeros":
+        return np.zeros(exp.num_params)
+    if init == "random":
+        raise ConfigError("config key 'strategy.init_mean': 'random' is not supported by the pycma reference; "
+                          "use zeros or a parameter file")
+    return artifacts.load_flat(init, exp.num_params).astype(np.float64)
+
+
+def make_es(exp: Experiment) -> Any:
+    """A pycma ``CMAEvolutionStrategy`` as the official trainer builds it (popsize, seed), quiet."""
+    s = exp.cfg.strategy
+    opts = {"popsize": s.population_size, "seed": exp.cfg.seed + 1,  # pycma treats seed 0 as "random"
+            "verbose": -9, "verb_log": 0, "verb_disp": 0}
+    return _cma().CMAEvolutionStrategy(initial_mean(exp), s.sigma_init, opts)
+
+
+def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool = True) -> list[dict[str, float]]:
+    """Train ``generations`` generations with pycma; returns the held-out rows (also in ``out/eval.csv``)."""
+    es = make_es(exp := setup(cfg))
+    fitness, held_out = fitness_fn(exp), held_out_fn(exp)
+    key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[0]  # the run key Trainer.init starts from
+    tc = cfg.train
+    writer = MetricsWriter(out, tables=("train", "eval"))
+    rows: list[dict[str, float]] = []
+    start = time.perf_counter()
+    with (out / "pycma.csv").open("w", newline="") as f, Tracker(generations, "gen", bar=progress) as bar:
+        extra = csv.writer(f)
+        extra.writerow(["generation", "sigma", "tell_s", "fitness_s"])
+        for gen in range(1, generations + 1):
+            key, _, k_eval, _ = generation_keys(key)
+            t0 = time.perf_counter()
+            xs = np.asarray(es.ask())
+            t1 = time.perf_counter()
+            fit = np.asarray(fitness(jnp.asarray(xs, jnp.float32), k_eval), np.float64)
+            t2 = time.perf_counter()
+            es.tell(list(xs), list(-fit))  # pycma minimises
+            t3 = time.perf_counter()
+            writer.write({"generation": gen, "fitness_max": fit.max(), "fitness_mean": fit.mean(),
+                          "fitness_min": fit.min(), "fitness_std": fit.std(), "best_so_far": -es.result.fbest,
+                          "gens_per_sec": 1.0 / (t3 - t0), "wall_time": time.perf_counter() - start})
+            extra.writerow([gen, es.sigma, (t1 - t0) + (t3 - t2), t2 - t1])
+            if tc.eval_every and gen % tc.eval_every == 0:
+                r = np.asarray(held_out(jnp.asarray(es.mean, jnp.float32)))
+                row = {"generation": gen, "return_mean": r.mean(), "return_std": r.std(),
+                       "return_median": float(np.median(r)), "return_min": r.min(), "return_max": r.max(),
+                       "wall_time": time.perf_counter() - start}
+                writer.write(row, table="eval")
+                rows.append(row)
+                writer.flush()
+                f.flush()
+                artifacts.save_flat(out / f"mean_{gen:06d}.npz", es.mean.astype(np.float32))
+            bar.advance(1, f"mean {fit.mean():.1f}  sigma {es.sigma:.4f}"
+                        + (f"  held-out {rows[-1]['return_mean']:.1f}" if rows else ""))
+    writer.close()
+    return rows
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    p = ArgumentParser(prog="python -m pinn_jax.pycma_reference", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="config name or YAML path (strategy.name is ignored: pycma)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    p.add_argument("--generations", type=int, required=True, help="number of generations")
+    p.add_argument("--out", required=True, help="new output directory")
+    p.add_argument("--no-progress", action="store_true", help="a status line every 30 s instead of a bar")
+    args = p.parse_args(argv)
+    if args.generations < 1:
+        raise UserError(f"--generations must be >= 1, got {args.generations}")
+    overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = config.load(args.config, overrides)
+    out = artifacts.output_dir(args.out, "--out")
+    rows = run(cfg, args.generations, out, progress=not args.no_progress)
+    if rows:
+        best = max(rows, key=lambda r: r["return_mean"])
+        print(f"held-out return of the pycma mean: best {best['return_mean']:.1f} at generation "
+              f"{int(best['generation'])}; last {rows[-1]['return_mean']:.1f}; logs in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
