@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 
 from pinn_jax.envs import label
 
-__all__ = ["plot_returns", "plot_noise", "plot_shuffle_period", "plot_attention_weights",
+__all__ = ["plot_curves", "plot_returns", "plot_noise", "plot_shuffle_period", "plot_attention_weights",
            "noise_conditions", "period_conditions"]
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -269,5 +269,37 @@ def plot_attention_weights(attention: np.ndarray, perm: np.ndarray, path: str | 
     ax.legend(fontsize=7, ncol=min(n_real + 1, 6), loc="upper right")
     ax.grid(alpha=0.3)
     fig.suptitle(title + "\nfeatures in their original order (shuffling undone)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | None = None,
+                paper_generations: int | None = None, hours_budget: float | None = None,
+                figsize: tuple[float, float] = (11, 4), dpi: int = 110) -> pathlib.Path:
+    """Held-out return against generations (left) and wall-clock hours (right), one line per
+    :class:`pinn_jax.curves.Curve`; dotted lines where a staged run's next stage starts, the target and the
+    budgets dashed."""
+    fig = _figure(figsize, dpi)
+    a, b = fig.subplots(1, 2, sharey=True)
+    for i, c in enumerate(curves):
+        color = _COLORS[i % len(_COLORS)]
+        a.plot(c.generation, c.held_out, label=c.label, lw=1.3, color=color)
+        b.plot(np.asarray(c.seconds) / 3600, c.held_out, lw=1.3, color=color)
+        for g in c.stages:
+            a.axvline(g, color=color, ls=":", lw=0.8)
+    if target is not None:
+        for ax in (a, b):
+            ax.axhline(target, color="k", ls="--", lw=0.9)
+        a.annotate(f"target {target:g}", (0.01, target), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
+    for ax, x, text in ((a, paper_generations, "paper's budget"), (b, hours_budget, f"{hours_budget} h")):
+        if x:
+            ax.axvline(x, color="grey", ls="-.", lw=0.9)
+            ax.annotate(text, (x, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=8)
+    a.set_xlabel("generation")
+    b.set_xlabel("wall-clock hours on this machine")
+    a.set_ylabel("held-out return of the search mean")
+    a.legend(fontsize=8, loc="lower center")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)

@@ -10,7 +10,10 @@ of :func:`pinn_jax.trainer.generation_keys` from the same seed, so with common r
 ``pycma.csv``.
 
 pycma is optional: ``pip install 'pinn_jax[pycma]'``. Options are pycma's defaults except those the
-official trainer passes (``popsize``, ``seed``) and output switched off.
+official trainer passes (``popsize``, ``seed``: the config's, 42 for seed 0, as there), output switched
+off, and the step-size rule: ``--sigma-adaptation csa`` (the default here) is cumulative step-size
+adaptation, what pycma up to 4.4 used at every dimension, hence what the paper ran, and what evosax's
+CMA_ES does; ``tpa`` is two-point adaptation, pycma 4.5's own default from dimension 300 on.
 """
 
 from __future__ import annotations
@@ -72,17 +75,24 @@ def initial_mean(exp: Experiment) -> np.ndarray:
     return artifacts.load_flat(init, exp.num_params).astype(np.float64)
 
 
-def make_es(exp: Experiment) -> Any:
-    """A pycma ``CMAEvolutionStrategy`` as the official trainer builds it (popsize, seed), quiet."""
+SIGMA_RULES = {"csa": "CMAAdaptSigmaCSA", "tpa": "CMAAdaptSigmaTPA"}
+
+
+def make_es(exp: Experiment, sigma_adaptation: str = "csa") -> Any:
+    """A pycma ``CMAEvolutionStrategy`` as the official trainer builds it (popsize, seed), quiet, with the
+    step-size rule ``sigma_adaptation`` (``csa`` or ``tpa``)."""
+    cma = _cma()
     s = exp.cfg.strategy
-    opts = {"popsize": s.population_size, "seed": exp.cfg.seed + 1,  # pycma treats seed 0 as "random"
-            "verbose": -9, "verb_log": 0, "verb_disp": 0}
-    return _cma().CMAEvolutionStrategy(initial_mean(exp), s.sigma_init, opts)
+    opts = {"popsize": s.population_size, "seed": exp.cfg.seed or 42,  # pycma reads seed 0 as "from the clock"
+            "verbose": -9, "verb_log": 0, "verb_disp": 0,
+            "AdaptSigma": getattr(cma.sigma_adaptation, SIGMA_RULES[sigma_adaptation])}
+    return cma.CMAEvolutionStrategy(initial_mean(exp), s.sigma_init, opts)
 
 
-def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool = True) -> list[dict[str, float]]:
+def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool = True,
+        sigma_adaptation: str = "csa") -> list[dict[str, float]]:
     """Train ``generations`` generations with pycma; returns the held-out rows (also in ``out/eval.csv``)."""
-    es = make_es(exp := setup(cfg))
+    es = make_es(exp := setup(cfg), sigma_adaptation)
     fitness, held_out = fitness_fn(exp), held_out_fn(exp)
     key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[0]  # the run key Trainer.init starts from
     tc = cfg.train
@@ -129,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     p.add_argument("--generations", type=int, required=True, help="number of generations")
     p.add_argument("--out", required=True, help="new output directory")
+    p.add_argument("--sigma-adaptation", choices=sorted(SIGMA_RULES), default="csa",
+                   help="pycma's step-size rule: csa (pycma <= 4.4, the paper's, evosax's) or tpa (pycma 4.5 at n >= 300)")
     p.add_argument("--no-progress", action="store_true", help="a status line every 30 s instead of a bar")
     args = p.parse_args(argv)
     if args.generations < 1:
@@ -136,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = config.load(args.config, overrides)
     out = artifacts.output_dir(args.out, "--out")
-    rows = run(cfg, args.generations, out, progress=not args.no_progress)
+    rows = run(cfg, args.generations, out, progress=not args.no_progress, sigma_adaptation=args.sigma_adaptation)
     if rows:
         best = max(rows, key=lambda r: r["return_mean"])
         print(f"held-out return of the pycma mean: best {best['return_mean']:.1f} at generation "
