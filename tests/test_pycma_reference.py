@@ -63,3 +63,13 @@ def test_missing_pycma_is_one_line(tmp_path, monkeypatch, capsys):
     rc = pycma_reference.main(["--config", str(path), "--generations", "2", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == ["error: pycma is not installed: pip install 'pinn_jax[pycma]' (or pip install cma)"]
+
+
+@pytest.mark.parametrize("rule, mirrored", [("tpa", True), ("csa", False)])
+def test_sigma_rule_is_the_one_asked_for(tiny, rule, mirrored):
+    """TPA (pycma 4.5's default from n >= 300) puts two mirrored line samples m' +- dm first; CSA does not."""
+    es = pycma_reference.make_es(setup(tiny()), rule)
+    xs = es.ask()
+    es.tell(xs, list(np.arange(len(xs), dtype=float)))
+    xs = np.asarray(es.ask())
+    assert np.allclose(xs[0] + xs[1], 2 * es.mean) == mirrored
