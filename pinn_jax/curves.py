@@ -1,6 +1,6 @@
 """Learning curves of several runs: held-out return against generations and against wall-clock time.
 
-``python -m pinn_jax.curves --run LABEL=RUN_DIR ... --out docs/es_curves.png --target 472`` reads each
+``python -m pinn_jax.curves --run LABEL=RUN_DIR ... --out docs/es_alone/curves.png --target 472`` reads each
 run's ``eval.csv`` (written by :mod:`pinn_jax.train` with ``train.eval_every``, or by
 :mod:`pinn_jax.pycma_reference`) and draws both panels, with the target and the paper's budget marked.
 A run given as ``LABEL=DIR1+DIR2`` is a staged run: the second stage's generations and seconds continue

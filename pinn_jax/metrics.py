@@ -11,6 +11,8 @@ import csv
 import pathlib
 from typing import Mapping
 
+import numpy as np
+
 from tensorboardX import SummaryWriter
 
 COLUMNS = ("generation", "fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far",
@@ -18,6 +20,14 @@ COLUMNS = ("generation", "fitness_max", "fitness_mean", "fitness_min", "fitness_
 EVAL_COLUMNS = ("generation", "return_mean", "return_std", "return_median", "return_min", "return_max",
                 "wall_time")
 _TABLES = {"train": ("metrics.csv", COLUMNS), "eval": ("eval.csv", EVAL_COLUMNS)}
+
+
+def eval_row(generation: int, returns: np.ndarray, wall_time: float) -> dict[str, float]:
+    """The ``eval.csv`` row of one held-out evaluation (returns of the episodes)."""
+    r = np.asarray(returns)
+    return {"generation": generation, "return_mean": float(r.mean()), "return_std": float(r.std()),
+            "return_median": float(np.median(r)), "return_min": float(r.min()), "return_max": float(r.max()),
+            "wall_time": wall_time}
 
 
 class MetricsWriter:

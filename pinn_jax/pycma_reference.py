@@ -32,10 +32,10 @@ import numpy as np
 from pinn_jax import artifacts, config
 from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli
 from pinn_jax.experiment import Experiment, setup
-from pinn_jax.metrics import MetricsWriter
+from pinn_jax.metrics import MetricsWriter, eval_row
 from pinn_jax.progress import Tracker
-from pinn_jax.rollout import evaluate_population, member_returns
-from pinn_jax.trainer import generation_keys, held_out_keys
+from pinn_jax.rollout import evaluate_population
+from pinn_jax.trainer import generation_keys, make_evaluator
 
 
 def _cma() -> Any:
@@ -56,13 +56,6 @@ def fitness_fn(exp: Experiment) -> Callable[[np.ndarray, jax.Array], jax.Array]:
         return returns.mean(axis=1)
 
     return jax.jit(fitness)
-
-
-def held_out_fn(exp: Experiment) -> Callable[[np.ndarray], jax.Array]:
-    """Jitted ``flat params -> returns`` on the run's held-out episodes (those of ``train``'s eval.csv)."""
-    keys = held_out_keys(exp.cfg.seed, exp.cfg.train.eval_episodes)
-    return jax.jit(lambda flat: member_returns(exp.policy, exp.env, exp.env_params, exp.unravel(flat), keys,
-                                               exp.cfg.env.max_steps))
 
 
 def initial_mean(exp: Experiment) -> np.ndarray:
@@ -93,7 +86,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
         sigma_adaptation: str = "csa") -> list[dict[str, float]]:
     """Train ``generations`` generations with pycma; returns the held-out rows (also in ``out/eval.csv``)."""
     es = make_es(exp := setup(cfg), sigma_adaptation)
-    fitness, held_out = fitness_fn(exp), held_out_fn(exp)
+    fitness, held_out = fitness_fn(exp), make_evaluator(exp, cfg.train.eval_episodes)
     key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[0]  # the run key Trainer.init starts from
     tc = cfg.train
     writer = MetricsWriter(out, tables=("train", "eval"))
@@ -116,10 +109,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
                           "gens_per_sec": 1.0 / (t3 - t0), "wall_time": time.perf_counter() - start})
             extra.writerow([gen, es.sigma, (t1 - t0) + (t3 - t2), t2 - t1])
             if tc.eval_every and gen % tc.eval_every == 0:
-                r = np.asarray(held_out(jnp.asarray(es.mean, jnp.float32)))
-                row = {"generation": gen, "return_mean": r.mean(), "return_std": r.std(),
-                       "return_median": float(np.median(r)), "return_min": r.min(), "return_max": r.max(),
-                       "wall_time": time.perf_counter() - start}
+                row = eval_row(gen, held_out(jnp.asarray(es.mean, jnp.float32)), time.perf_counter() - start)
                 writer.write(row, table="eval")
                 rows.append(row)
                 writer.flush()

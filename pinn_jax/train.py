@@ -53,7 +53,7 @@ from pinn_jax import config as config_lib
 from pinn_jax import configs, distributed, rundir
 from pinn_jax.config import Config, ConfigError
 from pinn_jax.errors import ArgumentParser, CheckpointError, RunDirError, TrainingError, UserError, cli, one_line
-from pinn_jax.metrics import MetricsWriter, read_csv
+from pinn_jax.metrics import MetricsWriter, eval_row, read_csv
 from pinn_jax.progress import Tracker
 
 if TYPE_CHECKING:  # the trainer (evosax) starts JAX's backend on import: not before jax.distributed.initialize
@@ -317,9 +317,7 @@ def _evaluate_mean(tr: Trainer, state: TrainState, evaluator: Any, writer: Metri
     flat = np.asarray(tr.mean_flat(state))
     returns = np.asarray(evaluator(flat))
     gen = int(state.generation)
-    writer.write({"generation": gen, "return_mean": returns.mean(), "return_std": returns.std(),
-                  "return_median": np.median(returns), "return_min": returns.min(), "return_max": returns.max(),
-                  "wall_time": wall_time}, table="eval")
+    writer.write(eval_row(gen, returns, wall_time), table="eval")
     if returns.mean() > best_eval:
         artifacts.save_eval_best(run_dir, flat, gen, float(returns.mean()))
         best_eval = float(returns.mean())

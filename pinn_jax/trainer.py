@@ -162,7 +162,7 @@ def held_out_keys(seed: int, episodes: int) -> jax.Array:
     return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), EVAL_STREAM), episodes)
 
 
-def make_evaluator(tr: Trainer, episodes: int) -> Callable[[jax.Array], jax.Array]:
+def make_evaluator(tr: Trainer | Experiment, episodes: int) -> Callable[[jax.Array], jax.Array]:
     """Jitted ``flat params -> returns (episodes,)`` on fixed held-out episodes of the training env.
 
     Same environment and observation transform as training, whole episodes of the task

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax import artifacts, config as config_lib, pycma_reference
 from pinn_jax.experiment import setup
-from pinn_jax.trainer import generation_keys, make_trainer
+from pinn_jax.trainer import generation_keys, make_evaluator, make_trainer
 
 from conftest import tiny_dict
 
@@ -48,7 +48,7 @@ def test_cli_logs_curve_and_means(tmp_path):
     with (out / "metrics.csv").open() as f:
         assert [int(r["generation"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
     exp = setup(config_lib.load(path))
-    held_out = pycma_reference.held_out_fn(exp)
+    held_out = make_evaluator(exp, 4)
     for r in rows:
         mean = artifacts.load_flat(out / f"mean_{int(r['generation']):06d}.npz", exp.num_params)
         assert float(np.asarray(held_out(jnp.asarray(mean))).mean()) == pytest.approx(float(r["return_mean"]), rel=1e-5)
