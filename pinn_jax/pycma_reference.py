@@ -35,7 +35,7 @@ from pinn_jax.experiment import Experiment, setup
 from pinn_jax.metrics import MetricsWriter, eval_row
 from pinn_jax.progress import Tracker
 from pinn_jax.rollout import evaluate_population
-from pinn_jax.trainer import generation_keys, make_evaluator
+from pinn_jax.trainer import generation_keys, initial_mean_flat, make_evaluator, start_keys
 
 
 def _cma() -> Any:
@@ -65,7 +65,7 @@ def initial_mean(exp: Experiment) -> np.ndarray:
     if init == "random":
         raise ConfigError("config key 'strategy.init_mean': 'random' is not supported by the pycma reference; "
                           "use zeros or a parameter file")
-    return artifacts.load_flat(init, exp.num_params).astype(np.float64)
+    return initial_mean_flat(init, exp.num_params).astype(np.float64)
 
 
 SIGMA_RULES = {"csa": "CMAAdaptSigmaCSA", "tpa": "CMAAdaptSigmaTPA"}
@@ -87,7 +87,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
     """Train ``generations`` generations with pycma; returns the held-out rows (also in ``out/eval.csv``)."""
     es = make_es(exp := setup(cfg), sigma_adaptation)
     fitness, held_out = fitness_fn(exp), make_evaluator(exp, cfg.train.eval_episodes)
-    key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[0]  # the run key Trainer.init starts from
+    key = start_keys(jax.random.PRNGKey(cfg.seed))[0]  # the run key Trainer.init starts from
     tc = cfg.train
     writer = MetricsWriter(out, tables=("train", "eval"))
     rows: list[dict[str, float]] = []

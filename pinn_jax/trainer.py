@@ -107,7 +107,7 @@ def abstract_state(strategy: Strategy, template: Any) -> TrainState:
 
 
 def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
-    key, k_mean, k_es = jax.random.split(key, 3)
+    key, k_mean, k_es = start_keys(key)
     init = tr.cfg.strategy.init_mean
     if init == "random":
         mean = tr.policy.init(k_mean, tr.obs_dim)
@@ -150,9 +150,16 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
     return generation
 
 
+def start_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A run's keys from its seed's key: (the run key generation 1 splits, the initial mean's, the strategy
+    init's)."""
+    key, k_mean, k_es = jax.random.split(key, 3)
+    return key, k_mean, k_es
+
+
 def generation_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """One generation's keys from the run's key: (next run key, ask, episodes, tell). A run's first key is
-    ``jax.random.split(PRNGKey(seed), 3)[0]`` (see ``Trainer.init``)."""
+    """One generation's keys from the run's key: (next run key, ask, episodes, tell); the first run key is
+    :func:`start_keys`'."""
     key, k_ask, k_eval, k_tell = jax.random.split(key, 4)
     return key, k_ask, k_eval, k_tell
 

@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax import artifacts, config as config_lib, pycma_reference
 from pinn_jax.experiment import setup
-from pinn_jax.trainer import generation_keys, make_evaluator, make_trainer
+from pinn_jax.trainer import generation_keys, make_evaluator, make_trainer, start_keys
 
 from conftest import tiny_dict
 
@@ -25,7 +25,7 @@ def test_fitness_and_episodes_are_the_trainers(tiny):
     tr = make_trainer(cfg)
     state = tr.init()
     _, m = tr.run(state, 1)
-    key = jax.random.split(jax.random.PRNGKey(cfg.seed), 3)[0]  # what the reference starts from
+    key = start_keys(jax.random.PRNGKey(cfg.seed))[0]  # what the reference starts from
     assert np.array_equal(np.asarray(key), np.asarray(state.key))
     _, k_ask, k_eval, _ = generation_keys(key)
     population, _ = tr.strategy.ask(k_ask, state.es_state)
