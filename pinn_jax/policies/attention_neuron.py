@@ -11,7 +11,9 @@ Per time step, with observation ``o`` of any length ``N`` and previous action
 3. attention ``A = tanh((Q W_q)(K W_k)^T / s)`` (hidden_dim, N), no softmax,
    ``s = 1`` or ``sqrt(msg_dim)`` when ``scale=True``;
 4. latent ``m = tanh(A @ o)`` (hidden_dim,) (identity value projection);
-5. action ``a = tanh(m @ W + b)`` (act_dim,).
+5. ``head_layers`` tanh layers ``m <- tanh(m @ W_l + b_l)`` of width hidden_dim (0 in the paper's
+   cart-pole agent; the authors' fully connected solution calls them ``num_hidden_layers``);
+6. action ``a = tanh(m @ W + b)`` (act_dim,).
 
 Parameter pytree (plain nested dict of float32 arrays, PyTorch shapes for the
 LSTM so the authors' weights map over one-to-one)::
@@ -22,6 +24,7 @@ LSTM so the authors' weights map over one-to-one)::
       "w_q": (H, msg_dim),        # = proj_q.weight.T
       "w_k": (H, msg_dim),        # = proj_k.weight.T
       "head": {"kernel": (hidden_dim, act_dim), "bias": (act_dim,)},
+      "head_hidden": [{"kernel": (hidden_dim, hidden_dim), "bias": (hidden_dim,)}, ...],  # head_layers > 0
     }
 
 with ``H = pos_em_dim``.  The default config has 913 parameters
@@ -128,7 +131,8 @@ class AttentionNeuronPolicy(PolicyBase):
     """AttentionNeuron permutation-invariant policy (paper's cart-pole config).
 
     Parameter count: ``4H(1 + act_dim) + 4H*H + 8H`` (LSTM) ``+ 2*H*msg_dim``
-    (W_q, W_k) ``+ hidden_dim*act_dim + act_dim`` (head), ``H = pos_em_dim``.
+    (W_q, W_k) ``+ head_layers*(hidden_dim**2 + hidden_dim)`` ``+ hidden_dim*act_dim + act_dim`` (head),
+    ``H = pos_em_dim``.
     **913** for the defaults (act_dim=1, hidden_dim=16, msg_dim=32,
     pos_em_dim=8) = LSTM 384 + W_q 256 + W_k 256 + head 17, for any number of
     observation features.
@@ -142,6 +146,11 @@ class AttentionNeuronPolicy(PolicyBase):
         attention_gain: multiply attention logits by this fixed factor (1 in the paper). With a gain ``c``
             the parameters act like the paper's with ``W_q`` multiplied by ``c``; a gain above 1 lets ES
             reach saturated attention (the regime of the authors' weights) with small weights.
+        head_layers: tanh layers of width ``hidden_dim`` between the latent and the output layer (0 in the
+            paper's cart-pole agent). The latent is ``tanh`` of a sum of per-feature terms each bounded by
+            ``|o_i|``, so a linear head combines features almost additively; hidden layers make it a
+            nonlinear function of them.
+        discrete: ``act_dim`` logits, the action their argmax (one-hot as the previous action).
     """
 
     act_dim: int = 1
@@ -150,7 +159,8 @@ class AttentionNeuronPolicy(PolicyBase):
     pos_em_dim: int = 8
     scale: bool = False
     attention_gain: float = 1.0
-    discrete: bool = False  # act_dim logits, the action their argmax (one-hot as the previous action)
+    head_layers: int = 0
+    discrete: bool = False
 
     batch_obs_axis = 1  # step_batch takes feature-major observations (N, B)
 
@@ -174,19 +184,20 @@ class AttentionNeuronPolicy(PolicyBase):
         h = self.pos_em_dim
         lstm = 4 * h * (1 + self.act_dim) + 4 * h * h + 2 * 4 * h
         proj = 2 * h * self.msg_dim
-        head = self.hidden_dim * self.act_dim + self.act_dim
+        m = self.hidden_dim
+        head = self.head_layers * (m * m + m) + m * self.act_dim + self.act_dim
         return lstm + proj + head
 
     def init(self, key: jax.Array, obs_dim: int | None = None) -> dict:
         """PyTorch-default-like uniform init; ``obs_dim`` is irrelevant."""
         h, m = self.pos_em_dim, self.hidden_dim
-        ks = jax.random.split(key, 8)
+        ks = jax.random.split(key, 8 + 2 * self.head_layers)
 
         def u(k, shape, fan_in):
             bound = 1.0 / np.sqrt(fan_in)
             return jax.random.uniform(k, shape, jnp.float32, -bound, bound)
 
-        return {
+        params = {
             "lstm": {
                 "weight_ih": u(ks[0], (4 * h, 1 + self.act_dim), h),
                 "weight_hh": u(ks[1], (4 * h, h), h),
@@ -200,6 +211,10 @@ class AttentionNeuronPolicy(PolicyBase):
                 "bias": u(ks[7], (self.act_dim,), m),
             },
         }
+        if self.head_layers:
+            params["head_hidden"] = [{"kernel": u(ks[8 + 2 * i], (m, m), m), "bias": u(ks[9 + 2 * i], (m,), m)}
+                                     for i in range(self.head_layers)]
+        return params
 
     def initial_state(self, obs_dim: int) -> LSTMState:
         """Zero per-feature LSTM state, ``h`` and ``c`` of shape (obs_dim, H)."""
@@ -236,6 +251,7 @@ class AttentionNeuronPolicy(PolicyBase):
             "p": p,  # (hidden_dim, H)
             "head_kernel": params["head"]["kernel"],
             "head_bias": params["head"]["bias"],
+            "hidden_t": [(layer["kernel"].T, layer["bias"]) for layer in params.get("head_hidden", [])],
         }
 
     def _check(self, state: LSTMState, obs: jax.Array, prev_action: jax.Array) -> None:
@@ -265,7 +281,10 @@ class AttentionNeuronPolicy(PolicyBase):
         h = (0.5 + 0.5 * o) * jnp.tanh(c)
         attn = jnp.tanh(prepared["p"] @ h.T)  # (hidden_dim, n)
         latent = jnp.tanh(attn @ obs)  # (hidden_dim,)
-        action = head_output(latent @ prepared["head_kernel"] + prepared["head_bias"], self.discrete)
+        x = latent
+        for kernel_t, bias in prepared["hidden_t"]:
+            x = jnp.tanh(kernel_t @ x + bias)
+        action = head_output(x @ prepared["head_kernel"] + prepared["head_bias"], self.discrete)
         return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
 
     # ------------------------------------------------------- lockstep batches
@@ -305,6 +324,8 @@ class AttentionNeuronPolicy(PolicyBase):
         for k in range(1, n):  # sum over features: contiguous column blocks
             pre_latent = pre_latent + attn[:, k * b:(k + 1) * b] * obs[k][None, :]
         latent = jnp.tanh(pre_latent)  # (M, B)
+        for kernel_t, bias in prepared["hidden_t"]:  # (M, M) @ (M, B) GEMMs
+            latent = jnp.tanh(kernel_t @ latent + bias[:, None])
         kernel = prepared["head_kernel"]  # (M, act_dim)
         pre = prepared["head_bias"][:, None] + kernel[0][:, None] * latent[0][None, :]
         for m in range(1, latent.shape[0]):
@@ -326,14 +347,20 @@ def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState
     logits = attention_logits_reference(params, h, jnp.asarray(policy.queries), policy.logit_scale)
     attn = jnp.tanh(logits)
     latent = jnp.tanh(attn @ obs)
-    action = head_output(latent @ params["head"]["kernel"] + params["head"]["bias"], policy.discrete)
+    x = latent
+    for layer in params.get("head_hidden", []):
+        x = jnp.tanh(x @ layer["kernel"] + layer["bias"])
+    action = head_output(x @ params["head"]["kernel"] + params["head"]["bias"], policy.discrete)
     return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
 
 
 # ------------------------------------------------------------------ official weights
-def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple[str, ...], tuple[int, ...], bool]]:
-    """(param path, torch shape, transpose?) in the authors' flat order."""
-    h = policy.pos_em_dim
+def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple, tuple[int, ...], bool]]:
+    """(param path, torch shape, transpose?) in the authors' flat order (their ``net`` is a Sequential of
+    ``head_layers`` Linear + Tanh pairs, then the output Linear)."""
+    h, m = policy.pos_em_dim, policy.hidden_dim
+    hidden = [item for i in range(policy.head_layers)
+              for item in ((("head_hidden", i, "kernel"), (m, m), True), (("head_hidden", i, "bias"), (m,), False))]
     return [
         (("lstm", "weight_ih"), (4 * h, 1 + policy.act_dim), False),
         (("lstm", "weight_hh"), (4 * h, h), False),
@@ -341,7 +368,8 @@ def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple[str, ...
         (("lstm", "bias_hh"), (4 * h,), False),
         (("w_q",), (policy.msg_dim, h), True),  # proj_q.weight
         (("w_k",), (policy.msg_dim, h), True),  # proj_k.weight
-        (("head", "kernel"), (policy.act_dim, policy.hidden_dim), True),  # net.0.weight
+        *hidden,  # net.0 ... net.2(L-1)
+        (("head", "kernel"), (policy.act_dim, m), True),  # net.2L.weight
         (("head", "bias"), (policy.act_dim,), False),
     ]
 
@@ -358,16 +386,18 @@ def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = 
     if flat.ndim != 1 or flat.size != expected:
         raise ValueError(f"expected a flat vector of {expected} parameters, got shape {flat.shape}")
     params: dict = {"lstm": {}, "head": {}}
+    if policy.head_layers:
+        params["head_hidden"] = [{} for _ in range(policy.head_layers)]
     off = 0
     for path, shape, transpose in _official_slices(policy):
         size = int(np.prod(shape))
         arr = flat[off : off + size].reshape(shape)  # C order, as torch .ravel()
         off += size
         arr = jnp.asarray(arr.T if transpose else arr, jnp.float32)
-        if len(path) == 1:
-            params[path[0]] = arr
-        else:
-            params[path[0]][path[1]] = arr
+        node = params
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = arr
     assert off == expected
     if policy.attention_gain != 1.0:
         params["w_q"] = params["w_q"] / policy.attention_gain
@@ -382,11 +412,13 @@ def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np
         params = {**params, "w_q": params["w_q"] * policy.attention_gain}
     parts = []
     for path, shape, transpose in _official_slices(policy):
-        arr = params[path[0]] if len(path) == 1 else params[path[0]][path[1]]
+        arr = params
+        for part in path:
+            arr = arr[part]
         arr = np.asarray(arr, np.float32)
         arr = arr.T if transpose else arr
         if arr.shape != shape:
-            raise ValueError(f"param {'/'.join(path)} has shape {arr.shape}, expected {shape} (torch layout)")
+            raise ValueError(f"param {'/'.join(map(str, path))} has shape {arr.shape}, expected {shape} (torch layout)")
         parts.append(arr.ravel())
     return np.concatenate(parts)
 
