@@ -396,8 +396,8 @@ def _held_out_summary(cfg: Config) -> str:
                      f"(kept in {artifacts.EVAL_BEST_FILE})")
         which = "eval_best"
     lines.append(f"next: python -m pinn_jax.evaluate {cfg.run_dir} --params {which} --out {cfg.run_dir}/eval"
-                 f"   # returns under shuffling and noise (add --video {cfg.run_dir}/episode.gif to film its median "
-                 f"episode on the swing-up)")
+                 f"   # returns under shuffling and noise (for a swing-up run, --video {cfg.run_dir}/episode.gif "
+                 f"films its median episode)")
     return "\n".join(lines)
 
 
