@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -146,10 +146,8 @@ class AttentionNeuronPolicy(PolicyBase):
         attention_gain: multiply attention logits by this fixed factor (1 in the paper). With a gain ``c``
             the parameters act like the paper's with ``W_q`` multiplied by ``c``; a gain above 1 lets ES
             reach saturated attention (the regime of the authors' weights) with small weights.
-        head_layers: tanh layers of width ``hidden_dim`` between the latent and the output layer (0 in the
-            paper's cart-pole agent). The latent is ``tanh`` of a sum of per-feature terms each bounded by
-            ``|o_i|``, so a linear head combines features almost additively; hidden layers make it a
-            nonlinear function of them.
+        head_layers: tanh layers of width ``hidden_dim`` before the output layer (0 in the paper's cart-pole
+            agent): a nonlinear head over the latent, which a linear head combines almost additively.
         discrete: ``act_dim`` logits, the action their argmax (one-hot as the previous action).
     """
 
@@ -281,9 +279,7 @@ class AttentionNeuronPolicy(PolicyBase):
         h = (0.5 + 0.5 * o) * jnp.tanh(c)
         attn = jnp.tanh(prepared["p"] @ h.T)  # (hidden_dim, n)
         latent = jnp.tanh(attn @ obs)  # (hidden_dim,)
-        x = latent
-        for kernel_t, bias in prepared["hidden_t"]:
-            x = jnp.tanh(kernel_t @ x + bias)
+        x = _head_hidden(prepared, latent[:, None])[:, 0]
         action = head_output(x @ prepared["head_kernel"] + prepared["head_bias"], self.discrete)
         return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}
 
@@ -323,9 +319,7 @@ class AttentionNeuronPolicy(PolicyBase):
         pre_latent = attn[:, :b] * obs[0][None, :]
         for k in range(1, n):  # sum over features: contiguous column blocks
             pre_latent = pre_latent + attn[:, k * b:(k + 1) * b] * obs[k][None, :]
-        latent = jnp.tanh(pre_latent)  # (M, B)
-        for kernel_t, bias in prepared["hidden_t"]:  # (M, M) @ (M, B) GEMMs
-            latent = jnp.tanh(kernel_t @ latent + bias[:, None])
+        latent = _head_hidden(prepared, jnp.tanh(pre_latent))  # (M, B)
         kernel = prepared["head_kernel"]  # (M, act_dim)
         pre = prepared["head_bias"][:, None] + kernel[0][:, None] * latent[0][None, :]
         for m in range(1, latent.shape[0]):
@@ -338,6 +332,20 @@ class AttentionNeuronPolicy(PolicyBase):
         return BatchState(h=h, c=c, action=repeated), action.T
 
 
+def _head_hidden(prepared: dict, cols: jax.Array) -> jax.Array:
+    """The head's hidden tanh layers on latents stored as columns (M, B): one (M, M) @ (M, B) GEMM each."""
+    for kernel_t, bias in prepared["hidden_t"]:
+        cols = jnp.tanh(kernel_t @ cols + bias[:, None])
+    return cols
+
+
+def _walk(tree: dict, path: tuple) -> Any:
+    """The node of a nested params dict / list at ``path``."""
+    for part in path:
+        tree = tree[part]
+    return tree
+
+
 def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState, obs: jax.Array, prev_action: jax.Array):
     """Unfused, unfolded single step straight from the paper's formulas (for tests)."""
     obs = jnp.asarray(obs, jnp.float32)
@@ -346,8 +354,7 @@ def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState
     h, c = lstm_cell(params["lstm"], x, state.h, state.c)
     logits = attention_logits_reference(params, h, jnp.asarray(policy.queries), policy.logit_scale)
     attn = jnp.tanh(logits)
-    latent = jnp.tanh(attn @ obs)
-    x = latent
+    x = latent = jnp.tanh(attn @ obs)
     for layer in params.get("head_hidden", []):
         x = jnp.tanh(x @ layer["kernel"] + layer["bias"])
     action = head_output(x @ params["head"]["kernel"] + params["head"]["bias"], policy.discrete)
@@ -394,10 +401,7 @@ def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = 
         arr = flat[off : off + size].reshape(shape)  # C order, as torch .ravel()
         off += size
         arr = jnp.asarray(arr.T if transpose else arr, jnp.float32)
-        node = params
-        for part in path[:-1]:
-            node = node[part]
-        node[path[-1]] = arr
+        _walk(params, path[:-1])[path[-1]] = arr
     assert off == expected
     if policy.attention_gain != 1.0:
         params["w_q"] = params["w_q"] / policy.attention_gain
@@ -412,10 +416,7 @@ def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np
         params = {**params, "w_q": params["w_q"] * policy.attention_gain}
     parts = []
     for path, shape, transpose in _official_slices(policy):
-        arr = params
-        for part in path:
-            arr = arr[part]
-        arr = np.asarray(arr, np.float32)
+        arr = np.asarray(_walk(params, path), np.float32)
         arr = arr.T if transpose else arr
         if arr.shape != shape:
             raise ValueError(f"param {'/'.join(map(str, path))} has shape {arr.shape}, expected {shape} (torch layout)")
