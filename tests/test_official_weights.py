@@ -197,3 +197,31 @@ def test_official_agent_matches_paper_score_on_hard_env(params, shuffle):
     returns = np.asarray(run(jax.random.split(jax.random.PRNGKey(0), 1000)))
     assert abs(returns.mean() - 471.0) < 40.0, returns.mean()
     assert 380.0 < returns.std() < 470.0  # the hard start's bimodal outcome (paper: ± 426)
+
+
+def test_logits_depend_on_the_projections_only_through_their_product(params):
+    """``A = tanh(Q W_q W_kᵀ Kᵀ)``: only the 8×8 product ``M = W_q W_kᵀ`` matters, so ``msg_dim`` beyond the
+    key width (8) adds parameters, not functions. The authors' agent refactored to ``msg_dim=8`` by an SVD of
+    M (``W_q' = U√S``, ``W_k' = V√S``) has 529 parameters and plays the same episodes."""
+    from pinn_jax.config import EnvConfig
+    from pinn_jax.envs import ObsTransform
+    from pinn_jax.experiment import build_env
+    from pinn_jax.rollout import episode
+
+    small = AttentionNeuronPolicy(msg_dim=8)
+    u, s, vt = np.linalg.svd(np.asarray(params["w_q"] @ params["w_k"].T, np.float64))
+    folded = {**params, "w_q": jnp.asarray(u * np.sqrt(s), jnp.float32),
+              "w_k": jnp.asarray(vt.T * np.sqrt(s), jnp.float32)}
+    assert count_params(folded) == small.num_params() == 529
+    np.testing.assert_allclose(small.prepare(folded)["p"], POLICY.prepare(params)["p"], atol=5e-5 * 56)
+
+    env, env_params = build_env(EnvConfig(start="hard"), ObsTransform(shuffle=True))
+    keys = jax.random.split(jax.random.PRNGKey(3), 64)
+    run = lambda pol, p: jax.jit(jax.vmap(  # noqa: E731
+        lambda k: episode(pol, env, env_params, p, k, 1000, record=True)))(keys)
+    big, sm = run(POLICY, params), run(small, folded)
+    # the closed loop amplifies float32 rounding (the policy is near bang-bang): the actions agree for the
+    # first 50 steps of every episode (they first part after 60-140 steps), the returns stay as good
+    np.testing.assert_allclose(sm.trajectory["action"][:, :50], big.trajectory["action"][:, :50], atol=1e-2)
+    assert abs(float(sm.ret.mean()) - float(big.ret.mean())) < 0.005 * float(big.ret.mean())
+    assert float(big.ret.mean()) > 400.0 and float(np.std(np.asarray(big.ret))) > 100.0
