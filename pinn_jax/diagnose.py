@@ -14,11 +14,16 @@ survivors behave quite differently. For each model this runs the episodes of ``p
 * ``balanced``: the fraction of survivors with the pole upright (``cos θ > upright_cos``) in at least
   90% of the second half;
 * ``spinning``: the fraction of survivors whose pole turns over at least once in the second half;
-* ``turns``: full turns of the pole per survivor in the second half (see :func:`turns`).
+* ``turns``: full turns of the pole per survivor in the second half (see :func:`turns`);
+* ``separation``: for an attention neuron, how differently its attention weighs its inputs, the mean of
+  ``|A_qi - A_qj|`` over queries q, feature pairs i < j and every step played (0 to 2; see
+  :func:`attention_separation`). Near 0 the attention is the same for every feature, so the policy sees only
+  the sum of its inputs and cannot give two features different gains; ``n/a`` for other policies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -37,9 +42,11 @@ from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.progress import Tracker
 from pinn_jax.rollout import episode
 
-__all__ = ["STAT_KEYS", "turns", "behaviour_stats", "pole_trajectories", "diagnose", "format_table", "main"]
+__all__ = ["STAT_KEYS", "turns", "behaviour_stats", "attention_separation", "traces", "diagnose", "format_table",
+           "main"]
 
-STAT_KEYS = ("episodes", "survival", "mean_return", "survivor_return", "late_reward", "balanced", "spinning", "turns")
+POLE_KEYS = ("episodes", "survival", "mean_return", "survivor_return", "late_reward", "balanced", "spinning", "turns")
+STAT_KEYS = (*POLE_KEYS, "separation")
 NA = "n/a"  # a pole statistic outside the swing-up
 BALANCED_SHARE = 0.9  # a survivor counts as balanced when upright in this share of the second half
 
@@ -62,7 +69,7 @@ def turns(theta: np.ndarray) -> np.ndarray:
 
 def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, max_steps: int,
                     upright_cos: float = 0.95) -> dict[str, float]:
-    """The module's statistics from per-step pole angles and rewards ``(episodes, max_steps)``.
+    """The module's statistics but ``separation`` from per-step pole angles and rewards ``(episodes, max_steps)``.
 
     ``length`` is each episode's number of steps; survivors are the episodes with ``length == max_steps``.
     The survivor statistics are NaN when no episode survives.
@@ -76,7 +83,7 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
     out = {"episodes": int(length.shape[0]), "survival": float(survived.mean()),
            "mean_return": float(returns.mean())}
     if not survived.any():
-        return {**out, **{k: float("nan") for k in STAT_KEYS if k not in out}}
+        return {**out, **{k: float("nan") for k in POLE_KEYS if k not in out}}
     upright = (np.cos(theta[survived, late]) > upright_cos).mean(1)
     n_turns = turns(theta[survived, late])
     return {**out, "survivor_return": float(returns[survived].mean()),
@@ -85,31 +92,53 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
             "spinning": float((n_turns >= 1).mean()), "turns": float(n_turns.mean())}
 
 
+def attention_separation(attention: jax.Array) -> jax.Array:
+    """Mean ``|A_qi - A_qj|`` over queries q and feature pairs i < j: ``(..., queries, features) -> (...)``.
+
+    0 when every feature gets the same attention weights, 2 when the weights are +-1 and opposite for every
+    pair; NaN with fewer than two features.
+    """
+    m, n = attention.shape[-2:]
+    if n < 2:
+        return jnp.full(attention.shape[:-2], jnp.nan)
+    diff = jnp.abs(attention[..., :, :, None] - attention[..., :, None, :])  # (..., M, N, N), zero diagonal
+    return diff.sum((-3, -2, -1)) / (m * n * (n - 1))
+
+
 @functools.partial(jax.jit, static_argnames=("policy", "env", "num_steps", "pole"))
-def _angles(policy: Any, env: Any, env_params: Any, params: Any, keys: jax.Array, num_steps: int, pole: bool):
+def _traces(policy: Any, env: Any, env_params: Any, params: Any, keys: jax.Array, num_steps: int, pole: bool):
     def one(key):
         ep = episode(policy, env, env_params, params, key, num_steps, record=True)
         reward = ep.trajectory["reward"]
         theta = ep.trajectory["env_state"].env_state.theta if pole else jnp.full_like(reward, jnp.nan)
-        return theta, reward, ep.length
+        aux = ep.trajectory["aux"]
+        sep = attention_separation(aux["attention"]) if "attention" in aux else jnp.full_like(reward, jnp.nan)
+        return theta, reward, ep.length, sep
 
     return jax.vmap(one)(keys)
 
 
-def pole_trajectories(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None = None,
-                      chunk: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pole angle before each step (NaN outside the swing-up, which has no pole angle), reward of each step
-    and episode lengths, unshuffled observations.
-
-    Episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``; ``chunk`` episodes are recorded per call.
+def traces(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None = None,
+           chunk: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per step: the pole angle before it (NaN outside the swing-up, which has no pole angle), its reward and
+    the attention separation (NaN for a policy without attention); and each episode's length. Unshuffled
+    observations; episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``; ``chunk`` episodes are recorded per call.
     """
     env_cfg = env_cfg or model.env_cfg
     env, env_params = condition_env(env_cfg, parse_condition("no_shuffle"))
     keys = episode_keys(seed, episodes)
     pole = is_swingup(env_cfg.name)
-    parts = [_angles(model.policy, env, env_params, model.params, keys[i:i + chunk], env_cfg.max_steps, pole)
+    parts = [_traces(model.policy, env, env_params, model.params, keys[i:i + chunk], env_cfg.max_steps, pole)
              for i in range(0, episodes, chunk)]
-    return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(3))  # type: ignore[return-value]
+    theta, reward, length, sep = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(4))
+    return theta, reward, length, sep
+
+
+def _mean_played(per_step: np.ndarray, length: np.ndarray) -> float | str:
+    """Mean of a per-step statistic over the steps each episode played; ``"n/a"`` where it is NaN."""
+    played = np.arange(per_step.shape[1])[None, :] < length[:, None]
+    values = per_step[played]
+    return NA if np.isnan(values).all() else float(values.mean())
 
 
 def diagnose(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: int = 0, env_cfg: EnvConfig | None = None,
@@ -117,19 +146,20 @@ def diagnose(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: in
     """``{model name: behaviour_stats}`` for each model on the same episodes (a repeated name gets ``#2``...);
     ``tick`` is called after each model.
 
-    Outside the swing-up only ``episodes``, ``survival`` (episodes lasting ``max_steps``) and ``mean_return``
-    apply; the pole statistics are ``"n/a"``.
+    Outside the swing-up only ``episodes``, ``survival`` (episodes lasting ``max_steps``), ``mean_return`` and
+    ``separation`` apply; the pole statistics are ``"n/a"``.
     """
     out = {}
     for name, m in zip(unique_names(models), models):
         cfg = env_cfg or m.env_cfg
-        theta, reward, length = pole_trajectories(m, episodes, seed, cfg)
+        theta, reward, length, sep = traces(m, episodes, seed, cfg)
         if is_swingup(cfg.name):
             out[name] = behaviour_stats(theta, reward, length, cfg.max_steps, upright_cos)
         else:
             returns = np.asarray(reward, np.float64).sum(1)
             out[name] = {"episodes": int(length.shape[0]), "survival": float((length >= cfg.max_steps).mean()),
-                         "mean_return": float(returns.mean()), **{k: NA for k in STAT_KEYS[3:]}}
+                         "mean_return": float(returns.mean()), **{k: NA for k in POLE_KEYS[3:]}}
+        out[name]["separation"] = _mean_played(sep, length)
         if tick is not None:
             tick(name)
     return out
@@ -165,13 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
     out = artifacts.output_dir(args.out, "--out") if args.out else None
     models = [load_model(spec, args.params) for spec in args.models]
-    env_cfg = None
-    if args.env_start or args.max_steps:
-        first = models[0].env_cfg
-        env_cfg = EnvConfig(name=first.name, start=args.env_start or first.start,
-                            max_steps=args.max_steps or first.max_steps)
+    if args.env_start or args.max_steps:  # each model keeps its own env; only the start and length change
+        models = [dataclasses.replace(m, env_cfg=dataclasses.replace(
+            m.env_cfg, start=args.env_start or m.env_cfg.start, max_steps=args.max_steps or m.env_cfg.max_steps))
+            for m in models]
     with Tracker(len(models), "diagnose", bar=not args.no_progress) as bar:
-        report = diagnose(models, args.episodes, args.seed, env_cfg, args.upright_cos, tick=lambda n: bar.advance(1, n))
+        report = diagnose(models, args.episodes, args.seed, None, args.upright_cos, tick=lambda n: bar.advance(1, n))
     print(format_table(report))
     if out is not None:
         path = out / "diagnose.json"

@@ -43,7 +43,7 @@ def test_behaviour_stats_separate_balancing_spinning_and_lost_episodes():
     assert st["balanced"] == pytest.approx(1 / 3)
     assert st["spinning"] == pytest.approx(1 / 3)
     assert st["turns"] == pytest.approx(1 / 3)
-    assert set(st) == set(dg.STAT_KEYS)
+    assert set(st) == set(dg.POLE_KEYS) == set(dg.STAT_KEYS) - {"separation"}
 
 
 def test_behaviour_stats_without_survivors_and_bad_shapes():
@@ -94,3 +94,37 @@ def test_the_same_model_twice_gets_two_rows():
     rep = dg.diagnose([m, m], episodes=3, env_cfg=EnvConfig(max_steps=20))
     assert list(rep) == ["pretrained:cartpole_linear", "pretrained:cartpole_linear#2"]
     assert rep["pretrained:cartpole_linear"] == rep["pretrained:cartpole_linear#2"]
+
+
+def test_attention_separation_measures_how_differently_the_features_are_weighed():
+    same = np.tile(np.array([[0.3], [-0.9]]), (1, 5))  # 2 queries, 5 features, identical columns
+    assert float(dg.attention_separation(same)) == 0.0
+    opposite = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    assert float(dg.attention_separation(opposite)) == pytest.approx(2.0)
+    a = np.array([[0.0, 0.5, 1.0]])  # pairs: 0.5, 1.0, 0.5
+    assert float(dg.attention_separation(a)) == pytest.approx(2.0 / 3.0)
+    assert dg.attention_separation(np.stack([same, same])).shape == (2,)  # leading axes are kept
+    assert np.isnan(float(dg.attention_separation(np.ones((4, 1)))))
+
+
+def test_separation_tells_the_agents_that_balance_from_the_es_agent_that_sees_a_sum():
+    """The ES-only agent's attention hardly depends on which feature it reads (its policy is close to a
+    function of the sum of the inputs); the agents that balance weigh their features apart."""
+    names = ["pretrained:cartpole_pi_catch", "pretrained:cartpole_pi_es", "pretrained:cartpole_linear"]
+    rep = dg.diagnose([load_model(n) for n in names], episodes=24, env_cfg=EnvConfig(max_steps=400))
+    assert rep[names[0]]["separation"] > 0.45
+    assert rep[names[1]]["separation"] < 0.3
+    assert rep[names[2]]["separation"] == "n/a"
+
+
+def test_overrides_keep_each_models_own_env(capsys, tmp_path):
+    out = tmp_path / "d"
+    assert dg.main(["pretrained:cartpole_linear", "pretrained:pendulum_pi", "--episodes", "3", "--max-steps", "30",
+                    "--out", str(out), "--no-progress"]) == 0
+    rep = json.loads((out / "diagnose.json").read_text())
+    pend = load_model("pretrained:pendulum_pi")
+    alone = dg.diagnose([pend], episodes=3, env_cfg=EnvConfig(name="Pendulum-v1", max_steps=30))
+    assert rep["pretrained:pendulum_pi"]["mean_return"] == pytest.approx(alone["pretrained:pendulum_pi"]["mean_return"])
+    assert rep["pretrained:pendulum_pi"]["mean_return"] < 0  # a Pendulum return, not a swing-up one
+    assert isinstance(rep["pretrained:pendulum_pi"]["separation"], float)
+    assert rep["pretrained:pendulum_pi"]["balanced"] == "n/a"
