@@ -120,9 +120,10 @@ def _traces(policy: Any, env: Any, env_params: Any, params: Any, keys: jax.Array
 
 def traces(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None = None,
            chunk: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per step: the pole angle before it (NaN outside the swing-up, which has no pole angle), its reward and
-    the attention separation (NaN for a policy without attention); and each episode's length. Unshuffled
-    observations; episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``; ``chunk`` episodes are recorded per call.
+    """``(theta, reward, length, separation)``: per step the pole angle before it (NaN outside the swing-up,
+    which has no pole angle), its reward and the attention separation (NaN for a policy without attention);
+    each episode's length. Unshuffled observations; episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``;
+    ``chunk`` episodes are recorded per call.
     """
     env_cfg = env_cfg or model.env_cfg
     env, env_params = condition_env(env_cfg, parse_condition("no_shuffle"))
@@ -130,8 +131,7 @@ def traces(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None
     pole = is_swingup(env_cfg.name)
     parts = [_traces(model.policy, env, env_params, model.params, keys[i:i + chunk], env_cfg.max_steps, pole)
              for i in range(0, episodes, chunk)]
-    theta, reward, length, sep = (np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(4))
-    return theta, reward, length, sep
+    return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(4))
 
 
 def _mean_played(per_step: np.ndarray, length: np.ndarray) -> float | str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 
 from pinn_jax.envs import CartPoleSwingUp, EnvParams, EnvState
 from pinn_jax.lqr import CatchWithLQR, LQRPolicy, linearise, lqr_gain
@@ -39,6 +40,38 @@ def test_lqr_gain_stabilises_the_linearised_closed_loop():
     k = lqr_gain()
     assert k.shape == (4,)
     assert np.abs(np.linalg.eigvals(a_mat - b_mat @ k[None, :])).max() < 1.0
+
+
+def test_no_stable_controller_of_the_summed_features_balances_the_pole():
+    """At the upright rest state x, ẋ, sin θ and θ̇ are all 0 (and cos θ is 1 to first order), so a
+    permutation-invariant policy whose per-feature states agree there linearises to one filter of their sum
+    ``s = x + ẋ + θ + θ̇``. The plant from the action to ``s`` fails the parity interlacing property (an odd
+    number of real unstable poles between its real unstable zero and the zero at infinity): no stable
+    compensator of ``s`` stabilises it (Youla, Bongiorno & Lu 1974). Balancing needs per-feature states that
+    differ at the top (the separation in ``pinn_jax.diagnose``), an unstable compensator, or a limit cycle."""
+    a_mat, b_mat = linearise()
+    c_sum = np.ones((1, 4))
+    # invariant zeros: finite generalised eigenvalues of the Rosenbrock pencil [[A, B], [C, 0]] - z [[I, 0], [0, 0]]
+    pencil = np.block([[a_mat, b_mat], [c_sum, np.zeros((1, 1))]])
+    mass = np.block([[np.eye(4), np.zeros((4, 1))], [np.zeros((1, 5))]])
+    zeros = scipy.linalg.eigvals(pencil, mass)
+    zeros = zeros[np.isfinite(zeros)]
+    real_unstable = lambda v: np.sort(v[(np.abs(v.imag) < 1e-9) & (v.real >= 1.0)].real)
+    unstable_zeros = [*real_unstable(zeros), np.inf]  # strictly proper: a zero at infinity
+    poles = np.linalg.eigvals(a_mat)
+    between = [int(((poles.real > lo) & (poles.real < hi) & (np.abs(poles.imag) < 1e-9)).sum())
+               for lo, hi in zip(unstable_zeros, unstable_zeros[1:])]
+    assert len(unstable_zeros) >= 2 and any(n % 2 for n in between), (zeros, poles)
+    # the simplest such controllers, checked directly: a gain on s plus a term in the previous action
+    grid = [(g, r) for g in np.linspace(-20, 20, 201) for r in np.linspace(-0.99, 0.99, 45)]
+    radii = []
+    for g, r in grid:  # state (x, ẋ, θ, θ̇, u_prev); u = g s + r u_prev
+        m = np.zeros((5, 5))
+        m[:4, :4], m[:4, 4:], m[4, :4], m[4, 4] = a_mat + g * b_mat @ c_sum, r * b_mat, g * c_sum, r
+        radii.append(np.abs(np.linalg.eigvals(m)).max())
+    assert min(radii) > 1.02
+    # while distinct gains do (the LQR)
+    assert np.abs(np.linalg.eigvals(a_mat - b_mat @ lqr_gain()[None, :])).max() < 1.0
 
 
 def _run(policy, params, state: EnvState, steps: int):
