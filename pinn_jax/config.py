@@ -54,6 +54,7 @@ class PolicyConfig:
     scale: bool = False
     attention_gain: float = 1.0  # fixed factor on the attention logits (1 in the paper)
     head_layers: int = 0  # tanh layers of width hidden_dim before the output layer (0 in the paper's cart-pole)
+    init_forget_bias: float = 0.0  # added to the LSTM forget-gate bias of the starting parameters (0 in the paper)
 
     def __post_init__(self) -> None:
         _check(self.name in POLICY_NAMES, "policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {self.name!r}")
@@ -62,6 +63,8 @@ class PolicyConfig:
             _check(getattr(self, k) >= 1, f"policy.{k}", f"must be >= 1, got {getattr(self, k)}")
         _check_positive("policy.attention_gain", self.attention_gain)
         _check(self.head_layers >= 0, "policy.head_layers", f"must be >= 0, got {self.head_layers}")
+        _check(math.isfinite(self.init_forget_bias), "policy.init_forget_bias",
+               f"must be a finite number, got {self.init_forget_bias}")
 
 
 @dataclass(frozen=True)

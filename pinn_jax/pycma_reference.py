@@ -28,6 +28,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from pinn_jax import artifacts, config
 from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli
@@ -61,7 +62,7 @@ def fitness_fn(exp: Experiment) -> Callable[[np.ndarray, jax.Array], jax.Array]:
 def initial_mean(exp: Experiment) -> np.ndarray:
     init = exp.cfg.strategy.init_mean
     if init == "zeros":
-        return np.zeros(exp.num_params)
+        return np.asarray(ravel_pytree(exp.policy.search_start(exp.template))[0], np.float64)
     if init == "random":
         raise ConfigError("config key 'strategy.init_mean': 'random' is not supported by the pycma reference; "
                           "use zeros or a parameter file")

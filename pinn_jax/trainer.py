@@ -112,7 +112,7 @@ def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
     if init == "random":
         mean = tr.policy.init(k_mean, tr.obs_dim)
     elif init == "zeros":
-        mean = jax.tree.map(jnp.zeros_like, tr.template)
+        mean = tr.policy.search_start(tr.template)
     else:
         mean = tr.unravel(jnp.asarray(initial_mean_flat(init, tr.num_params)))
     es_state = jax.jit(tr.strategy.init)(k_es, mean)

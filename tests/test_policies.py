@@ -20,6 +20,7 @@ from pinn_jax.policies import (
     make_policy,
 )
 from pinn_jax.policies.attention_neuron import (
+    OFFICIAL_NUM_PARAMS,
     attention_logits_reference,
     from_official_flat,
     lstm_cell,
@@ -555,3 +556,36 @@ def test_head_layers_compute_the_authors_hidden_tanh_layers_in_every_path():
     assert build_policy(config_lib.from_dict({"policy": {"head_layers": 2}}).policy) == pol
     with pytest.raises(config_lib.ConfigError, match="policy.head_layers"):
         config_lib.from_dict({"policy": {"head_layers": -1}})
+
+
+def test_init_forget_bias_starts_the_search_with_a_long_memory_and_changes_no_policy():
+    from pinn_jax import config as config_lib
+    from pinn_jax.experiment import build_policy
+
+    long = AttentionNeuronPolicy(init_forget_bias=5.0)
+    h = long.pos_em_dim
+    template = AN.init(jax.random.PRNGKey(0), 5)
+    start = long.search_start(template)
+    for name in ("bias_ih", "bias_hh"):  # half of the bias on each of the two forget-gate rows, all else 0
+        np.testing.assert_array_equal(start["lstm"][name], np.r_[np.zeros(h), np.full(h, 2.5), np.zeros(2 * h)])
+    rest = {**start, "lstm": {k: v for k, v in start["lstm"].items() if not k.startswith("bias")}}
+    assert all(not np.any(leaf) for leaf in jax.tree.leaves(rest))
+    np.testing.assert_array_equal(jax.tree.leaves(AN.search_start(template))[0], 0.0)
+    # the random init gets the same offset; the parameter count and the step are the paper's
+    shifted = long.init(jax.random.PRNGKey(0), 5)["lstm"]["bias_hh"] - template["lstm"]["bias_hh"]
+    np.testing.assert_allclose(shifted, np.r_[np.zeros(h), np.full(h, 2.5), np.zeros(2 * h)], atol=1e-6)
+    assert long.num_params() == OFFICIAL_NUM_PARAMS
+
+    def cell_after(policy, params, steps):  # one input pulse through the g gate, then zeros
+        params = {**params, "lstm": {**params["lstm"], "weight_ih": params["lstm"]["weight_ih"].at[2 * h:3 * h, 0].set(1.0)}}
+        prepared, state = policy.prepare(params), policy.initial_state(5)
+        for t in range(steps):
+            state, _, _ = policy.step(prepared, state, jnp.full(5, 1.0 if t == 0 else 0.0), jnp.zeros(1))
+        return np.asarray(state.c)
+
+    pulse = 0.5 * np.tanh(1.0)  # i = sigmoid(0) times g = tanh(1)
+    np.testing.assert_allclose(cell_after(long, start, 101), pulse * (1 / (1 + np.exp(-5.0))) ** 100, rtol=1e-3)
+    assert np.abs(cell_after(AN, AN.search_start(template), 101)).max() < 1e-20  # forget gate 0.5: gone
+    assert build_policy(config_lib.from_dict({"policy": {"init_forget_bias": 5}}).policy) == long
+    with pytest.raises(config_lib.ConfigError, match="policy.init_forget_bias"):
+        config_lib.from_dict({"policy": {"init_forget_bias": float("nan")}})

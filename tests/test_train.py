@@ -319,3 +319,12 @@ def test_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert main(["--resume", str(run), "--set", f"train.generations={saved[0] + 2}", "--no-progress"]) == 0
     assert [int(r["generation"]) for r in read_csv(run)][-1] == saved[0] + 2
     assert os.path.exists(run / "params.npz")
+
+
+def test_zeros_start_takes_the_policys_forget_bias(tmp_path):
+    cfg = tiny(tmp_path / "run", policy={"name": "attention_neuron", "init_forget_bias": 5.0})
+    tr = make_trainer(cfg)
+    mean = tr.unravel(tr.mean_flat(tr.init()))
+    h = tr.policy.pos_em_dim
+    np.testing.assert_array_equal(mean["lstm"]["bias_ih"], np.r_[np.zeros(h), np.full(h, 2.5), np.zeros(2 * h)])
+    assert float(np.abs(np.asarray(tr.mean_flat(tr.init()))).sum()) == 2 * h * 2.5  # nothing else

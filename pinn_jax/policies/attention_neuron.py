@@ -148,6 +148,10 @@ class AttentionNeuronPolicy(PolicyBase):
             reach saturated attention (the regime of the authors' weights) with small weights.
         head_layers: tanh layers of width ``hidden_dim`` before the output layer (0 in the paper's cart-pole
             agent): a nonlinear head over the latent, which a linear head combines almost additively.
+        init_forget_bias: added to the LSTM forget-gate bias (half to ``bias_ih``, half to ``bias_hh``) of the
+            starting parameters, ``init`` and the zeros search start (0 in the paper; Keras' ``unit_forget_bias``
+            adds 1). At 5 the forget gate starts at sigmoid(5) = 0.993, a memory of ~150 steps instead of ~1.
+            It changes no parameter count and no trained policy.
         discrete: ``act_dim`` logits, the action their argmax (one-hot as the previous action).
     """
 
@@ -158,6 +162,7 @@ class AttentionNeuronPolicy(PolicyBase):
     scale: bool = False
     attention_gain: float = 1.0
     head_layers: int = 0
+    init_forget_bias: float = 0.0
     discrete: bool = False
 
     batch_obs_axis = 1  # step_batch takes feature-major observations (N, B)
@@ -212,7 +217,18 @@ class AttentionNeuronPolicy(PolicyBase):
         if self.head_layers:
             params["head_hidden"] = [{"kernel": u(ks[8 + 2 * i], (m, m), m), "bias": u(ks[9 + 2 * i], (m,), m)}
                                      for i in range(self.head_layers)]
-        return params
+        return self._with_forget_bias(params)
+
+    def search_start(self, template: dict) -> dict:
+        """Zeros, but for ``init_forget_bias`` on the forget gates."""
+        return self._with_forget_bias(jax.tree.map(jnp.zeros_like, template))
+
+    def _with_forget_bias(self, params: dict) -> dict:
+        h = self.pos_em_dim
+        lstm = {**params["lstm"]}
+        for name in ("bias_ih", "bias_hh"):  # gate rows i, f, g, o
+            lstm[name] = lstm[name].at[h:2 * h].add(0.5 * self.init_forget_bias)
+        return {**params, "lstm": lstm}
 
     def initial_state(self, obs_dim: int) -> LSTMState:
         """Zero per-feature LSTM state, ``h`` and ``c`` of shape (obs_dim, H)."""

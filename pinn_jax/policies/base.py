@@ -57,6 +57,10 @@ class Policy(Protocol):
         """Return the recurrent state of ONE agent at episode start."""
         ...
 
+    def search_start(self, template: Params) -> Params:
+        """The ``strategy.init_mean: zeros`` start of a search, shaped like ``template``."""
+        ...
+
     def prepare(self, params: Params) -> Prepared:
         """Parameter-only precomputation, done once per rollout."""
         ...
@@ -92,6 +96,9 @@ class PolicyBase:
 
     def input_size(self, params: Params) -> int | None:
         return None
+
+    def search_start(self, template: Params) -> Params:
+        return jax.tree.map(jnp.zeros_like, template)
 
     def initial_batch_state(self, obs_dim: int, batch: int) -> tuple[Any, jax.Array]:
         one = self.initial_state(obs_dim)  # type: ignore[attr-defined]
