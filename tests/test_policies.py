@@ -19,15 +19,8 @@ from pinn_jax.policies import (
     flatten_params,
     make_policy,
 )
-from pinn_jax.policies.attention_neuron import (
-    OFFICIAL_NUM_PARAMS,
-    attention_logits_reference,
-    from_official_flat,
-    lstm_cell,
-    pos_table,
-    reference_step,
-    to_official,
-)
+from pinn_jax.policies.attention_neuron import attention_logits_reference, lstm_cell, pos_table, reference_step
+from pinn_jax.policies.official_format import OFFICIAL_NUM_PARAMS, from_official_flat, to_official
 
 ATOL = 1e-5
 AN = AttentionNeuronPolicy()

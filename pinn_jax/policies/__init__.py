@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from .attention_neuron import AttentionNeuronPolicy, LSTMState, load_official, to_official
+from .attention_neuron import AttentionNeuronPolicy, LSTMState
 from .base import Policy, PolicyBase, count_params, flatten_params
 from .mlp import MLPPolicy, linear_policy
+from .official_format import load_official, to_official
 
 __all__ = [
     "Policy", "PolicyBase", "AttentionNeuronPolicy", "LSTMState", "MLPPolicy", "linear_policy", "make_policy",
