@@ -74,7 +74,8 @@ class StrategyConfig:
     name: str = "CMA_ES"
     population_size: int = 256
     sigma_init: float = 0.1
-    init_mean: str = "zeros"  # "zeros", "random" (the policy's own initialiser) or a .npz of flat params
+    init_mean: str = "zeros"  # "zeros", "random" (the policy's own initialiser), a .npz of flat params or
+    # "pretrained:NAME" (a shipped agent's parameters, so a staged recipe runs from a pip install)
     optimizer: str | None = None  # gradient-based ES (Open_ES, PGPE, SNES, ...): an optax name or "clipup"
     learning_rate: float = 0.01  # of that optimizer
 
@@ -82,8 +83,10 @@ class StrategyConfig:
         _check(self.population_size >= 2, "strategy.population_size", f"must be >= 2, got {self.population_size}")
         _check_positive("strategy.sigma_init", self.sigma_init)
         _check_positive("strategy.learning_rate", self.learning_rate)
-        _check(self.init_mean in ("zeros", "random") or self.init_mean.endswith(".npz"), "strategy.init_mean",
-               f"must be 'zeros', 'random' or a .npz file of parameters, got {self.init_mean!r}")
+        _check(self.init_mean in ("zeros", "random") or self.init_mean.endswith(".npz")
+               or (self.init_mean.startswith("pretrained:") and len(self.init_mean) > len("pretrained:")),
+               "strategy.init_mean",
+               f"must be 'zeros', 'random', a .npz file of parameters or pretrained:NAME, got {self.init_mean!r}")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import threadpoolctl
 from flax import struct
 
-from pinn_jax import artifacts, distributed
+from pinn_jax import artifacts, distributed, pretrained
 from pinn_jax.config import Config
 from pinn_jax.errors import ConfigError, ModelError
 from pinn_jax.es import Strategy, make_strategy
@@ -91,8 +91,11 @@ class Trainer:
 
 def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
     """Flat parameters to start the search from (warm start / fine-tuning): any flat parameter file
-    (:func:`pinn_jax.artifacts.load_flat`). Raises :class:`ConfigError` naming ``strategy.init_mean``."""
+    (:func:`pinn_jax.artifacts.load_flat`) or ``pretrained:NAME``, a shipped agent. Raises
+    :class:`ConfigError` naming ``strategy.init_mean``."""
     try:
+        if str(path).startswith("pretrained:"):
+            path = pretrained.params_file(str(path).removeprefix("pretrained:"))
         return artifacts.load_flat(path, num_params)
     except ModelError as e:
         raise ConfigError(f"config key 'strategy.init_mean': {e}") from None

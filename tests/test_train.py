@@ -13,7 +13,7 @@ import yaml
 
 from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax import es
+from pinn_jax import es, pretrained
 from pinn_jax.config import ConfigError
 from pinn_jax.metrics import read_csv
 from pinn_jax.experiment import build_env, build_policy
@@ -132,8 +132,13 @@ def test_warm_start_from_saved_parameters(tmp_path, capsys):
     warm = tiny(tmp_path / "warm", strategy={"init_mean": str(tmp_path / "first" / "params.npz")})
     tr = make_trainer(warm)
     np.testing.assert_array_equal(np.asarray(tr.mean_flat(tr.init())), saved)
+    shipped = tiny(tmp_path / "shipped", strategy={"init_mean": "pretrained:cartpole_linear"})
+    tr = make_trainer(shipped)
+    np.testing.assert_array_equal(np.asarray(tr.mean_flat(tr.init())),
+                                  np.load(pretrained.params_file("cartpole_linear"))["params"])
     np.savez(tmp_path / "short.npz", params=saved[:-1])
     for init, message in [(tmp_path / "none.npz", "parameter file not found"),
+                          ("pretrained:nope", "no pretrained model 'nope' (available: acrobot_mlp, "),
                           (tmp_path / "short.npz", "holds 5 parameters, this policy has 6")]:
         assert main(["--config", str(CONFIGS / "quick.yaml"), "--run-dir", str(tmp_path / "bad"),
                      "--set", "policy.name=linear", "--set", f"strategy.init_mean={init}"]) == 2

@@ -46,6 +46,12 @@ def info(name: str) -> dict[str, Any]:
     return json.loads(f.read_text())
 
 
+def params_file(name: str) -> pathlib.Path:
+    """The flat parameter file of a shipped model (what ``strategy.init_mean: pretrained:NAME`` starts from)."""
+    info(name)  # one-line error naming the available models
+    return HERE / f"{name}.npz"
+
+
 def checks(name: str) -> list[dict[str, Any]]:
     """The regression thresholds stored with a model (``check``: one mapping or a list of them)."""
     check = info(name).get("check", [])
