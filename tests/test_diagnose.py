@@ -110,7 +110,7 @@ def test_attention_separation_measures_how_differently_the_features_are_weighed(
 def test_separation_tells_the_agents_that_balance_from_the_es_agent_that_sees_a_sum():
     """The ES-only agent's attention hardly depends on which feature it reads (its policy is close to a
     function of the sum of the inputs); the agents that balance weigh their features apart."""
-    names = ["pretrained:cartpole_pi_catch", "pretrained:cartpole_pi_es", "pretrained:cartpole_linear"]
+    names = ["pretrained:cartpole_pi_catch", "pretrained:cartpole_pi_es_paper", "pretrained:cartpole_linear"]
     rep = dg.diagnose([load_model(n) for n in names], episodes=24, env_cfg=EnvConfig(max_steps=400))
     assert rep[names[0]]["separation"] > 0.45
     assert rep[names[1]]["separation"] < 0.3
