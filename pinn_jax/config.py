@@ -53,6 +53,7 @@ class PolicyConfig:
     pos_em_dim: int = 8
     scale: bool = False
     attention_gain: float = 1.0  # fixed factor on the attention logits (1 in the paper)
+    action_gain: float = 1.0  # fixed factor on the output layer's pre-activation (1 in the paper)
     head_layers: int = 0  # tanh layers of width hidden_dim before the output layer (0 in the paper's cart-pole)
     init_forget_bias: float = 0.0  # added to the LSTM forget-gate bias of the starting parameters (0 in the paper)
 
@@ -62,6 +63,7 @@ class PolicyConfig:
         for k in ("hidden_dim", "msg_dim", "pos_em_dim"):
             _check(getattr(self, k) >= 1, f"policy.{k}", f"must be >= 1, got {getattr(self, k)}")
         _check_positive("policy.attention_gain", self.attention_gain)
+        _check_positive("policy.action_gain", self.action_gain)
         _check(self.head_layers >= 0, "policy.head_layers", f"must be >= 0, got {self.head_layers}")
         _check(math.isfinite(self.init_forget_bias), "policy.init_forget_bias",
                f"must be a finite number, got {self.init_forget_bias}")

@@ -504,6 +504,50 @@ def test_attention_gain_acts_like_a_scaled_query_projection_and_is_built_from_th
         config_lib.from_dict({"policy": {"attention_gain": 0.0}})
 
 
+def test_action_gain_acts_like_a_scaled_output_layer_in_every_path_and_is_built_from_the_config():
+    from pinn_jax import config as config_lib
+    from pinn_jax.experiment import build_policy
+
+    params = AN.init(jax.random.PRNGKey(5), 5)
+    gained = AttentionNeuronPolicy(action_gain=3.0)
+    scaled = {**params, "head": {k: v * 3.0 for k, v in params["head"].items()}}
+    obs = jax.random.normal(jax.random.PRNGKey(6), (20, 5))
+
+    def run(policy, p, step):
+        prepared = policy.prepare(p) if step is None else p
+
+        def body(carry, o):
+            state, act = carry
+            if step is None:
+                state, act, _ = policy.step(prepared, state, o, act)
+            else:
+                state, act, _ = step(policy, prepared, state, o, act)
+            return (state, act), act
+
+        return jax.lax.scan(body, (policy.initial_state(5), jnp.zeros(1)), obs)[1]
+
+    a_gain, a_ref, a_plain = run(gained, params, None), run(AN, scaled, None), run(AN, params, None)
+    np.testing.assert_allclose(a_gain, a_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run(gained, params, reference_step), a_ref, rtol=1e-5, atol=1e-5)
+    assert np.abs(a_gain - a_plain).max() > 1e-2  # the gain does change the policy
+    # the lockstep batch path (the fitness evaluation) applies it too
+    prepared = gained.prepare(params)
+    state = gained.initial_batch_state(5, 3)
+    batch = jax.random.normal(jax.random.PRNGKey(7), (5, 3))
+    _, acts = gained.step_batch(prepared, state, batch)
+    for b in range(3):
+        _, single, _ = AN.step(AN.prepare(scaled), AN.initial_state(5), batch[:, b], jnp.zeros(1))
+        np.testing.assert_allclose(acts[b], single, rtol=1e-5, atol=1e-6)
+    # the authors' layout has no gain: it is folded into the output layer there and taken out on the way back
+    np.testing.assert_allclose(to_official(params, gained), to_official(scaled), rtol=1e-6)
+    back = from_official_flat(to_official(params, gained), gained)
+    np.testing.assert_allclose(back["head"]["kernel"], params["head"]["kernel"], rtol=1e-6, atol=1e-7)
+    cfg = config_lib.from_dict({"policy": {"action_gain": 3}})
+    assert build_policy(cfg.policy) == gained
+    with pytest.raises(config_lib.ConfigError, match="policy.action_gain"):
+        config_lib.from_dict({"policy": {"action_gain": -1.0}})
+
+
 def test_head_layers_compute_the_authors_hidden_tanh_layers_in_every_path():
     """``head_layers``: tanh layers of width hidden_dim between the latent and the output, as in the authors'
     fully connected solution (``num_hidden_layers``); step, the lockstep batch path and the unfused reference

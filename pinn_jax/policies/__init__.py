@@ -37,8 +37,8 @@ def _linear(hidden: tuple[int, ...] = (), **kwargs) -> MLPPolicy:
 
 REGISTRY: dict[str, PolicySpec] = {
     "attention_neuron": PolicySpec(AttentionNeuronPolicy,
-                                   ("hidden_dim", "msg_dim", "pos_em_dim", "scale", "attention_gain", "head_layers",
-                                    "init_forget_bias")),
+                                   ("hidden_dim", "msg_dim", "pos_em_dim", "scale", "attention_gain", "action_gain",
+                                    "head_layers", "init_forget_bias")),
     "mlp": PolicySpec(MLPPolicy, ("hidden",)),
     "linear": PolicySpec(_linear, ()),
 }

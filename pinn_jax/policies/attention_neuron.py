@@ -137,6 +137,9 @@ class AttentionNeuronPolicy(PolicyBase):
         attention_gain: multiply attention logits by this fixed factor (1 in the paper). With a gain ``c``
             the parameters act like the paper's with ``W_q`` multiplied by ``c``; a gain above 1 lets ES
             reach saturated attention (the regime of the authors' weights) with small weights.
+        action_gain: multiply the output layer's pre-activation by this fixed factor (1 in the paper), the
+            same as its kernel and bias multiplied by it; a gain above 1 starts the search among near
+            bang-bang actions (the authors' agent acts at ``|pre-activation|`` ~ 2 near the top).
         head_layers: tanh layers of width ``hidden_dim`` before the output layer (0 in the paper's cart-pole
             agent): a nonlinear head over the latent, which a linear head combines almost additively.
         init_forget_bias: added to the LSTM forget-gate bias (half to ``bias_ih``, half to ``bias_hh``) of the
@@ -152,6 +155,7 @@ class AttentionNeuronPolicy(PolicyBase):
     pos_em_dim: int = 8
     scale: bool = False
     attention_gain: float = 1.0
+    action_gain: float = 1.0
     head_layers: int = 0
     init_forget_bias: float = 0.0
     discrete: bool = False
@@ -254,8 +258,8 @@ class AttentionNeuronPolicy(PolicyBase):
             "w_hh": lstm["weight_hh"] * gate_scale[:, None],  # (4H, H), the same for step_batch's GEMM
             "bias": (lstm["bias_ih"] + lstm["bias_hh"]) * gate_scale,  # (4H,)
             "p": p,  # (hidden_dim, H)
-            "head_kernel": params["head"]["kernel"],
-            "head_bias": params["head"]["bias"],
+            "head_kernel": params["head"]["kernel"] * self.action_gain,
+            "head_bias": params["head"]["bias"] * self.action_gain,
             "hidden_t": [(layer["kernel"].T, layer["bias"]) for layer in params.get("head_hidden", [])],
         }
 
@@ -357,5 +361,6 @@ def reference_step(policy: AttentionNeuronPolicy, params: dict, state: LSTMState
     x = latent = jnp.tanh(attn @ obs)
     for layer in params.get("head_hidden", []):
         x = jnp.tanh(x @ layer["kernel"] + layer["bias"])
-    action = head_output(x @ params["head"]["kernel"] + params["head"]["bias"], policy.discrete)
+    pre = (x @ params["head"]["kernel"] + params["head"]["bias"]) * policy.action_gain
+    action = head_output(pre, policy.discrete)
     return LSTMState(h=h, c=c), action, {"attention": attn, "latent": latent}

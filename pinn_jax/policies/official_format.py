@@ -46,8 +46,8 @@ def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple, tuple[i
 def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = None) -> dict:
     """Convert the authors' flat vector (PyTorch layout) into a params pytree.
 
-    The authors' model has no ``attention_gain``: for a policy with a gain, ``W_q`` is divided by it so
-    that the policy computes the same actions.
+    The authors' model has no ``attention_gain`` or ``action_gain``: for a policy with a gain, ``W_q`` (or
+    the output layer) is divided by it so that the policy computes the same actions.
     """
     policy = policy or AttentionNeuronPolicy()
     flat = np.asarray(flat)
@@ -67,15 +67,19 @@ def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = 
     assert off == expected
     if policy.attention_gain != 1.0:
         params["w_q"] = params["w_q"] / policy.attention_gain
+    if policy.action_gain != 1.0:
+        params["head"] = {k: v / policy.action_gain for k, v in params["head"].items()}
     return params
 
 
 def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np.ndarray:
     """Inverse of :func:`from_official_flat`: params -> authors' flat float32 vector (``attention_gain``
-    folded into ``W_q``)."""
+    folded into ``W_q``, ``action_gain`` into the output layer)."""
     policy = policy or AttentionNeuronPolicy()
     if policy.attention_gain != 1.0:
         params = {**params, "w_q": params["w_q"] * policy.attention_gain}
+    if policy.action_gain != 1.0:
+        params = {**params, "head": {k: v * policy.action_gain for k, v in params["head"].items()}}
     parts = []
     for path, shape, transpose in _official_slices(policy):
         arr = np.asarray(_walk(params, path), np.float32)
