@@ -69,6 +69,15 @@ class PolicyConfig:
                f"must be a finite number, got {self.init_forget_bias}")
 
 
+PRETRAINED_PREFIX = "pretrained:"  # a shipped agent, in model specs and in strategy.init_mean
+
+
+def pretrained_name(spec: str) -> str | None:
+    """NAME of a ``pretrained:NAME`` spec (stripped, possibly empty); None for any other spec."""
+    spec = str(spec)
+    return spec[len(PRETRAINED_PREFIX):].strip() if spec.startswith(PRETRAINED_PREFIX) else None
+
+
 @dataclass(frozen=True)
 class StrategyConfig:
     """Evolution strategy: any evosax algorithm by name (CMA_ES by default)."""
@@ -86,7 +95,7 @@ class StrategyConfig:
         _check_positive("strategy.sigma_init", self.sigma_init)
         _check_positive("strategy.learning_rate", self.learning_rate)
         _check(self.init_mean in ("zeros", "random") or self.init_mean.endswith(".npz")
-               or (self.init_mean.startswith("pretrained:") and len(self.init_mean) > len("pretrained:")),
+               or bool(pretrained_name(self.init_mean)),
                "strategy.init_mean",
                f"must be 'zeros', 'random', a .npz file of parameters or pretrained:NAME, got {self.init_mean!r}")
 

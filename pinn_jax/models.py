@@ -63,8 +63,9 @@ def load_model(spec: str, params: str = "mean", name: str | None = None) -> Mode
     name = name or spec
     if spec == "official":
         return _load_official(name)
-    if spec.startswith("pretrained:"):
-        return _load_pretrained(spec, name)
+    key = config_lib.pretrained_name(spec)
+    if key is not None:
+        return _load_pretrained(spec, key, name)
     if spec.endswith(".npz"):
         return _load_flat(spec, name)
     try:
@@ -93,8 +94,7 @@ def _load_official(name: str) -> Model:
     return Model(name=name, policy=policy, params=model_params, env_cfg=EnvConfig(), source=str(path))
 
 
-def _load_pretrained(spec: str, name: str) -> Model:
-    key = spec.split(":", 1)[1].strip()
+def _load_pretrained(spec: str, key: str, name: str) -> Model:
     if not key:
         raise ModelError(f"{spec!r}: give a name after 'pretrained:', e.g. pretrained:cartpole_pi")
     policy, model_params, cfg = pretrained.load(key)

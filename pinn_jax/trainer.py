@@ -17,7 +17,7 @@ import threadpoolctl
 from flax import struct
 
 from pinn_jax import artifacts, distributed, pretrained
-from pinn_jax.config import Config
+from pinn_jax.config import Config, pretrained_name
 from pinn_jax.errors import ConfigError, ModelError
 from pinn_jax.es import Strategy, make_strategy
 from pinn_jax.experiment import Experiment, setup
@@ -94,8 +94,9 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
     (:func:`pinn_jax.artifacts.load_flat`) or ``pretrained:NAME``, a shipped agent. Raises
     :class:`ConfigError` naming ``strategy.init_mean``."""
     try:
-        if str(path).startswith("pretrained:"):
-            path = pretrained.params_file(str(path).removeprefix("pretrained:"))
+        key = pretrained_name(path)
+        if key is not None:
+            path = pretrained.params_file(key)
         return artifacts.load_flat(path, num_params)
     except ModelError as e:
         raise ConfigError(f"config key 'strategy.init_mean': {e}") from None
