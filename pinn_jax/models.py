@@ -96,7 +96,8 @@ def _load_official(name: str) -> Model:
 
 def _load_pretrained(spec: str, key: str, name: str) -> Model:
     if not key:
-        raise ModelError(f"{spec!r}: give a name after 'pretrained:', e.g. pretrained:cartpole_pi")
+        raise ModelError(f"{spec!r}: give a name after {config_lib.PRETRAINED_PREFIX!r}, "
+                         f"e.g. {config_lib.PRETRAINED_PREFIX}cartpole_pi")
     policy, model_params, cfg = pretrained.load(key)
     return Model(name=name, policy=policy, params=model_params, env_cfg=cfg.env, source=spec, config=cfg)
 

@@ -512,21 +512,13 @@ def test_action_gain_acts_like_a_scaled_output_layer_in_every_path_and_is_built_
     gained = AttentionNeuronPolicy(action_gain=3.0)
     scaled = {**params, "head": {k: v * 3.0 for k, v in params["head"].items()}}
     obs = jax.random.normal(jax.random.PRNGKey(6), (20, 5))
-
-    def run(policy, p, reference=False):
-        """Actions of a closed loop over ``obs``, by ``step`` or by the unfused reference step."""
-        prepared = p if reference else policy.prepare(p)
-        step = partial(reference_step, policy) if reference else policy.step
-
-        def body(carry, o):
-            state, act, _ = step(prepared, carry[0], o, carry[1])
-            return (state, act), act
-
-        return jax.lax.scan(body, (policy.initial_state(5), jnp.zeros(1)), obs)[1]
-
-    a_gain, a_ref, a_plain = run(gained, params), run(AN, scaled), run(AN, params)
+    prev = jax.random.uniform(jax.random.PRNGKey(8), (20, 1), minval=-1.0, maxval=1.0)
+    state = AN.initial_state(5)
+    a_gain, a_ref, a_plain = (rollout(pol, p, state, obs, prev)[1][0]
+                              for pol, p in ((gained, params), (AN, scaled), (AN, params)))
     np.testing.assert_allclose(a_gain, a_ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(run(gained, params, reference=True), a_ref, rtol=1e-5, atol=1e-5)
+    _, ref, _ = jax.jit(partial(reference_step, gained))(params, state, obs[0], prev[0])
+    np.testing.assert_allclose(ref, a_ref[0], rtol=1e-5, atol=1e-6)
     assert np.abs(a_gain - a_plain).max() > 1e-2  # the gain does change the policy
     # the lockstep batch path (the fitness evaluation) applies it too
     prepared = gained.prepare(params)

@@ -43,6 +43,16 @@ def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple, tuple[i
     ]
 
 
+def _fold_gains(params: dict, policy: AttentionNeuronPolicy, unfold: bool = False) -> dict:
+    """``W_q`` times ``attention_gain`` and the output layer times ``action_gain``: the policy's fixed gains
+    folded into the parameters (the authors' layout has none); ``unfold`` divides them out instead."""
+    def scaled(x: Any, gain: float) -> Any:
+        return x / gain if unfold else x * gain
+
+    params = {**params, "w_q": scaled(params["w_q"], policy.attention_gain)}
+    return {**params, "head": {k: scaled(v, policy.action_gain) for k, v in params["head"].items()}}
+
+
 def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = None) -> dict:
     """Convert the authors' flat vector (PyTorch layout) into a params pytree.
 
@@ -65,21 +75,14 @@ def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = 
         arr = jnp.asarray(arr.T if transpose else arr, jnp.float32)
         _walk(params, path[:-1])[path[-1]] = arr
     assert off == expected
-    if policy.attention_gain != 1.0:
-        params["w_q"] = params["w_q"] / policy.attention_gain
-    if policy.action_gain != 1.0:
-        params["head"] = {k: v / policy.action_gain for k, v in params["head"].items()}
-    return params
+    return _fold_gains(params, policy, unfold=True)
 
 
 def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np.ndarray:
     """Inverse of :func:`from_official_flat`: params -> authors' flat float32 vector (``attention_gain``
     folded into ``W_q``, ``action_gain`` into the output layer)."""
     policy = policy or AttentionNeuronPolicy()
-    if policy.attention_gain != 1.0:
-        params = {**params, "w_q": params["w_q"] * policy.attention_gain}
-    if policy.action_gain != 1.0:
-        params = {**params, "head": {k: v * policy.action_gain for k, v in params["head"].items()}}
+    params = _fold_gains(params, policy)
     parts = []
     for path, shape, transpose in _official_slices(policy):
         arr = np.asarray(_walk(params, path), np.float32)
