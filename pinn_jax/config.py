@@ -111,6 +111,7 @@ class TrainConfig:
     shuffle: bool = False  # train-time augmentation: permute features once per episode
     shuffle_every: int = 0  # ... and again every k steps (0: never mid-episode)
     num_noise: int = 0  # append N Gaussian noise features
+    reward_power: float = 1.0  # swing-up only: the fitness's pole reward raised to this power (held-out: 1)
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
     eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
@@ -123,6 +124,7 @@ class TrainConfig:
             _check(getattr(self, k) >= 0, f"train.{k}", f"must be >= 0, got {getattr(self, k)}")
         _check(self.episode_steps is None or self.episode_steps >= 1, "train.episode_steps",
                f"must be >= 1 or null, got {self.episode_steps}")
+        _check_positive("train.reward_power", self.reward_power)
 
 
 @dataclass(frozen=True)

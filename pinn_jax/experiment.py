@@ -18,7 +18,8 @@ from pinn_jax.envs import ActionSpec, ActionWrapper, ObsTransform, ObsTransformW
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
-__all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "transform_from", "obs_dim_of"]
+__all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "transform_from", "obs_dim_of",
+           "fitness_params"]
 
 
 def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
@@ -55,6 +56,18 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
         raise ConfigError(f"config keys 'train.shuffle*' / 'train.num_noise': {e}") from None
 
 
+def fitness_params(cfg: Config, env_params: Any) -> Any:
+    """The env params of the training fitness: ``env_params`` with ``train.reward_power`` (swing-up only).
+    Held-out evaluation and every reported score use ``env_params`` themselves."""
+    power = cfg.train.reward_power
+    if power == 1.0:
+        return env_params
+    if not is_swingup(cfg.env.name):
+        raise ConfigError(f"config key 'train.reward_power' shapes the swing-up's reward only; {cfg.env.name} "
+                          f"needs 1, got {power}")
+    return env_params.replace(reward_power=power)
+
+
 def build_policy(policy_cfg: PolicyConfig, actions: ActionSpec = ActionSpec()) -> Policy:
     """The configured policy (the registry's list of the config fields it takes) for an env's actions."""
     fields = {f: getattr(policy_cfg, f) for f in REGISTRY[policy_cfg.name].fields}
@@ -80,6 +93,7 @@ class Experiment:
     template: Any
     unravel: Callable[[jax.Array], Any]
     num_params: int
+    fitness_params: Any  # env params of the training fitness (:func:`fitness_params`)
 
 
 def setup(cfg: Config) -> Experiment:
@@ -90,4 +104,5 @@ def setup(cfg: Config) -> Experiment:
     template = policy.init(jax.random.PRNGKey(0), obs_dim)
     flat, unravel = ravel_pytree(template)
     return Experiment(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
-                      template=template, unravel=unravel, num_params=int(flat.size))
+                      template=template, unravel=unravel, num_params=int(flat.size),
+                      fitness_params=fitness_params(cfg, env_params))

@@ -222,7 +222,7 @@ def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mes
         user, shard = constrain, distributed.constrain(mesh)
         constrain, replicate = (lambda p: user(shard(p))), distributed.replicate(mesh)
         jit_kwargs["out_shardings"] = distributed.replicated(mesh)
-    generation = make_generation(cfg, exp.policy, exp.env, exp.env_params, strategy, constrain, replicate)
+    generation = make_generation(cfg, exp.policy, exp.env, exp.fitness_params, strategy, constrain, replicate)
     traces: list = []
 
     def run(state: TrainState, n: int) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -192,6 +192,25 @@ def test_reward_range_and_formula_random_states():
     np.testing.assert_allclose(r, exp, atol=1e-6)
 
 
+def test_reward_power_sharpens_the_pole_factor_only_and_one_is_the_papers_reward_exactly():
+    n = 4096
+    v = jax.random.uniform(jax.random.key(9), (n, 4), minval=jnp.array([-2.3, -5, -4, -5.0]),
+                           maxval=jnp.array([2.3, 5, 4, 5.0]))
+    s0 = EnvState(x=v[:, 0], x_dot=v[:, 1], theta=v[:, 2], theta_dot=v[:, 3], time=jnp.zeros(n, jnp.int32))
+    step = jax.jit(jax.vmap(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.3), p), in_axes=(0, None)))
+    _, s1, r1, _, _ = step(s0, P)
+    _, _, r_one, _, _ = step(s0, P.replace(reward_power=1.0))
+    _, _, r4, _, _ = step(s0, P.replace(reward_power=4.0))
+    np.testing.assert_array_equal(r_one, r1)  # the default is the paper's reward, bit for bit
+    pole = (np.cos(np.asarray(s1.theta, np.float64)) + 1) / 2
+    cart = np.cos(np.asarray(s1.x, np.float64) / 2.4 * np.pi / 2)
+    np.testing.assert_allclose(r4, pole**4 * cart, atol=1e-6)
+    near_top = np.cos(np.asarray(s1.theta)) > 0.999
+    assert near_top.any() and (~near_top).any()
+    np.testing.assert_allclose(np.asarray(r4)[near_top], np.asarray(r1)[near_top], atol=3e-3)  # the top keeps ~1
+    assert (np.asarray(r4)[~near_top] <= np.asarray(r1)[~near_top] + 1e-7).all()
+
+
 def test_observation_layout():
     obs, s = ENV.reset(KEY, P)
     assert obs.shape == (5,) and obs.dtype == jnp.float32

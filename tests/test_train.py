@@ -19,7 +19,7 @@ from pinn_jax.metrics import read_csv
 from pinn_jax.experiment import build_env, build_policy
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
-from pinn_jax.trainer import make_trainer
+from pinn_jax.trainer import make_evaluator, make_trainer
 
 from conftest import tiny_dict
 
@@ -333,3 +333,16 @@ def test_zeros_start_takes_the_policys_forget_bias(tmp_path):
     h = tr.policy.pos_em_dim
     np.testing.assert_array_equal(mean["lstm"]["bias_ih"], np.r_[np.zeros(h), np.full(h, 2.5), np.zeros(2 * h)])
     assert float(np.abs(np.asarray(tr.mean_flat(tr.init()))).sum()) == 2 * h * 2.5  # nothing else
+
+
+def test_reward_power_shapes_the_fitness_and_never_the_held_out_score(tmp_path):
+    cfg = tiny(tmp_path / "run", env={"start": "hard"}, train={"reward_power": 4.0})
+    plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard"}))
+    shaped = make_trainer(cfg)
+    assert shaped.exp.fitness_params.reward_power == 4.0 and shaped.env_params.reward_power == 1.0
+    flat = shaped.mean_flat(shaped.init()) + 0.3
+    assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: true reward
+    (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
+    assert float(m_shaped["fitness_mean"][0]) < float(m_plain["fitness_mean"][0])  # same members, same episodes
+    with pytest.raises(ConfigError, match="'train.reward_power' shapes the swing-up's reward only"):
+        make_trainer(tiny(tmp_path / "v1", env={"name": "CartPole-v1", "start": "hard"}, train={"reward_power": 2.0}))

@@ -7,7 +7,9 @@ friction ``b``, integrated with forward Euler (positions use the old
 velocities).  Reward per step, on the post-step state, is
 ``(cos θ + 1)/2 · cos(x / 2.4 · π/2)``; it is also paid on the terminal step,
 where it can be slightly negative.  Episodes terminate when |x| > 2.4 and are
-truncated after 1000 steps.
+truncated after 1000 steps.  ``EnvParams.reward_power`` p raises the pole
+factor to p (1 by default): a fitness sharper near the top, for training only
+(``train.reward_power``); every score pinn_jax reports uses p = 1.
 
 Two start distributions, chosen by the static field ``EnvParams.hard``:
 
@@ -54,6 +56,7 @@ class EnvParams(environment.EnvParams):
     dt: float = 0.01
     x_threshold: float = 2.4
     max_steps_in_episode: int = 1000
+    reward_power: float = 1.0  # pole factor raised to this power (1: the paper's reward; >1 a sharper top)
     hard: bool = struct.field(pytree_node=False, default=True)
 
 
@@ -141,8 +144,11 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
 
     @staticmethod
     def reward(state: EnvState, params: EnvParams) -> jax.Array:
-        """(cos θ + 1)/2 · cos(x / x_threshold · π/2)."""
+        """((cos θ + 1)/2)^p · cos(x / x_threshold · π/2), p = ``reward_power`` (1 in the paper, computed
+        exactly so)."""
         r_theta = (jnp.cos(state.theta) + 1.0) / 2.0
+        p = params.reward_power
+        r_theta = jnp.where(p == 1.0, r_theta, r_theta ** p)
         r_x = jnp.cos(state.x / params.x_threshold * (jnp.pi / 2.0))
         return (r_theta * r_x).astype(jnp.float32)
 
