@@ -112,6 +112,8 @@ class TrainConfig:
     shuffle_every: int = 0  # ... and again every k steps (0: never mid-episode)
     num_noise: int = 0  # append N Gaussian noise features
     reward_power: float = 1.0  # swing-up only: the fitness's pole reward raised to this power (held-out: 1)
+    fall_after: int | None = None  # swing-up only: training episodes end when the pole falls below horizontal
+    # after this many steps (None: never; held-out episodes never do)
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
     eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
@@ -125,6 +127,8 @@ class TrainConfig:
         _check(self.episode_steps is None or self.episode_steps >= 1, "train.episode_steps",
                f"must be >= 1 or null, got {self.episode_steps}")
         _check_positive("train.reward_power", self.reward_power)
+        _check(self.fall_after is None or self.fall_after >= 0, "train.fall_after",
+               f"must be >= 0 or null, got {self.fall_after}")
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,19 @@ def test_reward_power_sharpens_the_pole_factor_only_and_one_is_the_papers_reward
     assert (np.asarray(r4)[~near_top] <= np.asarray(r1)[~near_top] + 1e-7).all()
 
 
+def test_fall_termination_only_after_fall_after_steps_and_never_by_default():
+    down = EnvState(x=jnp.float32(0.0), x_dot=jnp.float32(0.0), theta=jnp.float32(3.0), theta_dot=jnp.float32(0.0),
+                    time=jnp.int32(0))
+    up = down.replace(theta=jnp.float32(0.2))
+    shaped = P.replace(fall_after=100, fall_cos=0.0)
+    step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[3])
+    assert not bool(step(down, P)) and not bool(step(down.replace(time=jnp.int32(900)), P))  # the paper: never
+    assert not bool(step(down.replace(time=jnp.int32(99)), shaped))  # step 100 is not after 100 steps
+    assert bool(step(down.replace(time=jnp.int32(100)), shaped))  # the pole below horizontal at step 101
+    assert not bool(step(up.replace(time=jnp.int32(500)), shaped))  # an upright pole goes on
+    assert bool(step(up.replace(x=jnp.float32(2.4), x_dot=jnp.float32(1.0)), shaped))  # the track still ends it
+
+
 def test_observation_layout():
     obs, s = ENV.reset(KEY, P)
     assert obs.shape == (5,) and obs.dtype == jnp.float32

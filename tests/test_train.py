@@ -344,5 +344,22 @@ def test_reward_power_shapes_the_fitness_and_never_the_held_out_score(tmp_path):
     assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: true reward
     (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
     assert float(m_shaped["fitness_mean"][0]) < float(m_plain["fitness_mean"][0])  # same members, same episodes
-    with pytest.raises(ConfigError, match="'train.reward_power' shapes the swing-up's reward only"):
+    with pytest.raises(ConfigError, match="'train.reward_power' shapes the swing-up's fitness only"):
         make_trainer(tiny(tmp_path / "v1", env={"name": "CartPole-v1", "start": "hard"}, train={"reward_power": 2.0}))
+
+
+def test_fall_after_ends_training_episodes_only(tmp_path):
+    cfg = tiny(tmp_path / "run", env={"start": "hard", "max_steps": 120}, train={"fall_after": 10})
+    plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard", "max_steps": 120}))
+    shaped = make_trainer(cfg)
+    fp = shaped.exp.fitness_params
+    assert (fp.fall_after, fp.fall_cos) == (10, 0.0) and shaped.env_params.fall_cos == -2.0
+    flat = shaped.mean_flat(shaped.init())
+    assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))
+    (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
+    assert float(m_shaped["fitness_mean"][0]) < float(m_plain["fitness_mean"][0])  # hanging poles stop at step 11
+    with pytest.raises(ConfigError, match="'train.fall_after' shapes the swing-up's fitness only; Acrobot-v1 needs "
+                                          "null, got 5"):
+        make_trainer(tiny(tmp_path / "ac", env={"name": "Acrobot-v1", "start": "hard"}, train={"fall_after": 5}))
+    with pytest.raises(ConfigError, match="'train.fall_after' must be >= 0 or null, got -1"):
+        tiny(tmp_path / "neg", train={"fall_after": -1})

@@ -9,7 +9,9 @@ velocities).  Reward per step, on the post-step state, is
 where it can be slightly negative.  Episodes terminate when |x| > 2.4 and are
 truncated after 1000 steps.  ``EnvParams.reward_power`` p raises the pole
 factor to p (1 by default): a fitness sharper near the top, for training only
-(``train.reward_power``); every score pinn_jax reports uses p = 1.
+(``train.reward_power``); every score pinn_jax reports uses p = 1.  Likewise
+``fall_cos``/``fall_after`` end an episode when the pole falls below
+``fall_cos`` after ``fall_after`` steps (``train.fall_after``; never by default).
 
 Two start distributions, chosen by the static field ``EnvParams.hard``:
 
@@ -57,6 +59,8 @@ class EnvParams(environment.EnvParams):
     x_threshold: float = 2.4
     max_steps_in_episode: int = 1000
     reward_power: float = 1.0  # pole factor raised to this power (1: the paper's reward; >1 a sharper top)
+    fall_cos: float = -2.0  # after fall_after steps, also end when cos θ < fall_cos (-2: never, the paper)
+    fall_after: int = 0
     hard: bool = struct.field(pytree_node=False, default=True)
 
 
@@ -153,7 +157,10 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         return (r_theta * r_x).astype(jnp.float32)
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
-        return jnp.abs(state.x) > params.x_threshold
+        """The cart left the track; or, when shaping a fitness (``fall_cos`` > -1), the pole fell after
+        ``fall_after`` steps."""
+        fell = (state.time > params.fall_after) & (jnp.cos(state.theta) < params.fall_cos)
+        return (jnp.abs(state.x) > params.x_threshold) | fell
 
     @property
     def name(self) -> str:
