@@ -248,8 +248,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown config key 'train.rollout' (valid keys here: checkpoint_every, "
-                   "common_random_numbers, episode_steps, eval_episodes, eval_every, generations, log_every, "
-                   "num_noise, rollouts, shuffle, shuffle_every)")
+                   "common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, generations, "
+                   "log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2
