@@ -282,9 +282,9 @@ def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | 
     fig = _figure(figsize, dpi)
     a, b = fig.subplots(1, 2, sharey=True)
     for i, c in enumerate(curves):
-        color = _COLORS[i % len(_COLORS)]
-        a.plot(c.generation, c.held_out, label=c.label, lw=1.3, color=color)
-        b.plot(np.asarray(c.seconds) / 3600, c.held_out, lw=1.3, color=color)
+        color, ls = _COLORS[i % len(_COLORS)], ("-", "--")[i // len(_COLORS) % 2]  # dashed past the palette
+        a.plot(c.generation, c.held_out, label=c.label, lw=1.3, color=color, ls=ls)
+        b.plot(np.asarray(c.seconds) / 3600, c.held_out, lw=1.3, color=color, ls=ls)
         for g in c.stages:
             a.axvline(g, color=color, ls=":", lw=0.8)
     if target is not None:
