@@ -29,16 +29,19 @@ _INT_RANGES: dict[str, tuple[int, int, str]] = {"seed": (0, 2**32 - 1, "a uint32
 _INT32 = (-2**31, 2**31 - 1, "int32")
 
 
+STARTS = ("hard", "easy", "upright")  # the swing-up's start distributions (env.start, --env-start)
+
+
 @dataclass(frozen=True)
 class EnvConfig:
-    """Environment: cart-pole swing-up (``start`` hard or easy) or any gymnax env by name."""
+    """Environment: cart-pole swing-up (``start`` hard, easy or upright) or any gymnax env by name."""
 
     name: str = "CartPoleSwingUp-v0"
-    start: str = "hard"  # "hard" (paper's CartPoleSwingUpHarder) or "easy"
+    start: str = "hard"  # "hard" (paper's CartPoleSwingUpHarder), "easy" or "upright" (balance only)
     max_steps: int = 1000
 
     def __post_init__(self) -> None:
-        _check(self.start in ("hard", "easy"), "env.start", f"must be 'hard' or 'easy', got {self.start!r}")
+        _check(self.start in STARTS, "env.start", f"must be 'hard', 'easy' or 'upright', got {self.start!r}")
         _check(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
 
 

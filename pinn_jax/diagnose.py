@@ -35,7 +35,7 @@ import numpy as np
 
 from pinn_jax import artifacts
 from pinn_jax.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
-from pinn_jax.config import EnvConfig
+from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import is_swingup
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean", help="parameters of a run directory")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode keys (those of pinn_jax.evaluate)")
-    p.add_argument("--env-start", choices=("hard", "easy"), default=None,
+    p.add_argument("--env-start", choices=STARTS, default=None,
                    help="start distribution (default: each model's own)")
     p.add_argument("--max-steps", type=int, default=None, help="episode length (default: each model's own)")
     p.add_argument("--upright-cos", type=float, default=0.95, help="cos θ above which the pole counts as upright")

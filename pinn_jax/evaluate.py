@@ -32,7 +32,7 @@ import numpy as np
 from pinn_jax import artifacts, plots, video
 from pinn_jax.conditions import (DEFAULT_EPISODES, Condition, condition_env, default_conditions, episode_keys,
                                  not_applicable, parse_condition)
-from pinn_jax.config import EnvConfig
+from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import label
 from pinn_jax.episodes import plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
@@ -221,7 +221,7 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per condition")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
     p.add_argument("--env", default=None, help="environment name (default: the first model's)")
-    p.add_argument("--env-start", choices=("hard", "easy"), default=None, help="start distribution (default: the "
+    p.add_argument("--env-start", choices=STARTS, default=None, help="start distribution (default: the "
                    "first model's)")
     p.add_argument("--max-steps", type=int, default=None, help="episode length limit (default: the first model's)")
     p.add_argument("--shuffle-every", type=int, nargs="*", default=[50, 100, 250], metavar="K",

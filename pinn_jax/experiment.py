@@ -30,6 +30,7 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> t
     overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
     if is_swingup(env_cfg.name):
         overrides["hard"] = env_cfg.start == "hard"
+        overrides["upright"] = env_cfg.start == "upright"
     env, params = make(env_cfg.name, **overrides)
     shape = tuple(env.observation_space(params).shape)
     if len(shape) != 1:

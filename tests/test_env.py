@@ -237,8 +237,8 @@ def test_observation_layout():
 
 
 # ---------------------------------------------------------- start distribution
-def _starts(hard: bool, n: int = 20000) -> np.ndarray:
-    p = P.replace(hard=hard)
+def _starts(hard: bool, n: int = 20000, upright: bool = False) -> np.ndarray:
+    p = P.replace(hard=hard, upright=upright)
     _, s = jax.jit(jax.vmap(lambda k: ENV.reset_env(k, p)))(
         jax.random.split(jax.random.key(5), n))
     assert s.x.dtype == jnp.float32 and s.time.dtype == jnp.int32
@@ -260,6 +260,20 @@ def test_hard_start_distribution():
     np.testing.assert_array_less(np.abs(v.mean(0) - (lo + hi) / 2),
                                  5 * std / np.sqrt(n))
     np.testing.assert_allclose(v.std(0), std, rtol=0.02)  # se ~0.45% of std
+
+
+def test_upright_start_distribution_and_its_config_name():
+    for hard in (True, False):  # upright takes precedence over hard
+        v = _starts(hard, upright=True)
+        hi = np.array([1.5, 2.0, 0.5, 2.0])
+        assert (np.abs(v) <= hi + 1e-6).all() and (np.abs(v).max(0) > 0.999 * hi).all()
+        np.testing.assert_allclose(v.std(0), 2 * hi / np.sqrt(12), rtol=0.02)
+    from pinn_jax.config import EnvConfig
+    from pinn_jax.experiment import build_env
+    _, params = build_env(EnvConfig(start="upright"))
+    assert params.upright and not params.hard
+    _, params = build_env(EnvConfig(start="hard"))
+    assert params.hard and not params.upright
 
 
 def test_easy_start_distribution():

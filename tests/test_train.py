@@ -272,7 +272,7 @@ def test_resume_with_incompatible_config_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("override,message", [
     ("train.rollouts=abc", "config key 'train.rollouts' has the wrong type: expected int"),
     ("train.rollouts=0", "config key 'train.rollouts' must be >= 1"),
-    ("env.start=medium", "config key 'env.start' must be 'hard' or 'easy'"),
+    ("env.start=medium", "config key 'env.start' must be 'hard', 'easy' or 'upright'"),
     ("policy.name=cnn", "config key 'policy.name' must be one of"),
     ("nokey", "must look like key=value"),
     ("strategy.sigma=1", "unknown config key 'strategy.sigma'"),

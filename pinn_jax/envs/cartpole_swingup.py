@@ -13,7 +13,7 @@ factor to p (1 by default): a fitness sharper near the top, for training only
 ``fall_cos``/``fall_after`` end an episode when the pole falls below
 ``fall_cos`` after ``fall_after`` steps (``train.fall_after``; never by default).
 
-Two start distributions, chosen by the static field ``EnvParams.hard``:
+Three start distributions, chosen by the static fields ``EnvParams.hard`` and ``upright``:
 
 * ``hard=True`` (default; the paper's ``CartPoleSwingUpHarder``):
   x ~ U(-2.4, 2.4), ẋ ~ U(-10, 10), θ = π + U(-π/2, π/2), θ̇ ~ U(-10, 10).
@@ -22,6 +22,8 @@ Two start distributions, chosen by the static field ``EnvParams.hard``:
   agent averages about 470 with a standard deviation of about 420 over 1000
   episodes.
 * ``hard=False`` (easy): (x, ẋ, θ, θ̇) ~ Normal((0, 0, π, 0), 0.2).
+* ``upright=True`` (a balance task, over ``hard``): x ~ U(-1.5, 1.5),
+  ẋ ~ U(-2, 2), θ ~ U(-0.5, 0.5), θ̇ ~ U(-2, 2).
 
 Observation (float32): ``[x, ẋ, cos θ, sin θ, θ̇]``.  Action: one float
 (shape () or (1,)), clipped to [-1, 1]; force F = 10·a.
@@ -62,6 +64,7 @@ class EnvParams(environment.EnvParams):
     fall_cos: float = -2.0  # after fall_after steps, also end when cos θ < fall_cos (-2: never, the paper)
     fall_after: int = 0
     hard: bool = struct.field(pytree_node=False, default=True)
+    upright: bool = struct.field(pytree_node=False, default=False)  # the balance task's start (over ``hard``)
 
 
 def accelerations(
@@ -125,8 +128,11 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
     def reset_env(
         self, key: jax.Array, params: EnvParams
     ) -> tuple[jax.Array, EnvState]:
-        """Sample a start state (hard or easy distribution, see module doc)."""
-        if params.hard:
+        """Sample a start state (upright, hard or easy distribution, see module doc)."""
+        if params.upright:
+            hi = jnp.array([1.5, 2.0, 0.5, 2.0], jnp.float32)
+            v = jax.random.uniform(key, (4,), jnp.float32, -hi, hi)
+        elif params.hard:
             lo = jnp.array([-params.x_threshold, -10.0, jnp.pi / 2, -10.0],
                            jnp.float32)
             hi = jnp.array([params.x_threshold, 10.0, 1.5 * jnp.pi, 10.0],
