@@ -60,21 +60,16 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
 def fitness_params(cfg: Config, env_params: Any) -> Any:
     """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power`` and
     ``train.fall_after`` (swing-up only). Held-out evaluation and every reported score use ``env_params``."""
-    tc, shaping = cfg.train, {}
-    if tc.reward_power != 1.0:
-        shaping["reward_power"] = ("train.reward_power", tc.reward_power, 1)
-    if tc.fall_after is not None:
-        shaping["fall_after"] = ("train.fall_after", tc.fall_after, "null")
+    tc = cfg.train
+    neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null")}
+    shaping = {k: value for k, (value, off, _) in neutral.items() if value != off}
     if not shaping:
         return env_params
     if not is_swingup(cfg.env.name):
-        key, value, neutral = next(iter(shaping.values()))
-        raise ConfigError(f"config key '{key}' shapes the swing-up's fitness only; {cfg.env.name} needs {neutral}, "
-                          f"got {value}")
-    values = {k: v[1] for k, v in shaping.items()}
-    if "fall_after" in values:
-        values["fall_cos"] = 0.0  # below horizontal
-    return env_params.replace(**values)
+        key = next(iter(shaping))
+        raise ConfigError(f"config key 'train.{key}' shapes the swing-up's fitness only; {cfg.env.name} needs "
+                          f"{neutral[key][2]}, got {shaping[key]}")
+    return env_params.replace(**shaping)
 
 
 def build_policy(policy_cfg: PolicyConfig, actions: ActionSpec = ActionSpec()) -> Policy:

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pinn_jax.config import EnvConfig
 from pinn_jax.errors import ConfigError
+from pinn_jax.experiment import build_env
 
 from pinn_jax.envs import (
     CARTPOLE_NAMES, CartPoleSwingUp, EnvParams, EnvState, make, render)
@@ -215,7 +217,7 @@ def test_fall_termination_only_after_fall_after_steps_and_never_by_default():
     down = EnvState(x=jnp.float32(0.0), x_dot=jnp.float32(0.0), theta=jnp.float32(3.0), theta_dot=jnp.float32(0.0),
                     time=jnp.int32(0))
     up = down.replace(theta=jnp.float32(0.2))
-    shaped = P.replace(fall_after=100, fall_cos=0.0)
+    shaped = P.replace(fall_after=100)
     step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[3])
     assert not bool(step(down, P)) and not bool(step(down.replace(time=jnp.int32(900)), P))  # the paper: never
     assert not bool(step(down.replace(time=jnp.int32(99)), shaped))  # step 100 is not after 100 steps
@@ -268,8 +270,6 @@ def test_upright_start_distribution_and_its_config_name():
         hi = np.array([1.5, 2.0, 0.5, 2.0])
         assert (np.abs(v) <= hi + 1e-6).all() and (np.abs(v).max(0) > 0.999 * hi).all()
         np.testing.assert_allclose(v.std(0), 2 * hi / np.sqrt(12), rtol=0.02)
-    from pinn_jax.config import EnvConfig
-    from pinn_jax.experiment import build_env
     _, params = build_env(EnvConfig(start="upright"))
     assert params.upright and not params.hard
     _, params = build_env(EnvConfig(start="hard"))

@@ -353,7 +353,7 @@ def test_fall_after_ends_training_episodes_only(tmp_path):
     plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard", "max_steps": 120}))
     shaped = make_trainer(cfg)
     fp = shaped.exp.fitness_params
-    assert (fp.fall_after, fp.fall_cos) == (10, 0.0) and shaped.env_params.fall_cos == -2.0
+    assert fp.fall_after == 10 and shaped.env_params.fall_after is None
     flat = shaped.mean_flat(shaped.init())
     assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))
     (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
