@@ -117,6 +117,7 @@ class TrainConfig:
     reward_power: float = 1.0  # swing-up only: the fitness's pole reward raised to this power (held-out: 1)
     fall_after: int | None = None  # swing-up only: training episodes end when the pole falls below horizontal
     # after this many steps (None: never; held-out episodes never do)
+    start_scale: float = 1.0  # hard start only: training episodes start in its ranges scaled by this (held-out: 1)
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
     eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
@@ -132,6 +133,8 @@ class TrainConfig:
         _check_positive("train.reward_power", self.reward_power)
         _check(self.fall_after is None or self.fall_after >= 0, "train.fall_after",
                f"must be >= 0 or null, got {self.fall_after}")
+        _check_positive("train.start_scale", self.start_scale)
+        _check(self.start_scale <= 1.0, "train.start_scale", f"must be <= 1, got {self.start_scale}")
 
 
 @dataclass(frozen=True)

@@ -58,10 +58,12 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
 
 
 def fitness_params(cfg: Config, env_params: Any) -> Any:
-    """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power`` and
-    ``train.fall_after`` (swing-up only). Held-out evaluation and every reported score use ``env_params``."""
+    """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power``,
+    ``train.fall_after`` and ``train.start_scale`` (swing-up only; the last, hard start only). Held-out
+    evaluation and every reported score use ``env_params``."""
     tc = cfg.train
-    neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null")}
+    neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null"),
+               "start_scale": (tc.start_scale, 1.0, "1")}
     shaping = {k: value for k, (value, off, _) in neutral.items() if value != off}
     if not shaping:
         return env_params
@@ -69,6 +71,9 @@ def fitness_params(cfg: Config, env_params: Any) -> Any:
         key = next(iter(shaping))
         raise ConfigError(f"config key 'train.{key}' shapes the swing-up's fitness only; {cfg.env.name} needs "
                           f"{neutral[key][2]}, got {shaping[key]}")
+    if "start_scale" in shaping and cfg.env.start != "hard":
+        raise ConfigError(f"config key 'train.start_scale' scales the hard start only; env.start is "
+                          f"{cfg.env.start!r}, so it needs 1, got {tc.start_scale}")
     return env_params.replace(**shaping)
 
 

@@ -77,7 +77,8 @@ def test_field_discovery_covers_every_section():
     assert {"seed", "env.max_steps", "policy.hidden_dim", "strategy.population_size", "train.generations",
             "train.episode_steps", "distributed.num_processes", "distributed.process_id"} <= set(INT_KEYS)
     assert set(FLOAT_KEYS) == {"policy.attention_gain", "policy.action_gain", "policy.init_forget_bias",
-                               "strategy.sigma_init", "strategy.learning_rate", "train.reward_power"}
+                               "strategy.sigma_init", "strategy.learning_rate", "train.reward_power",
+                               "train.start_scale"}
 
 
 # 1. a bool is not an int (nor a float) ---------------------------------------------------------------------

@@ -239,8 +239,8 @@ def test_observation_layout():
 
 
 # ---------------------------------------------------------- start distribution
-def _starts(hard: bool, n: int = 20000, upright: bool = False) -> np.ndarray:
-    p = P.replace(hard=hard, upright=upright)
+def _starts(hard: bool, n: int = 20000, upright: bool = False, scale: float = 1.0) -> np.ndarray:
+    p = P.replace(hard=hard, upright=upright, start_scale=scale)
     _, s = jax.jit(jax.vmap(lambda k: ENV.reset_env(k, p)))(
         jax.random.split(jax.random.key(5), n))
     assert s.x.dtype == jnp.float32 and s.time.dtype == jnp.int32
@@ -262,6 +262,16 @@ def test_hard_start_distribution():
     np.testing.assert_array_less(np.abs(v.mean(0) - (lo + hi) / 2),
                                  5 * std / np.sqrt(n))
     np.testing.assert_allclose(v.std(0), std, rtol=0.02)  # se ~0.45% of std
+
+
+def test_start_scale_shrinks_the_hard_start_around_hanging_at_rest_and_one_is_the_hard_start_exactly():
+    np.testing.assert_array_equal(_starts(True, 2000, scale=1.0), _starts(True, 2000))
+    mid, half = np.array([0, 0, np.pi, 0]), np.array([2.4, 10, np.pi / 2, 10])
+    for s in (0.25, 0.6):
+        dev = np.abs(_starts(True, scale=s) - mid)
+        assert (dev <= s * half + 1e-5).all() and (dev.max(0) > 0.999 * s * half).all()
+        np.testing.assert_allclose(dev.mean(0), s * half / 2, rtol=0.02)  # |U(-a, a)| has mean a/2
+    np.testing.assert_array_equal(_starts(False, 2000, scale=0.5), _starts(False, 2000))  # easy: untouched
 
 
 def test_upright_start_distribution_and_its_config_name():

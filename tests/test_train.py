@@ -249,7 +249,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown config key 'train.rollout' (valid keys here: checkpoint_every, "
                    "common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, generations, "
-                   "log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every)")
+                   "log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, start_scale)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2
@@ -363,3 +363,22 @@ def test_fall_after_ends_training_episodes_only(tmp_path):
         make_trainer(tiny(tmp_path / "ac", env={"name": "Acrobot-v1", "start": "hard"}, train={"fall_after": 5}))
     with pytest.raises(ConfigError, match="'train.fall_after' must be >= 0 or null, got -1"):
         tiny(tmp_path / "neg", train={"fall_after": -1})
+
+
+def test_start_scale_shrinks_the_training_starts_only(tmp_path):
+    cfg = tiny(tmp_path / "run", env={"start": "hard", "max_steps": 60}, train={"start_scale": 0.2})
+    plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard", "max_steps": 60}))
+    shaped = make_trainer(cfg)
+    assert shaped.exp.fitness_params.start_scale == 0.2 and shaped.env_params.start_scale == 1.0
+    flat = shaped.mean_flat(shaped.init())
+    assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: hard
+    (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
+    # the same members: a pole that starts near hanging at rest earns little; wild starts fling it over the top
+    assert float(m_shaped["fitness_mean"][0]) < 0.6 * float(m_plain["fitness_mean"][0])
+    with pytest.raises(ConfigError, match="'train.start_scale' scales the hard start only; env.start is 'easy', so "
+                                          "it needs 1, got 0.5"):
+        make_trainer(tiny(tmp_path / "easy", env={"start": "easy"}, train={"start_scale": 0.5}))
+    with pytest.raises(ConfigError, match="'train.start_scale' shapes the swing-up's fitness only; CartPole-v1"):
+        make_trainer(tiny(tmp_path / "v1", env={"name": "CartPole-v1", "start": "hard"}, train={"start_scale": 0.5}))
+    with pytest.raises(ConfigError, match="'train.start_scale' must be <= 1, got 1.5"):
+        tiny(tmp_path / "bad", train={"start_scale": 1.5})

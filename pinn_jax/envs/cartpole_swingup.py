@@ -18,6 +18,9 @@ Three start distributions, chosen by the static fields ``EnvParams.hard`` and ``
 
 * ``hard=True`` (default; the paper's ``CartPoleSwingUpHarder``):
   x ~ U(-2.4, 2.4), ẋ ~ U(-10, 10), θ = π + U(-π/2, π/2), θ̇ ~ U(-10, 10).
+  ``start_scale`` s < 1 (static, training only: ``train.start_scale``) shrinks
+  each range to s times its width around hanging at rest, a curriculum
+  between the easy start and the hard one.
   This is very harsh: with |ẋ| up to 10 near the track edge many episodes are
   lost within the first steps whatever the policy does.  The paper's best
   agent averages about 470 with a standard deviation of about 420 over 1000
@@ -67,6 +70,7 @@ class EnvParams(environment.EnvParams):
     # horizontal after this many steps (None: never, the paper)
     hard: bool = struct.field(pytree_node=False, default=True)
     upright: bool = struct.field(pytree_node=False, default=False)  # the balance task's start (over ``hard``)
+    start_scale: float = struct.field(pytree_node=False, default=1.0)  # the hard start's ranges scaled by this
 
 
 def accelerations(
@@ -139,6 +143,10 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
                            jnp.float32)
             hi = jnp.array([params.x_threshold, 10.0, 1.5 * jnp.pi, 10.0],
                            jnp.float32)
+            if params.start_scale != 1.0:  # shrink the ranges around hanging at rest
+                mid = jnp.array([0.0, 0.0, jnp.pi, 0.0], jnp.float32)
+                lo = mid + params.start_scale * (lo - mid)
+                hi = mid + params.start_scale * (hi - mid)
             v = jax.random.uniform(key, (4,), jnp.float32, lo, hi)
         else:
             mean = jnp.array([0.0, 0.0, jnp.pi, 0.0], jnp.float32)
