@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from pinn_jax import artifacts
+from pinn_jax import config as config_lib
 from pinn_jax.plots import plot_curves
 from pinn_jax.errors import ArgumentParser, UserError, cli
 from pinn_jax.metrics import read_csv
@@ -46,9 +47,9 @@ class Curve:
 
 
 def _held_out_start(run_dir: pathlib.Path) -> str | None:
-    """The start distribution a run's held-out episodes use (``env.start``), None without a config."""
+    """The start distribution a run's held-out episodes use (its config's ``env.start``), None without a config."""
     f = artifacts.config_file(run_dir)
-    return (yaml.safe_load(f.read_text()) or {}).get("env", {}).get("start", "hard") if f.is_file() else None
+    return config_lib.from_dict(yaml.safe_load(f.read_text()) or {}).env.start if f.is_file() else None
 
 
 def _stage(label: str, spec: str | pathlib.Path) -> tuple[pathlib.Path, list[dict], float | None, float | None]:
@@ -77,13 +78,13 @@ def load_curve(label: str, dirs: Sequence[str | pathlib.Path]) -> Curve:
     """One curve from the ``eval.csv`` of one run directory or of several stages, one after the other
     (``DIR@N``: the stage ends at generation N). Stages held out on another start than the last are not drawn."""
     stages_in = [_stage(label, d) for d in dirs]
-    final_start = _held_out_start(stages_in[-1][0])
+    starts = [_held_out_start(d) for d, *_ in stages_in]
+    final_start = starts[-1]
     gens, secs, vals, stages, not_drawn = [], [], [], [], []
     g0 = s0 = 0.0
-    for i, (d, rows, end, end_s) in enumerate(stages_in):
+    for i, ((d, rows, end, end_s), start) in enumerate(zip(stages_in, starts)):
         if i:
             stages.append(int(g0))
-        start = _held_out_start(d)
         if start is None or final_start is None or start == final_start:
             gens += [g0 + r["generation"] for r in rows]
             secs += [s0 + r["wall_time"] for r in rows]

@@ -44,6 +44,9 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 
+_HANGING = (0.0, 0.0, float(np.pi), 0.0)  # (x, ẋ, θ, θ̇) hanging at rest: the easy start's mean, start_scale's centre
+
+
 @struct.dataclass
 class EnvState(environment.EnvState):
     x: jax.Array
@@ -144,13 +147,12 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
             hi = jnp.array([params.x_threshold, 10.0, 1.5 * jnp.pi, 10.0],
                            jnp.float32)
             if params.start_scale != 1.0:  # shrink the ranges around hanging at rest
-                mid = jnp.array([0.0, 0.0, jnp.pi, 0.0], jnp.float32)
+                mid = jnp.array(_HANGING, jnp.float32)
                 lo = mid + params.start_scale * (lo - mid)
                 hi = mid + params.start_scale * (hi - mid)
             v = jax.random.uniform(key, (4,), jnp.float32, lo, hi)
         else:
-            mean = jnp.array([0.0, 0.0, jnp.pi, 0.0], jnp.float32)
-            v = mean + 0.2 * jax.random.normal(key, (4,), jnp.float32)
+            v = jnp.array(_HANGING, jnp.float32) + 0.2 * jax.random.normal(key, (4,), jnp.float32)
         state = EnvState(x=v[0], x_dot=v[1], theta=v[2], theta_dot=v[3],
                          time=jnp.array(0, jnp.int32))
         return self.get_obs(state), state
