@@ -88,8 +88,8 @@ class StrategyConfig:
     name: str = "CMA_ES"
     population_size: int = 256
     sigma_init: float = 0.1
-    init_mean: str = "zeros"  # "zeros", "random" (the policy's own initialiser), a .npz of flat params or
-    # "pretrained:NAME" (a shipped agent's parameters, so a staged recipe runs from a pip install)
+    init_mean: str = "zeros"  # "zeros", "random" (the policy's own initialiser), a .npz of flat params, a run
+    # directory (its newest checkpoint's mean: staged ES) or "pretrained:NAME" (runs from a pip install)
     optimizer: str | None = None  # gradient-based ES (Open_ES, PGPE, SNES, ...): an optax name or "clipup"
     learning_rate: float = 0.01  # of that optimizer
 
@@ -97,10 +97,9 @@ class StrategyConfig:
         _check(self.population_size >= 2, "strategy.population_size", f"must be >= 2, got {self.population_size}")
         _check_positive("strategy.sigma_init", self.sigma_init)
         _check_positive("strategy.learning_rate", self.learning_rate)
-        _check(self.init_mean in ("zeros", "random") or self.init_mean.endswith(".npz")
-               or bool(pretrained_name(self.init_mean)),
-               "strategy.init_mean",
-               f"must be 'zeros', 'random', a .npz file of parameters or pretrained:NAME, got {self.init_mean!r}")
+        _check(bool(self.init_mean.strip()) and pretrained_name(self.init_mean) != "",  # paths are checked on use
+               "strategy.init_mean", f"must be 'zeros', 'random', a .npz file of parameters, a run directory "
+               f"(or RUN_DIR/checkpoints/N) or pretrained:NAME, got {self.init_mean!r}")
 
 
 @dataclass(frozen=True)

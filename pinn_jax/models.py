@@ -17,14 +17,12 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from pinn_jax import artifacts, official, pretrained
-from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config, EnvConfig
 from pinn_jax.errors import ConfigError, ModelError, UserError, one_line
-from pinn_jax.es import make_strategy
 from pinn_jax.experiment import setup
 from pinn_jax.policies import AttentionNeuronPolicy, Policy, load_official
-from pinn_jax.trainer import abstract_state
+from pinn_jax.trainer import run_params
 
 __all__ = ["Model", "load_model", "unique_names"]
 
@@ -121,20 +119,6 @@ def _load_flat(spec: str, name: str) -> Model:
 
 
 def _load_run(spec: str, which: str, name: str) -> Model:
-    run_dir, step = ckpt.resolve(spec)
-    cfg = ckpt.load_config(run_dir)
-    exp = setup(cfg)
-    has_ckpt = (pathlib.Path(run_dir) / artifacts.CHECKPOINTS_DIR).is_dir()
-    params_file = pathlib.Path(run_dir) / artifacts.PARAMS_FILE
-    if which == "eval_best" or (step is None and not has_ckpt and params_file.is_file()):  # parameters saved as files
-        if step is not None:
-            raise ModelError(f"{spec}: eval_best parameters belong to the run directory, not to a checkpoint")
-        flat, generation = artifacts.saved_params(run_dir, which)
-        source = f"{run_dir} ({which}" + (f", generation {generation})" if generation is not None else ")")
-    else:  # the search distribution in a checkpoint: its shapes come from the strategy, nothing is compiled
-        strategy = make_strategy(cfg.strategy, exp.template)
-        state, _ = ckpt.restore(run_dir, abstract_state(strategy, exp.template), step)
-        flat = strategy.best(state.es_state)[0] if which == "best" else strategy.center(state.es_state)
-        source = f"{run_dir} (generation {int(state.generation)}, {which})"
-    return Model(name=name, policy=exp.policy, params=exp.unravel(jnp.asarray(flat)), env_cfg=cfg.env,
-                 source=source, config=cfg)
+    flat, exp, source = run_params(spec, which)
+    return Model(name=name, policy=exp.policy, params=exp.unravel(jnp.asarray(flat)), env_cfg=exp.cfg.env,
+                 source=source, config=exp.cfg)

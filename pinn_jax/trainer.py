@@ -7,6 +7,7 @@ Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs
 from __future__ import annotations
 
 import os
+import pathlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,8 +18,9 @@ import threadpoolctl
 from flax import struct
 
 from pinn_jax import artifacts, distributed, pretrained
+from pinn_jax import checkpoint as ckpt
 from pinn_jax.config import Config, pretrained_name
-from pinn_jax.errors import ConfigError, ModelError
+from pinn_jax.errors import CheckpointError, ConfigError, ModelError, UserError, one_line
 from pinn_jax.es import Strategy, make_strategy
 from pinn_jax.experiment import Experiment, setup
 from pinn_jax.policies import Policy
@@ -90,16 +92,49 @@ class Trainer:
 
 
 def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
-    """Flat parameters to start the search from (warm start / fine-tuning): any flat parameter file
-    (:func:`pinn_jax.artifacts.load_flat`) or ``pretrained:NAME``, a shipped agent. Raises
-    :class:`ConfigError` naming ``strategy.init_mean``."""
+    """Flat parameters to start the search from (warm start / fine-tuning, a stage of staged ES): any flat
+    parameter file (:func:`pinn_jax.artifacts.load_flat`), ``pretrained:NAME`` (a shipped agent), or a run
+    directory / one of its checkpoints (``RUN_DIR/checkpoints/N``), whose search-distribution mean it takes
+    (:func:`run_params`; an interrupted run included). Raises :class:`ConfigError` naming ``strategy.init_mean``."""
     try:
         key = pretrained_name(path)
         if key is not None:
             path = pretrained.params_file(key)
+        elif pathlib.Path(path).is_dir():
+            flat, exp, source = run_params(path)
+            if flat.size != num_params:
+                raise ModelError(f"{source} holds {flat.size} parameters ({exp.cfg.policy.name}), "
+                                 f"this policy has {num_params}")
+            return flat
+        elif not str(path).endswith(".npz"):
+            raise ModelError(f"{path} is neither a .npz file nor a run directory" if pathlib.Path(path).exists()
+                             else f"not found: {path} (a .npz file, a run directory or pretrained:NAME)")
         return artifacts.load_flat(path, num_params)
-    except ModelError as e:
-        raise ConfigError(f"config key 'strategy.init_mean': {e}") from None
+    except UserError as e:
+        raise ConfigError(f"config key 'strategy.init_mean': {one_line(e)}") from None
+
+
+def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray, Experiment, str]:
+    """``(flat parameters, the run's experiment, a description naming run and generation)`` of a run directory
+    (its newest readable checkpoint) or ``RUN_DIR/checkpoints/N``. ``which``: the search distribution's
+    ``mean``, its ``best`` member, or ``eval_best`` (the file the held-out evaluation keeps). A run directory
+    without checkpoints falls back to its ``params.npz``. Raises :class:`CheckpointError`."""
+    run_dir, step = ckpt.resolve(spec)
+    cfg = ckpt.load_config(run_dir)
+    exp = setup(cfg)
+    has_ckpt = (pathlib.Path(run_dir) / artifacts.CHECKPOINTS_DIR).is_dir()
+    params_file = pathlib.Path(run_dir) / artifacts.PARAMS_FILE
+    if which == "eval_best" or (step is None and not has_ckpt and params_file.is_file()):  # parameters saved as files
+        if step is not None:
+            raise CheckpointError(f"{spec}: eval_best parameters belong to the run directory, not to a checkpoint")
+        flat, generation = artifacts.saved_params(run_dir, which)
+        source = f"{run_dir} ({which}" + (f", generation {generation})" if generation is not None else ")")
+    else:  # the search distribution in a checkpoint: its shapes come from the strategy, nothing is compiled
+        strategy = make_strategy(cfg.strategy, exp.template)
+        state, _ = ckpt.restore(run_dir, abstract_state(strategy, exp.template), step)
+        flat = strategy.best(state.es_state)[0] if which == "best" else strategy.center(state.es_state)
+        source = f"{run_dir} (generation {int(state.generation)}, {which})"
+    return np.asarray(flat, np.float32), exp, source
 
 
 def abstract_state(strategy: Strategy, template: Any) -> TrainState:

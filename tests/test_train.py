@@ -138,6 +138,7 @@ def test_warm_start_from_saved_parameters(tmp_path, capsys):
                                   np.load(pretrained.params_file("cartpole_linear"))["params"])
     np.savez(tmp_path / "short.npz", params=saved[:-1])
     for init, message in [(tmp_path / "none.npz", "parameter file not found"),
+                          (tmp_path / "nowhere", "not found: "),
                           ("pretrained:nope", "no pretrained model 'nope' (available: acrobot_mlp, "),
                           (tmp_path / "short.npz", "holds 5 parameters, this policy has 6")]:
         assert main(["--config", str(CONFIGS / "quick.yaml"), "--run-dir", str(tmp_path / "bad"),
@@ -145,6 +146,24 @@ def test_warm_start_from_saved_parameters(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: config key 'strategy.init_mean'") and message in err and "\n" not in err
         assert not (tmp_path / "bad").exists()  # nothing written for a run that cannot start
+
+
+def test_a_stage_starts_from_a_run_directory_or_one_of_its_checkpoints(tmp_path):
+    """Staged ES in one command: strategy.init_mean names the previous stage's run directory (its newest
+    checkpoint's mean, also when it was interrupted) or RUN_DIR/checkpoints/N, that generation's mean."""
+    first = tiny(tmp_path / "first", train={"generations": 4, "checkpoint_every": 2})
+    train(first, progress=False)
+    tr = make_trainer(first)
+    at2 = np.asarray(tr.mean_flat(tr.run(tr.init(), 2)[0]))  # the same run's mean at generation 2, recomputed
+    final = np.load(tmp_path / "first" / "params.npz")["mean"]
+    assert not np.array_equal(at2, final)
+    for init, expected in [(tmp_path / "first", final), (tmp_path / "first" / "checkpoints" / "2", at2)]:
+        stage = make_trainer(tiny(tmp_path / "stage", strategy={"init_mean": str(init)}, env={"start": "easy"}))
+        np.testing.assert_array_equal(np.asarray(stage.mean_flat(stage.init())), expected)
+    with pytest.raises(ConfigError, match=r"^config key 'strategy.init_mean': .*first \(generation 4, mean\) holds 6 "
+                                          r"parameters \(linear\), this policy has \d+$"):
+        mlp = tiny(tmp_path / "mlp", strategy={"init_mean": str(tmp_path / "first")}, policy={"name": "mlp"})
+        make_trainer(mlp).init()
 
 
 def test_generation_is_compiled_once(tmp_path):
