@@ -277,16 +277,18 @@ def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | 
                 paper_generations: int | None = None, hours_budget: float | None = None,
                 figsize: tuple[float, float] = (11, 4), dpi: int = 110) -> pathlib.Path:
     """Held-out return against generations (left) and wall-clock hours (right), one line per
-    :class:`pinn_jax.curves.Curve`; dotted lines where a staged run's next stage starts, the target and the
-    budgets dashed."""
-    fig = _figure(figsize, dpi)
+    :class:`pinn_jax.curves.Curve`; an open circle on a staged run's line where its next stage starts, the
+    target and the budgets dashed, the legend below both panels."""
+    rows = -(-len(curves) // 3)  # legend rows, three labels each
+    fig = _figure((figsize[0], figsize[1] + 0.17 * rows), dpi)
     a, b = fig.subplots(1, 2, sharey=True)
     for i, c in enumerate(curves):
         color, ls = _COLORS[i % len(_COLORS)], ("-", "--")[i // len(_COLORS) % 2]  # dashed past the palette
         a.plot(c.generation, c.held_out, label=c.label, lw=1.3, color=color, ls=ls)
         b.plot(np.asarray(c.seconds) / 3600, c.held_out, lw=1.3, color=color, ls=ls)
-        for g in c.stages:
-            a.axvline(g, color=color, ls=":", lw=0.8)
+        drawn = [g for g in c.stages if len(c.generation) and g >= c.generation[0]]  # not where no line is
+        if drawn:
+            a.plot(drawn, np.interp(drawn, c.generation, c.held_out), "o", ms=5, mfc="none", color=color)
     if target is not None:
         for ax in (a, b):
             ax.axhline(target, color="k", ls="--", lw=0.9)
@@ -298,8 +300,8 @@ def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | 
     a.set_xlabel("generation")
     b.set_xlabel("wall-clock hours on this machine")
     a.set_ylabel("held-out return of the search mean")
-    a.legend(fontsize=8, loc="lower center")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.legend(*a.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.17 * rows / (figsize[1] + 0.17 * rows), 1, 1))
     return _save(fig, path)

@@ -61,7 +61,7 @@ def test_cli_figure_and_summary(tmp_path, capsys):
     assert curves.main(["--run", f"A={tmp_path / 'a'}", "--out", str(out), "--target", "472", "--hours", "4"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "A: best held-out 480.0 at generation 100 (2.00 h) of 100; target 472 at generation 100 (2.00 h)"
-    assert Image.open(out).size == (1210, 440)
+    assert Image.open(out).size == (1210, 458)  # 11 x 4 in at 110 dpi, plus one legend row below the panels
 
 
 @pytest.mark.parametrize("arg, message", [
