@@ -15,6 +15,9 @@ survivors behave quite differently. For each model this runs the episodes of ``p
   90% of the second half;
 * ``spinning``: the fraction of survivors whose pole turns over at least once in the second half;
 * ``turns``: full turns of the pole per survivor in the second half (see :func:`turns`);
+* ``lost_step``: the median step at which the other episodes were lost (the cart left the track);
+* ``lost_upright``: the share of those lost with the pole upright in at least half of their last
+  ``LOST_WINDOW`` steps: the cart ran off while the pole was held, not during the swing-up;
 * ``separation``: for an attention neuron, how differently its attention weighs its inputs, the mean of
   ``|A_qi - A_qj|`` over queries q, feature pairs i < j and every step played (0 to 2; see
   :func:`attention_separation`). Near 0 the attention is the same for every feature, so the policy sees only
@@ -45,10 +48,12 @@ from pinn_jax.rollout import episode
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "attention_separation", "traces", "diagnose", "format_table",
            "main"]
 
-POLE_KEYS = ("episodes", "survival", "mean_return", "survivor_return", "late_reward", "balanced", "spinning", "turns")
+POLE_KEYS = ("episodes", "survival", "mean_return", "survivor_return", "late_reward", "balanced", "spinning", "turns",
+             "lost_step", "lost_upright")
 STAT_KEYS = (*POLE_KEYS, "separation")
 NA = "n/a"  # a pole statistic outside the swing-up
 BALANCED_SHARE = 0.9  # a survivor counts as balanced when upright in this share of the second half
+LOST_WINDOW = 20  # steps before a lost episode's end that say whether the pole was held when it was lost
 
 
 def turns(theta: np.ndarray) -> np.ndarray:
@@ -72,7 +77,7 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
     """The module's statistics but ``separation`` from per-step pole angles and rewards ``(episodes, max_steps)``.
 
     ``length`` is each episode's number of steps; survivors are the episodes with ``length == max_steps``.
-    The survivor statistics are NaN when no episode survives.
+    The survivor statistics are NaN when no episode survives, the lost ones when none is lost.
     """
     theta, reward, length = np.asarray(theta), np.asarray(reward, np.float64), np.asarray(length)
     if theta.shape != reward.shape or theta.shape != (length.shape[0], max_steps):
@@ -81,7 +86,7 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
     returns = reward.sum(1)
     late = slice(max_steps // 2, None)
     out = {"episodes": int(length.shape[0]), "survival": float(survived.mean()),
-           "mean_return": float(returns.mean())}
+           "mean_return": float(returns.mean()), **_lost_stats(theta, length[~survived], ~survived, upright_cos)}
     if not survived.any():
         return {**out, **{k: float("nan") for k in POLE_KEYS if k not in out}}
     upright = (np.cos(theta[survived, late]) > upright_cos).mean(1)
@@ -90,6 +95,16 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
             "late_reward": float(reward[survived, late].mean()),
             "balanced": float((upright >= BALANCED_SHARE).mean()),
             "spinning": float((n_turns >= 1).mean()), "turns": float(n_turns.mean())}
+
+
+def _lost_stats(theta: np.ndarray, lost_length: np.ndarray, lost: np.ndarray, upright_cos: float) -> dict[str, float]:
+    """``lost_step`` and ``lost_upright`` of the lost episodes (NaN when none is lost)."""
+    if not lost.any():
+        return {"lost_step": float("nan"), "lost_upright": float("nan")}
+    steps = np.arange(theta.shape[1])[None, :]
+    last = (steps < lost_length[:, None]) & (steps >= lost_length[:, None] - LOST_WINDOW)  # each one's last steps
+    up = ((np.cos(theta[lost]) > upright_cos) & last).sum(1) / last.sum(1)
+    return {"lost_step": float(np.median(lost_length)), "lost_upright": float((up >= 0.5).mean())}
 
 
 def attention_separation(attention: jax.Array) -> jax.Array:

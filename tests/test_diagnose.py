@@ -33,9 +33,16 @@ def test_behaviour_stats_separate_balancing_spinning_and_lost_episodes():
     theta[1] = np.linspace(0, 4 * np.pi, T)  # spins twice over the episode, once in its second half
     theta[2, T // 2:] = 0.5  # leans (cos 0.5 < 0.95) all through the second half
     reward = (np.cos(theta) + 1) / 2
-    length = np.array([T, T, T, 7])  # the last episode is lost after 7 steps
+    length = np.array([T, T, T, 7])  # the last episode is lost after 7 steps, its pole upright throughout
     reward[3, 7:] = 0.0
     st = dg.behaviour_stats(theta, reward, length, T)
+    assert st["lost_step"] == 7 and st["lost_upright"] == 1.0
+    down = theta.copy()
+    down[3, 3:7] = np.pi  # the same episode lost with the pole hanging in 4 of its 7 steps
+    assert dg.behaviour_stats(down, reward, length, T)["lost_upright"] == 0.0
+    down[3, 4] = 0.0  # 4 of 7 steps upright: held when it was lost
+    assert dg.behaviour_stats(down, reward, length, T)["lost_upright"] == 1.0
+    assert np.isnan(dg.behaviour_stats(theta[:3], reward[:3], length[:3], T)["lost_step"])  # nothing lost
     assert st["episodes"] == 4 and st["survival"] == 0.75
     assert st["mean_return"] == pytest.approx(reward.sum(1).mean())
     assert st["survivor_return"] == pytest.approx(reward[:3].sum(1).mean())
@@ -49,6 +56,7 @@ def test_behaviour_stats_separate_balancing_spinning_and_lost_episodes():
 def test_behaviour_stats_without_survivors_and_bad_shapes():
     st = dg.behaviour_stats(np.zeros((2, T)), np.zeros((2, T)), np.array([3, 4]), T)
     assert st["survival"] == 0.0 and np.isnan(st["balanced"]) and np.isnan(st["survivor_return"])
+    assert st["lost_step"] == 3.5 and st["lost_upright"] == 1.0  # theta 0: upright when lost
     with pytest.raises(EvaluationError, match=r"must both be \(episodes, 100\)"):
         dg.behaviour_stats(np.zeros((2, T)), np.zeros((2, T - 1)), np.array([T, T]), T)
 
