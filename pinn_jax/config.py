@@ -116,6 +116,8 @@ class TrainConfig:
     reward_power: float = 1.0  # swing-up only: the fitness's pole reward raised to this power (held-out: 1)
     fall_after: int | None = None  # swing-up only: training episodes end when the pole falls below horizontal
     # after this many steps (None: never; held-out episodes never do)
+    fall_credit: float = 0.0  # with fall_after: an episode ended by the fall, the cart on the track, is paid this
+    # much per training step it had left (0: nothing), so a lost cart costs more than a fallen pole
     start_scale: float = 1.0  # hard start only: training episodes start in its ranges scaled by this (held-out: 1)
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
@@ -132,6 +134,9 @@ class TrainConfig:
         _check_positive("train.reward_power", self.reward_power)
         _check(self.fall_after is None or self.fall_after >= 0, "train.fall_after",
                f"must be >= 0 or null, got {self.fall_after}")
+        _check(0.0 <= self.fall_credit <= 1.0, "train.fall_credit", f"must be in [0, 1], got {self.fall_credit}")
+        _check(self.fall_credit == 0.0 or self.fall_after is not None, "train.fall_credit",
+               f"pays episodes ended by train.fall_after, which is null; set it or use 0, got {self.fall_credit}")
         _check_positive("train.start_scale", self.start_scale)
         _check(self.start_scale <= 1.0, "train.start_scale", f"must be <= 1, got {self.start_scale}")
 

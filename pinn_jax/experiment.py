@@ -59,11 +59,11 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
 
 def fitness_params(cfg: Config, env_params: Any) -> Any:
     """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power``,
-    ``train.fall_after`` and ``train.start_scale`` (swing-up only; the last, hard start only). Held-out
-    evaluation and every reported score use ``env_params``."""
+    ``train.fall_after``, ``train.fall_credit`` and ``train.start_scale`` (swing-up only; the last, hard start
+    only). Held-out evaluation and every reported score use ``env_params``."""
     tc = cfg.train
     neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null"),
-               "start_scale": (tc.start_scale, 1.0, "1")}
+               "fall_credit": (tc.fall_credit, 0.0, "0"), "start_scale": (tc.start_scale, 1.0, "1")}
     shaping = {k: value for k, (value, off, _) in neutral.items() if value != off}
     if not shaping:
         return env_params
@@ -74,6 +74,8 @@ def fitness_params(cfg: Config, env_params: Any) -> Any:
     if "start_scale" in shaping and cfg.env.start != "hard":
         raise ConfigError(f"config key 'train.start_scale' scales the hard start only; env.start is "
                           f"{cfg.env.start!r}, so it needs 1, got {tc.start_scale}")
+    if "fall_credit" in shaping:  # the steps left are those of a training episode
+        shaping["max_steps_in_episode"] = cfg.train_steps
     return env_params.replace(**shaping)
 
 

@@ -78,7 +78,7 @@ def test_field_discovery_covers_every_section():
             "train.episode_steps", "distributed.num_processes", "distributed.process_id"} <= set(INT_KEYS)
     assert set(FLOAT_KEYS) == {"policy.attention_gain", "policy.action_gain", "policy.init_forget_bias",
                                "strategy.sigma_init", "strategy.learning_rate", "train.reward_power",
-                               "train.start_scale"}
+                               "train.fall_credit", "train.start_scale"}
 
 
 # 1. a bool is not an int (nor a float) ---------------------------------------------------------------------
@@ -190,11 +190,17 @@ def test_non_numeric_string_float_is_a_wrong_type(key):
     assert error(f"{key}=abc") == f"config key '{key}' has the wrong type: expected float, got 'abc' (str)"
 
 
-@pytest.mark.parametrize("key", [k for k in FLOAT_KEYS if k != "policy.init_forget_bias"])  # any finite value
+@pytest.mark.parametrize("key", [k for k in FLOAT_KEYS  # any finite value; a share in [0, 1]
+                                 if k not in ("policy.init_forget_bias", "train.fall_credit")])
 @pytest.mark.parametrize("value,shown", [(".nan", "nan"), (".inf", "inf"), ("1e400", "inf"), ("-.inf", "-inf"),
                                          ("0", "0.0")])
 def test_positive_floats_must_be_finite(key, value, shown):
     assert error(f"{key}={value}") == f"config key '{key}' must be a finite number > 0, got {shown}"
+
+
+@pytest.mark.parametrize("value,shown", [(".nan", "nan"), (".inf", "inf"), ("-0.1", "-0.1"), ("1.5", "1.5")])
+def test_fall_credit_is_a_share(value, shown):
+    assert error(f"train.fall_credit={value}") == f"config key 'train.fall_credit' must be in [0, 1], got {shown}"
 
 
 def test_nan_sigma_is_refused_by_the_cli(cli_error):

@@ -226,6 +226,22 @@ def test_fall_termination_only_after_fall_after_steps_and_never_by_default():
     assert bool(step(up.replace(x=jnp.float32(2.4), x_dot=jnp.float32(1.0)), shaped))  # the track still ends it
 
 
+def test_fall_credit_pays_the_steps_left_when_the_fall_ends_an_episode_on_the_track():
+    down = EnvState(x=jnp.float32(0.5), x_dot=jnp.float32(0.0), theta=jnp.float32(3.0), theta_dot=jnp.float32(0.0),
+                    time=jnp.int32(300))
+    step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[2:4])
+    shaped = P.replace(fall_after=100, max_steps_in_episode=500)
+    r, done = step(down, shaped)
+    r_credit, done_credit = step(down, shaped.replace(fall_credit=0.25))
+    assert bool(done) and bool(done_credit)
+    np.testing.assert_allclose(float(r_credit), float(r) + 0.25 * (500 - 301), rtol=1e-6)  # 199 steps were left
+    off = down.replace(x=jnp.float32(2.4), x_dot=jnp.float32(1.0))  # the cart leaves the track as the pole is down
+    assert bool(step(off, shaped)[1]) and float(step(off, shaped.replace(fall_credit=0.25))[0]) == float(
+        step(off, shaped)[0])  # no credit for a lost cart
+    early = down.replace(time=jnp.int32(50))  # before fall_after: no ending, no credit
+    assert float(step(early, shaped.replace(fall_credit=0.25))[0]) == float(step(early, shaped)[0])
+
+
 def test_observation_layout():
     obs, s = ENV.reset(KEY, P)
     assert obs.shape == (5,) and obs.dtype == jnp.float32

@@ -267,7 +267,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown config key 'train.rollout' (valid keys here: checkpoint_every, "
-                   "common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, generations, "
+                   "common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, fall_credit, generations, "
                    "log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, start_scale)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
@@ -382,6 +382,23 @@ def test_fall_after_ends_training_episodes_only(tmp_path):
         make_trainer(tiny(tmp_path / "ac", env={"name": "Acrobot-v1", "start": "hard"}, train={"fall_after": 5}))
     with pytest.raises(ConfigError, match="'train.fall_after' must be >= 0 or null, got -1"):
         tiny(tmp_path / "neg", train={"fall_after": -1})
+
+
+def test_fall_credit_shapes_the_training_fitness_only_over_the_training_episode(tmp_path):
+    env = {"start": "hard", "max_steps": 120}
+    credit = make_trainer(tiny(tmp_path / "c", env=env, train={"fall_after": 10, "fall_credit": 0.5,
+                                                               "episode_steps": 60}))
+    fall = make_trainer(tiny(tmp_path / "f", env=env, train={"fall_after": 10, "episode_steps": 60}))
+    fp = credit.exp.fitness_params
+    assert fp.fall_credit == 0.5 and fp.max_steps_in_episode == 60  # the steps left are a training episode's
+    assert credit.env_params.fall_credit == 0.0 and credit.env_params.max_steps_in_episode == 120
+    (_, m_credit), (_, m_fall) = credit.run(credit.init(), 1), fall.run(fall.init(), 1)
+    # hanging poles end at step 11 on the track: each such episode gains 0.5 * 49
+    assert float(m_credit["fitness_mean"][0]) > float(m_fall["fitness_mean"][0]) + 5
+    with pytest.raises(ConfigError, match="'train.fall_credit' pays episodes ended by train.fall_after, which is null"):
+        tiny(tmp_path / "no", train={"fall_credit": 0.5})
+    with pytest.raises(ConfigError, match=r"'train.fall_credit' must be in \[0, 1\], got 2"):
+        tiny(tmp_path / "big", train={"fall_after": 10, "fall_credit": 2})
 
 
 def test_start_scale_shrinks_the_training_starts_only(tmp_path):

@@ -11,8 +11,11 @@ truncated after 1000 steps.  ``EnvParams.reward_power`` p raises the pole
 factor to p (1 by default): a fitness sharper near the top, for training only
 (``train.reward_power``); every score pinn_jax reports uses p = 1.  Likewise
 ``fall_after`` N ends an episode when the pole is below horizontal after N
-steps (``train.fall_after``; None, never, by default).  Both are static
-fields: at their defaults the compiled step is the paper's, with no extra work.
+steps (``train.fall_after``; None, never, by default); ``fall_credit`` c pays
+such an ending, with the cart still on the track, c per step left before
+``max_steps_in_episode`` (``train.fall_credit``), so that after a fall the
+fitness still prefers keeping the cart.  All are static fields: at their
+defaults the compiled step is the paper's, with no extra work.
 
 Three start distributions, chosen by the static fields ``EnvParams.hard`` and ``upright``:
 
@@ -71,6 +74,7 @@ class EnvParams(environment.EnvParams):
     reward_power: float = struct.field(pytree_node=False, default=1.0)  # the pole factor's power (>1: sharper top)
     fall_after: int | None = struct.field(pytree_node=False, default=None)  # end when the pole is below
     # horizontal after this many steps (None: never, the paper)
+    fall_credit: float = struct.field(pytree_node=False, default=0.0)  # paid per step left when that ends it
     hard: bool = struct.field(pytree_node=False, default=True)
     upright: bool = struct.field(pytree_node=False, default=False)  # the balance task's start (over ``hard``)
     start_scale: float = struct.field(pytree_node=False, default=1.0)  # the hard start's ranges scaled by this
@@ -129,6 +133,10 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         )
         reward = self.reward(state, params)
         terminated = self.is_terminated(state, params)
+        if params.fall_credit:  # the fall ended it with the cart on the track: credit for the steps left
+            fell = terminated & (jnp.abs(state.x) <= params.x_threshold)
+            left = (params.max_steps_in_episode - state.time).astype(jnp.float32)
+            reward = jnp.where(fell, reward + params.fall_credit * left, reward)
         obs, state = self._apply_transition_gradient_policy(
             self.get_obs(state), state)
         return obs, state, reward, terminated, {
