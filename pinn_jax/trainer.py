@@ -118,7 +118,8 @@ def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray
     """``(flat parameters, the run's experiment, a description naming run and generation)`` of a run directory
     (its newest readable checkpoint) or ``RUN_DIR/checkpoints/N``. ``which``: the search distribution's
     ``mean``, its ``best`` member, or ``eval_best`` (the file the held-out evaluation keeps). A run directory
-    without checkpoints falls back to its ``params.npz``. Raises :class:`CheckpointError`."""
+    without checkpoints falls back to its ``params.npz``. Raises a one-line :class:`UserError` (a missing or
+    unreadable run directory, checkpoint or config)."""
     run_dir, step = ckpt.resolve(spec)
     cfg = ckpt.load_config(run_dir)
     exp = setup(cfg)
