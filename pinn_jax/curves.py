@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import yaml
 
 from pinn_jax import artifacts
-from pinn_jax import config as config_lib
+from pinn_jax import checkpoint as ckpt
 from pinn_jax.plots import plot_curves
 from pinn_jax.errors import ArgumentParser, UserError, cli
 from pinn_jax.metrics import read_csv
@@ -48,8 +47,7 @@ class Curve:
 
 def _held_out_start(run_dir: pathlib.Path) -> str | None:
     """The start distribution a run's held-out episodes use (its config's ``env.start``), None without a config."""
-    f = artifacts.config_file(run_dir)
-    return config_lib.from_dict(yaml.safe_load(f.read_text()) or {}).env.start if f.is_file() else None
+    return ckpt.load_config(run_dir).env.start if artifacts.config_file(run_dir).is_file() else None
 
 
 def _stage(label: str, spec: str | pathlib.Path) -> tuple[pathlib.Path, list[dict], float | None, float | None]:

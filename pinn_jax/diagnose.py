@@ -86,7 +86,7 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
     returns = reward.sum(1)
     late = slice(max_steps // 2, None)
     out = {"episodes": int(length.shape[0]), "survival": float(survived.mean()),
-           "mean_return": float(returns.mean()), **_lost_stats(theta, length[~survived], ~survived, upright_cos)}
+           "mean_return": float(returns.mean()), **_lost_stats(theta, length, ~survived, upright_cos)}
     if not survived.any():
         return {**out, **{k: float("nan") for k in POLE_KEYS if k not in out}}
     upright = (np.cos(theta[survived, late]) > upright_cos).mean(1)
@@ -97,10 +97,11 @@ def behaviour_stats(theta: np.ndarray, reward: np.ndarray, length: np.ndarray, m
             "spinning": float((n_turns >= 1).mean()), "turns": float(n_turns.mean())}
 
 
-def _lost_stats(theta: np.ndarray, lost_length: np.ndarray, lost: np.ndarray, upright_cos: float) -> dict[str, float]:
-    """``lost_step`` and ``lost_upright`` of the lost episodes (NaN when none is lost)."""
+def _lost_stats(theta: np.ndarray, length: np.ndarray, lost: np.ndarray, upright_cos: float) -> dict[str, float]:
+    """``lost_step`` and ``lost_upright`` of the episodes marked ``lost`` (NaN when none is lost)."""
     if not lost.any():
         return {"lost_step": float("nan"), "lost_upright": float("nan")}
+    lost_length = length[lost]
     steps = np.arange(theta.shape[1])[None, :]
     last = (steps < lost_length[:, None]) & (steps >= lost_length[:, None] - LOST_WINDOW)  # each one's last steps
     up = ((np.cos(theta[lost]) > upright_cos) & last).sum(1) / last.sum(1)

@@ -279,8 +279,8 @@ def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | 
     """Held-out return against generations (left) and wall-clock hours (right), one line per
     :class:`pinn_jax.curves.Curve`; an open circle on a staged run's line where its next stage starts, the
     target and the budgets dashed, the legend below both panels."""
-    rows = -(-len(curves) // 3)  # legend rows, three labels each
-    fig = _figure((figsize[0], figsize[1] + 0.17 * rows), dpi)
+    legend_h = 0.17 * -(-len(curves) // 3)  # inches: a row of three labels per three curves
+    fig = _figure((figsize[0], figsize[1] + legend_h), dpi)
     a, b = fig.subplots(1, 2, sharey=True)
     for i, c in enumerate(curves):
         color, ls = _COLORS[i % len(_COLORS)], ("-", "--")[i // len(_COLORS) % 2]  # dashed past the palette
@@ -303,5 +303,5 @@ def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | 
     for ax in (a, b):
         ax.grid(alpha=0.3)
     fig.legend(*a.get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.17 * rows / (figsize[1] + 0.17 * rows), 1, 1))
+    fig.tight_layout(rect=(0, legend_h / (figsize[1] + legend_h), 1, 1))
     return _save(fig, path)

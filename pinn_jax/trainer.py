@@ -97,17 +97,17 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
     directory / one of its checkpoints (``RUN_DIR/checkpoints/N``), whose search-distribution mean it takes
     (:func:`run_params`; an interrupted run included). Raises :class:`ConfigError` naming ``strategy.init_mean``."""
     try:
-        key = pretrained_name(path)
+        key, p = pretrained_name(path), pathlib.Path(path)
         if key is not None:
             path = pretrained.params_file(key)
-        elif pathlib.Path(path).is_dir():
+        elif p.is_dir():
             flat, exp, source = run_params(path)
             if flat.size != num_params:
                 raise ModelError(f"{source} holds {flat.size} parameters ({exp.cfg.policy.name}), "
                                  f"this policy has {num_params}")
             return flat
         elif not str(path).endswith(".npz"):
-            raise ModelError(f"{path} is neither a .npz file nor a run directory" if pathlib.Path(path).exists()
+            raise ModelError(f"{path} is neither a .npz file nor a run directory" if p.exists()
                              else f"not found: {path} (a .npz file, a run directory or pretrained:NAME)")
         return artifacts.load_flat(path, num_params)
     except UserError as e:

@@ -134,7 +134,7 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         reward = self.reward(state, params)
         terminated = self.is_terminated(state, params)
         if params.fall_credit:  # the fall ended it with the cart on the track: credit for the steps left
-            fell = terminated & (jnp.abs(state.x) <= params.x_threshold)
+            fell = terminated & ~self.off_track(state, params)
             left = (params.max_steps_in_episode - state.time).astype(jnp.float32)
             reward = jnp.where(fell, reward + params.fall_credit * left, reward)
         obs, state = self._apply_transition_gradient_policy(
@@ -181,9 +181,14 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         r_x = jnp.cos(state.x / params.x_threshold * (jnp.pi / 2.0))
         return (r_theta * r_x).astype(jnp.float32)
 
+    @staticmethod
+    def off_track(state: EnvState, params: EnvParams) -> jax.Array:
+        """The cart has left the track."""
+        return jnp.abs(state.x) > params.x_threshold
+
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
         """The cart left the track; or, with ``fall_after`` N, the pole is below horizontal after N steps."""
-        off_track = jnp.abs(state.x) > params.x_threshold
+        off_track = self.off_track(state, params)
         if params.fall_after is None:
             return off_track
         return off_track | ((state.time > params.fall_after) & (jnp.cos(state.theta) < 0.0))
