@@ -119,6 +119,6 @@ def _load_flat(spec: str, name: str) -> Model:
 
 
 def _load_run(spec: str, which: str, name: str) -> Model:
-    flat, exp, source = run_params(spec, which)
+    flat, exp, source, _ = run_params(spec, which)
     return Model(name=name, policy=exp.policy, params=exp.unravel(jnp.asarray(flat)), env_cfg=exp.cfg.env,
                  source=source, config=exp.cfg)

@@ -182,10 +182,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if not _has_checkpoint(run_dir):
                     raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
                                           f"one; delete the directory and start it again without --resume")
-            from pinn_jax.trainer import make_evaluator, make_trainer
+            from pinn_jax.trainer import make_evaluator, make_trainer, pin_init_mean
 
+            if not resume:  # config.yaml names the checkpoint a run-directory init_mean starts from
+                cfg = pin_init_mean(cfg)
             tr = trainer or make_trainer(cfg, mesh=distributed.mesh_for(cfg))
-            state = tr.init()
+            state = tr.init(warm_start=not resume)  # a resume restores its state over this one
             with interrupts.held():  # neither is cut short by a signal (it is raised once they are done)
                 if resume:
                     state, _ = ckpt.restore(run_dir, state, set_aside=main)

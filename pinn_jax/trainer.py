@@ -6,6 +6,7 @@ Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass
@@ -63,10 +64,12 @@ class Trainer:
     obs_dim = property(lambda self: self.exp.obs_dim)
     template = property(lambda self: self.exp.template)
 
-    def init(self, key: jax.Array | None = None) -> TrainState:
-        """Initial state from ``cfg.seed`` (or an explicit key)."""
+    def init(self, key: jax.Array | None = None, warm_start: bool = True) -> TrainState:
+        """Initial state from ``cfg.seed`` (or an explicit key). ``warm_start=False`` leaves
+        ``strategy.init_mean`` unread (the search starts from zeros): a target to restore a checkpoint into,
+        so that a resumed stage never needs the run it started from."""
         key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
-        state = _init_state(self, key)
+        state = _init_state(self, key, warm_start)
         return state if self.mesh is None else distributed.put_replicated(state, self.mesh)
 
     @property
@@ -101,7 +104,7 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
         if key is not None:
             path = pretrained.params_file(key)
         elif p.is_dir():
-            flat, exp, source = run_params(path)
+            flat, exp, source, _ = run_params(path)
             if flat.size != num_params:
                 raise ModelError(f"{source} holds {flat.size} parameters ({exp.cfg.policy.name}), "
                                  f"this policy has {num_params}")
@@ -114,12 +117,32 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
         raise ConfigError(f"config key 'strategy.init_mean': {one_line(e)}") from None
 
 
-def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray, Experiment, str]:
-    """``(flat parameters, the run's experiment, a description naming run and generation)`` of a run directory
+def pin_init_mean(cfg: Config) -> Config:
+    """``cfg`` with a run directory in ``strategy.init_mean`` replaced by ``RUN_DIR/checkpoints/N``, the
+    checkpoint it starts from now (the newest readable one), so that a stage's ``config.yaml`` names its exact
+    start. Anything else is returned as it is (and checked when the search starts)."""
+    init = cfg.strategy.init_mean
+    if init in ("zeros", "random") or pretrained_name(init) is not None or not pathlib.Path(init).is_dir():
+        return cfg
+    run_dir, step = ckpt.resolve(init)
+    if step is not None or not (run_dir / artifacts.CHECKPOINTS_DIR).is_dir():
+        return cfg
+    try:
+        generation = run_params(run_dir)[3]
+    except UserError as e:
+        raise ConfigError(f"config key 'strategy.init_mean': {one_line(e)}") from None
+    pinned = str(run_dir / artifacts.CHECKPOINTS_DIR / str(generation))
+    return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, init_mean=pinned))
+
+
+def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray, Experiment, str, int | None]:
+    """``(flat parameters, the run's experiment, a description naming run and generation, the generation)`` of a
+    run directory
     (its newest readable checkpoint) or ``RUN_DIR/checkpoints/N``. ``which``: the search distribution's
     ``mean``, its ``best`` member, or ``eval_best`` (the file the held-out evaluation keeps). A run directory
     without checkpoints falls back to its ``params.npz``. Raises a one-line :class:`UserError` (a missing or
-    unreadable run directory, checkpoint or config)."""
+    unreadable run directory, checkpoint or config). The generation is None for a ``params.npz`` that does
+    not record it."""
     run_dir, step = ckpt.resolve(spec)
     cfg = ckpt.load_config(run_dir)
     exp = setup(cfg)
@@ -134,8 +157,9 @@ def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray
         strategy = make_strategy(cfg.strategy, exp.template)
         state, _ = ckpt.restore(run_dir, abstract_state(strategy, exp.template), step)
         flat = strategy.best(state.es_state)[0] if which == "best" else strategy.center(state.es_state)
-        source = f"{run_dir} (generation {int(state.generation)}, {which})"
-    return np.asarray(flat, np.float32), exp, source
+        generation = int(state.generation)
+        source = f"{run_dir} (generation {generation}, {which})"
+    return np.asarray(flat, np.float32), exp, source, generation
 
 
 def abstract_state(strategy: Strategy, template: Any) -> TrainState:
@@ -146,9 +170,9 @@ def abstract_state(strategy: Strategy, template: Any) -> TrainState:
     return TrainState(es_state=es_state, key=key, generation=jax.ShapeDtypeStruct((), jnp.int32))
 
 
-def _init_state(tr: Trainer, key: jax.Array) -> TrainState:
+def _init_state(tr: Trainer, key: jax.Array, warm_start: bool = True) -> TrainState:
     key, k_mean, k_es = start_keys(key)
-    init = tr.cfg.strategy.init_mean
+    init = tr.cfg.strategy.init_mean if warm_start else "zeros"
     if init == "random":
         mean = tr.policy.init(k_mean, tr.obs_dim)
     elif init == "zeros":

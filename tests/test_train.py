@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -164,6 +165,26 @@ def test_a_stage_starts_from_a_run_directory_or_one_of_its_checkpoints(tmp_path)
                                           r"parameters \(linear\), this policy has \d+$"):
         mlp = tiny(tmp_path / "mlp", strategy={"init_mean": str(tmp_path / "first")}, policy={"name": "mlp"})
         make_trainer(mlp).init()
+
+
+def test_a_stage_records_the_checkpoint_it_started_from_and_resumes_without_its_source(tmp_path):
+    """A run-directory init_mean is saved in the stage's config.yaml as the checkpoint it resolved to; a
+    resumed stage restores its own state and never rereads the source, which may be gone by then."""
+    first = tiny(tmp_path / "first", train={"generations": 4, "checkpoint_every": 2})
+    train(first, progress=False)
+    stage = tiny(tmp_path / "stage", strategy={"init_mean": str(tmp_path / "first")},
+                 train={"generations": 2, "checkpoint_every": 2})
+    train(stage, progress=False)
+    saved = ckpt.load_config(tmp_path / "stage")
+    assert saved.strategy.init_mean == str(tmp_path / "first" / "checkpoints" / "4")
+    whole_tr, whole, _ = train(dataclasses.replace(stage, run_dir=str(tmp_path / "whole"),
+                                                   train=dataclasses.replace(stage.train, generations=4)),
+                               progress=False)
+    shutil.rmtree(tmp_path / "first")
+    cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, generations=4))
+    tr, resumed, _ = train(cfg, resume=True, progress=False)
+    assert int(resumed.generation) == 4
+    np.testing.assert_array_equal(np.asarray(tr.mean_flat(resumed)), np.asarray(whole_tr.mean_flat(whole)))
 
 
 def test_generation_is_compiled_once(tmp_path):
