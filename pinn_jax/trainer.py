@@ -136,9 +136,8 @@ def pin_init_mean(cfg: Config) -> Config:
 
 
 def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray, Experiment, str, int | None]:
-    """``(flat parameters, the run's experiment, a description naming run and generation, the generation)`` of a
-    run directory
-    (its newest readable checkpoint) or ``RUN_DIR/checkpoints/N``. ``which``: the search distribution's
+    """``(flat parameters, the run's experiment, a description naming run and generation, the generation)`` of
+    a run directory (its newest readable checkpoint) or ``RUN_DIR/checkpoints/N``. ``which``: the search distribution's
     ``mean``, its ``best`` member, or ``eval_best`` (the file the held-out evaluation keeps). A run directory
     without checkpoints falls back to its ``params.npz``. Raises a one-line :class:`UserError` (a missing or
     unreadable run directory, checkpoint or config). The generation is None for a ``params.npz`` that does
