@@ -6,11 +6,12 @@ Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -99,7 +100,7 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
     parameter file (:func:`pinn_jax.artifacts.load_flat`), ``pretrained:NAME`` (a shipped agent), or a run
     directory / one of its checkpoints (``RUN_DIR/checkpoints/N``), whose search-distribution mean it takes
     (:func:`run_params`; an interrupted run included). Raises :class:`ConfigError` naming ``strategy.init_mean``."""
-    try:
+    with _naming_init_mean():
         key, p = pretrained_name(path), pathlib.Path(path)
         if key is not None:
             path = pretrained.params_file(key)
@@ -113,6 +114,14 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
             raise ModelError(f"{path} is neither a .npz file nor a run directory" if p.exists()
                              else f"not found: {path} (a .npz file, a run directory or pretrained:NAME)")
         return artifacts.load_flat(path, num_params)
+
+
+@contextlib.contextmanager
+def _naming_init_mean() -> Iterator[None]:
+    """Re-raise a :class:`UserError` from reading ``strategy.init_mean`` as the one-line :class:`ConfigError`
+    naming that key."""
+    try:
+        yield
     except UserError as e:
         raise ConfigError(f"config key 'strategy.init_mean': {one_line(e)}") from None
 
@@ -127,10 +136,8 @@ def pin_init_mean(cfg: Config) -> Config:
     run_dir, step = ckpt.resolve(init)
     if step is not None or not (run_dir / artifacts.CHECKPOINTS_DIR).is_dir():
         return cfg
-    try:
+    with _naming_init_mean():
         generation = run_params(run_dir)[3]
-    except UserError as e:
-        raise ConfigError(f"config key 'strategy.init_mean': {one_line(e)}") from None
     pinned = str(run_dir / artifacts.CHECKPOINTS_DIR / str(generation))
     return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, init_mean=pinned))
 
