@@ -24,6 +24,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Iterator
 
 import jax
@@ -197,11 +198,16 @@ def _install_noise_filter() -> None:
     """Drop the "Event loop is closed", never-awaited-coroutine and never-retrieved-task errors that orbax's
     asyncio machinery reports (through ``sys.unraisablehook`` and the ``asyncio`` logger, often seconds later,
     from TensorStore's threads or the garbage collector) after a read or write failed; the failure itself is
-    raised as one line. Anything else goes on as before."""
+    raised as one line. Anything else goes on as before.
+
+    A never-awaited coroutine is a ``RuntimeWarning`` that names no module; made an error, CPython hands it to
+    ``sys.unraisablehook`` with the coroutine itself, which tells orbax's apart. Others are still printed there,
+    as ``Exception ignored in: <coroutine ...>``."""
     global _ORBAX_NOISE_INSTALLED
     if _ORBAX_NOISE_INSTALLED:
         return
     logging.getLogger("asyncio").addFilter(_OrbaxTaskNoise())
+    warnings.filterwarnings("error", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
     previous = sys.unraisablehook
 
     def hook(u: Any) -> None:
