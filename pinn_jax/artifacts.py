@@ -23,7 +23,7 @@ import yaml
 
 from pinn_jax.errors import CheckpointError, ModelError, UserError
 
-__all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "STUDENT_FILE", "DISTILL_LOG", "CHECKPOINTS_DIR",
+__all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG", "CHECKPOINTS_DIR",
            "PARAM_CHOICES", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "eval_best_score", "saved_params", "round_file", "student_file", "output_dir",
            "output_file"]
@@ -31,6 +31,7 @@ __all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "STUDENT_FILE", "DIST
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
 EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean"
+INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "params", "source" (its init_mean)
 STUDENT_FILE = "student.npz"
 DISTILL_LOG = "distill.csv"
 CHECKPOINTS_DIR = "checkpoints"

@@ -69,9 +69,12 @@ def _not_empty(run_dir: pathlib.Path) -> ConfigError:
                        f"continue it with --resume {run_dir} or choose another --run-dir")
 
 
-def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock | None = None) -> list[pathlib.Path]:
+def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock | None = None,
+                    start: np.ndarray | None = None) -> list[pathlib.Path]:
     """Create a fresh run directory (:func:`train` has checked it is usable), refusing to touch one that already
-    holds files; on process 0, take ``lock`` on it before writing ``config.yaml``.
+    holds files; on process 0, take ``lock`` on it before writing ``config.yaml`` and, for a warm start, ``start``
+    (the first search mean, read from ``strategy.init_mean``) as ``init_mean.npz``: the run keeps its exact start
+    when the source moves on or is deleted.
 
     Returns the directories created (outermost first; empty when ``run_dir`` existed, empty), which
     :func:`pinn_jax.rundir.remove_created` takes to undo a run that fails before its first checkpoint.
@@ -88,6 +91,8 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock 
         if any(p.name != rundir.LOCK_NAME for p in run_dir.iterdir()):  # another run got here first and finished
             raise _not_empty(run_dir)
         artifacts.write_config(run_dir, cfg.to_dict())
+        if start is not None:
+            artifacts.save_flat(run_dir / artifacts.INIT_MEAN_FILE, start, source=cfg.strategy.init_mean)
     except OSError as e:
         rundir.remove_created(run_dir, made)
         raise RunDirError(f"cannot write run directory {run_dir}: {e.strerror or one_line(e)}") from None
@@ -192,7 +197,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if resume:
                     state, _ = ckpt.restore(run_dir, state, set_aside=main)
                 else:
-                    created = prepare_run_dir(run_dir, cfg, lock)
+                    start = (None if cfg.strategy.init_mean in ("zeros", "random")  # on every process: a global array
+                             else np.asarray(jax.device_get(tr.mean_flat(state))))
+                    created = prepare_run_dir(run_dir, cfg, lock, start)
             state, rows = _run(cfg, tr, state, resume, progress, status, interrupts, make_evaluator)
         return tr, state, rows
     except BaseException as e:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pinn_jax import artifacts
 from pinn_jax import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax import es, pretrained
@@ -20,7 +21,7 @@ from pinn_jax.metrics import read_csv
 from pinn_jax.experiment import build_env, build_policy
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
-from pinn_jax.trainer import make_evaluator, make_trainer
+from pinn_jax.trainer import make_evaluator, make_trainer, run_params
 
 from conftest import tiny_dict
 
@@ -168,8 +169,9 @@ def test_a_stage_starts_from_a_run_directory_or_one_of_its_checkpoints(tmp_path)
 
 
 def test_a_stage_records_the_checkpoint_it_started_from_and_resumes_without_its_source(tmp_path):
-    """A run-directory init_mean is saved in the stage's config.yaml as the checkpoint it resolved to; a
-    resumed stage restores its own state and never rereads the source, which may be gone by then."""
+    """A run-directory init_mean is saved in the stage's config.yaml as the checkpoint it resolved to, and the
+    mean itself as init_mean.npz; a resumed stage restores its own state and never rereads the source, which may
+    be gone by then, and the stage reruns from its copy of the start bit for bit."""
     first = tiny(tmp_path / "first", train={"generations": 4, "checkpoint_every": 2})
     train(first, progress=False)
     stage = tiny(tmp_path / "stage", strategy={"init_mean": str(tmp_path / "first")},
@@ -177,6 +179,11 @@ def test_a_stage_records_the_checkpoint_it_started_from_and_resumes_without_its_
     train(stage, progress=False)
     saved = ckpt.load_config(tmp_path / "stage")
     assert saved.strategy.init_mean == str(tmp_path / "first" / "checkpoints" / "4")
+    assert not (tmp_path / "first" / artifacts.INIT_MEAN_FILE).exists()  # a search from zeros keeps none
+    start = tmp_path / "stage" / artifacts.INIT_MEAN_FILE  # the start itself, kept with the stage
+    with np.load(start) as f:
+        assert str(f["source"]) == saved.strategy.init_mean
+    np.testing.assert_array_equal(artifacts.load_flat(start), run_params(tmp_path / "first")[0])
     whole_tr, whole, _ = train(dataclasses.replace(stage, run_dir=str(tmp_path / "whole"),
                                                    train=dataclasses.replace(stage.train, generations=4)),
                                progress=False)
@@ -185,6 +192,11 @@ def test_a_stage_records_the_checkpoint_it_started_from_and_resumes_without_its_
     tr, resumed, _ = train(cfg, resume=True, progress=False)
     assert int(resumed.generation) == 4
     np.testing.assert_array_equal(np.asarray(tr.mean_flat(resumed)), np.asarray(whole_tr.mean_flat(whole)))
+    # the source is gone, and the stage reruns from its own copy of the start, bit for bit
+    rerun = dataclasses.replace(cfg, run_dir=str(tmp_path / "rerun"),
+                                strategy=dataclasses.replace(cfg.strategy, init_mean=str(start)))
+    rerun_tr, again, _ = train(rerun, progress=False)
+    np.testing.assert_array_equal(np.asarray(rerun_tr.mean_flat(again)), np.asarray(whole_tr.mean_flat(whole)))
 
 
 def test_generation_is_compiled_once(tmp_path):
