@@ -7,7 +7,8 @@ of :func:`pinn_jax.trainer.generation_keys` from the same seed, so with common r
 ``g`` of both runs sees the same starts. Every ``train.eval_every`` generations the search mean plays
 ``train.eval_episodes`` held-out episodes (:func:`pinn_jax.trainer.make_evaluator`). Rows go into
 ``metrics.csv`` / ``eval.csv`` in train's format, with ``tell_s`` (host time of ask + tell) in
-``pycma.csv``.
+``pycma.csv``; the search mean every ``train.eval_every`` generations as ``mean_NNNNNN.npz``, beside the run's
+``config.yaml`` (so that each is a model for ``diagnose``, ``evaluate`` or ``strategy.init_mean``).
 
 pycma is optional: ``pip install 'pinn_jax[pycma]'``. Options are pycma's defaults except those the
 official trainer passes (``popsize``, ``seed``: the config's, 42 for seed 0, as there), output switched
@@ -90,6 +91,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
     fitness, held_out = fitness_fn(exp), make_evaluator(exp, cfg.train.eval_episodes)
     key = start_keys(jax.random.PRNGKey(cfg.seed))[0]  # the run key Trainer.init starts from
     tc = cfg.train
+    artifacts.write_config(out, cfg.to_dict())  # each saved mean is then a model (diagnose, evaluate, init_mean)
     writer = MetricsWriter(out, tables=("train", "eval"))
     rows: list[dict[str, float]] = []
     start = time.perf_counter()

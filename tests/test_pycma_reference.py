@@ -12,8 +12,9 @@ import pytest
 import yaml
 from jax.flatten_util import ravel_pytree
 
-from pinn_jax import artifacts, config as config_lib, pycma_reference
+from pinn_jax import config as config_lib, pycma_reference
 from pinn_jax.experiment import setup
+from pinn_jax.models import load_model
 from pinn_jax.trainer import generation_keys, make_evaluator, make_trainer, start_keys
 
 from conftest import tiny_dict
@@ -37,7 +38,8 @@ def test_fitness_and_episodes_are_the_trainers(tiny):
 
 
 def test_cli_logs_curve_and_means(tmp_path):
-    """eval.csv holds a row every eval_every generations; each saved mean replays its row's held-out mean."""
+    """eval.csv holds a row every eval_every generations; each saved mean is a model (the run's config.yaml
+    beside it) that replays its row's held-out mean."""
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_dict(str(tmp_path / "unused"), train={"eval_every": 2, "eval_episodes": 4})))
     out = tmp_path / "out"
@@ -50,7 +52,9 @@ def test_cli_logs_curve_and_means(tmp_path):
     exp = setup(config_lib.load(path))
     held_out = make_evaluator(exp, 4)
     for r in rows:
-        mean = artifacts.load_flat(out / f"mean_{int(r['generation']):06d}.npz", exp.num_params)
+        model = load_model(str(out / f"mean_{int(r['generation']):06d}.npz"))
+        assert model.config.to_dict() == config_lib.load(path).to_dict()
+        mean = ravel_pytree(model.params)[0]
         assert float(np.asarray(held_out(jnp.asarray(mean))).mean()) == pytest.approx(float(r["return_mean"]), rel=1e-5)
     sigmas = [float(r["sigma"]) for r in csv.DictReader((out / "pycma.csv").open())]
     assert len(sigmas) == 4 and sigmas[0] != sigmas[-1]  # pycma adapted its step size
