@@ -23,8 +23,8 @@ import yaml
 
 from pinn_jax.errors import CheckpointError, ModelError, UserError
 
-__all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG", "CHECKPOINTS_DIR",
-           "PARAM_CHOICES", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
+__all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
+           "CHECKPOINTS_DIR", "PARAM_CHOICES", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "eval_best_score", "saved_params", "round_file", "student_file", "output_dir",
            "output_file"]
 

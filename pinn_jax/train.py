@@ -187,7 +187,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if not _has_checkpoint(run_dir):
                     raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
                                           f"one; delete the directory and start it again without --resume")
-            from pinn_jax.trainer import make_evaluator, make_trainer, pin_init_mean
+            from pinn_jax.trainer import make_evaluator, make_trainer, pin_init_mean, reads_init_mean
 
             if not resume:  # config.yaml names the checkpoint a run-directory init_mean starts from
                 cfg = pin_init_mean(cfg)
@@ -197,8 +197,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if resume:
                     state, _ = ckpt.restore(run_dir, state, set_aside=main)
                 else:
-                    start = (None if cfg.strategy.init_mean in ("zeros", "random")  # on every process: a global array
-                             else np.asarray(jax.device_get(tr.mean_flat(state))))
+                    start = (np.asarray(jax.device_get(tr.mean_flat(state)))  # on every process: a global array
+                             if reads_init_mean(cfg.strategy.init_mean) else None)
                     created = prepare_run_dir(run_dir, cfg, lock, start)
             state, rows = _run(cfg, tr, state, resume, progress, status, interrupts, make_evaluator)
         return tr, state, rows

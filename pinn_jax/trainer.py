@@ -116,6 +116,12 @@ def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
         return artifacts.load_flat(path, num_params)
 
 
+def reads_init_mean(init_mean: str) -> bool:
+    """Whether ``strategy.init_mean`` names parameters to read (a file, a run, a shipped agent) rather than
+    ``zeros`` or ``random``, which the policy makes."""
+    return init_mean not in ("zeros", "random")
+
+
 @contextlib.contextmanager
 def _naming_init_mean() -> Iterator[None]:
     """Re-raise a :class:`UserError` from reading ``strategy.init_mean`` as the one-line :class:`ConfigError`
@@ -131,7 +137,7 @@ def pin_init_mean(cfg: Config) -> Config:
     checkpoint it starts from now (the newest readable one), so that a stage's ``config.yaml`` names its exact
     start. Anything else is returned as it is (and checked when the search starts)."""
     init = cfg.strategy.init_mean
-    if init in ("zeros", "random") or pretrained_name(init) is not None or not pathlib.Path(init).is_dir():
+    if not reads_init_mean(init) or pretrained_name(init) is not None or not pathlib.Path(init).is_dir():
         return cfg
     run_dir, step = ckpt.resolve(init)
     if step is not None or not (run_dir / artifacts.CHECKPOINTS_DIR).is_dir():
