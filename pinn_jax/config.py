@@ -119,6 +119,7 @@ class TrainConfig:
     fall_credit: float = 0.0  # with fall_after: an episode ended by the fall, the cart on the track, is paid this
     # much per training step it had left (0: nothing), so a lost cart costs more than a fallen pole
     start_scale: float = 1.0  # hard start only: training episodes start in its ranges scaled by this (held-out: 1)
+    cart_only_steps: int = 0  # swing-up only: the first N steps of a training episode pay only the cart factor
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
     eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
@@ -139,6 +140,7 @@ class TrainConfig:
                f"pays episodes ended by train.fall_after, which is null; set it or use 0, got {self.fall_credit}")
         _check_positive("train.start_scale", self.start_scale)
         _check(self.start_scale <= 1.0, "train.start_scale", f"must be <= 1, got {self.start_scale}")
+        _check(self.cart_only_steps >= 0, "train.cart_only_steps", f"must be >= 0, got {self.cart_only_steps}")
 
 
 @dataclass(frozen=True)

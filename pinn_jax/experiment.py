@@ -59,11 +59,12 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
 
 def fitness_params(cfg: Config, env_params: Any) -> Any:
     """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power``,
-    ``train.fall_after``, ``train.fall_credit`` and ``train.start_scale`` (swing-up only; the last, hard start
-    only). Held-out evaluation and every reported score use ``env_params``."""
+    ``train.fall_after``, ``train.fall_credit``, ``train.cart_only_steps`` and ``train.start_scale`` (swing-up
+    only; the last, hard start only). Held-out evaluation and every reported score use ``env_params``."""
     tc = cfg.train
     neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null"),
-               "fall_credit": (tc.fall_credit, 0.0, "0"), "start_scale": (tc.start_scale, 1.0, "1")}
+               "fall_credit": (tc.fall_credit, 0.0, "0"), "cart_only_steps": (tc.cart_only_steps, 0, "0"),
+               "start_scale": (tc.start_scale, 1.0, "1")}
     shaping = {k: value for k, (value, off, _) in neutral.items() if value != off}
     if not shaping:
         return env_params

@@ -242,6 +242,21 @@ def test_fall_credit_pays_the_steps_left_when_the_fall_ends_an_episode_on_the_tr
     assert float(step(early, shaped.replace(fall_credit=0.25))[0]) == float(step(early, shaped)[0])
 
 
+def test_cart_only_steps_pay_the_cart_factor_alone_through_step_n_then_the_paper_reward():
+    tilted = EnvState(x=jnp.float32(1.2), x_dot=jnp.float32(0.0), theta=jnp.float32(2.0), theta_dot=jnp.float32(0.0),
+                      time=jnp.int32(0))
+    step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[2])
+    shaped = P.replace(cart_only_steps=75)
+    cart = float(np.cos(np.float32(1.2) / 2.4 * np.pi / 2))
+    paper = float(step(tilted, P))
+    assert paper < 0.5 * cart  # the hanging pole's factor is small
+    for t in (0, 40, 74):  # steps 1 .. 75 pay the cart factor only
+        r = float(step(tilted.replace(time=jnp.int32(t)), shaped))
+        np.testing.assert_allclose(r, cart, rtol=1e-6)
+    for t in (75, 500):  # from step 76 on, the paper's reward bit for bit
+        assert float(step(tilted.replace(time=jnp.int32(t)), shaped)) == float(step(tilted.replace(time=jnp.int32(t)), P))
+
+
 def test_observation_layout():
     obs, s = ENV.reset(KEY, P)
     assert obs.shape == (5,) and obs.dtype == jnp.float32

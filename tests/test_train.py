@@ -299,9 +299,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({"train": {"rollout": 3}}))
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("error: unknown config key 'train.rollout' (valid keys here: checkpoint_every, "
-                   "common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, fall_credit, generations, "
-                   "log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, start_scale)")
+    assert err == ("error: unknown config key 'train.rollout' (valid keys here: cart_only_steps, "
+                   "checkpoint_every, common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, "
+                   "fall_credit, generations, log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, start_scale)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2
@@ -433,6 +433,22 @@ def test_fall_credit_shapes_the_training_fitness_only_over_the_training_episode(
     with pytest.raises(ConfigError, match=r"'train.fall_credit' must be in \[0, 1\], got 2"):
         tiny(tmp_path / "big", train={"fall_after": 10, "fall_credit": 2})
 
+
+def test_cart_only_steps_shape_the_training_fitness_only(tmp_path):
+    env = {"start": "easy", "max_steps": 60}  # near hanging at rest: the pole factor is ~0, the cart factor ~1
+    shaped = make_trainer(tiny(tmp_path / "run", env=env, train={"cart_only_steps": 20}))
+    plain = make_trainer(tiny(tmp_path / "plain", env=env))
+    assert shaped.exp.fitness_params.cart_only_steps == 20 and shaped.env_params.cart_only_steps == 0
+    flat = shaped.mean_flat(shaped.init())
+    assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: the paper's
+    (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
+    # the same members and episodes: the first 20 steps pay ~1 each instead of ~0
+    assert float(m_shaped["fitness_mean"][0]) > float(m_plain["fitness_mean"][0]) + 15
+    with pytest.raises(ConfigError, match="'train.cart_only_steps' shapes the swing-up's fitness only; Pendulum-v1 "
+                                          "needs 0, got 5"):
+        make_trainer(tiny(tmp_path / "pd", env={"name": "Pendulum-v1", "start": "hard"}, train={"cart_only_steps": 5}))
+    with pytest.raises(ConfigError, match="'train.cart_only_steps' must be >= 0, got -1"):
+        tiny(tmp_path / "neg", train={"cart_only_steps": -1})
 
 def test_start_scale_shrinks_the_training_starts_only(tmp_path):
     cfg = tiny(tmp_path / "run", env={"start": "hard", "max_steps": 60}, train={"start_scale": 0.2})

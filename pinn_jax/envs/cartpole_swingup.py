@@ -14,8 +14,11 @@ factor to p (1 by default): a fitness sharper near the top, for training only
 steps (``train.fall_after``; None, never, by default); ``fall_credit`` c pays
 such an ending, with the cart still on the track, c per step left before
 ``max_steps_in_episode`` (``train.fall_credit``), so that after a fall the
-fitness still prefers keeping the cart.  All are static fields: at their
-defaults the compiled step is the paper's, with no extra work.
+fitness still prefers keeping the cart; ``cart_only_steps`` N drops the pole
+factor for the episode's first N steps, which then pay only the cart factor
+(``train.cart_only_steps``; 0, never, by default): catching the cart first
+costs no reward.  All are static fields: at their defaults the compiled step
+is the paper's, with no extra work.
 
 Three start distributions, chosen by the static fields ``EnvParams.hard`` and ``upright``:
 
@@ -75,6 +78,7 @@ class EnvParams(environment.EnvParams):
     fall_after: int | None = struct.field(pytree_node=False, default=None)  # end when the pole is below
     # horizontal after this many steps (None: never, the paper)
     fall_credit: float = struct.field(pytree_node=False, default=0.0)  # paid per step left when that ends it
+    cart_only_steps: int = struct.field(pytree_node=False, default=0)  # the first N steps pay the cart factor only
     hard: bool = struct.field(pytree_node=False, default=True)
     upright: bool = struct.field(pytree_node=False, default=False)  # the balance task's start (over ``hard``)
     start_scale: float = struct.field(pytree_node=False, default=1.0)  # the hard start's ranges scaled by this
@@ -174,10 +178,13 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
 
     @staticmethod
     def reward(state: EnvState, params: EnvParams) -> jax.Array:
-        """((cos θ + 1)/2)^p · cos(x / x_threshold · π/2), p = ``reward_power`` (1 in the paper)."""
+        """((cos θ + 1)/2)^p · cos(x / x_threshold · π/2), p = ``reward_power`` (1 in the paper); the cart factor
+        alone in the first ``cart_only_steps`` steps (``state.time`` counts the step just taken)."""
         r_theta = (jnp.cos(state.theta) + 1.0) / 2.0
         if params.reward_power != 1.0:
             r_theta = r_theta ** params.reward_power
+        if params.cart_only_steps:
+            r_theta = jnp.where(state.time <= params.cart_only_steps, 1.0, r_theta)
         r_x = jnp.cos(state.x / params.x_threshold * (jnp.pi / 2.0))
         return (r_theta * r_x).astype(jnp.float32)
 
