@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+from pinn_jax import config as config_lib
 from pinn_jax import pretrained
 from pinn_jax.errors import ModelError
 from pinn_jax.config import EnvConfig
@@ -55,3 +56,16 @@ def test_list_names_every_model_with_its_size_and_how_it_was_made(capsys):
         made = f"distillation round {meta['distill_rounds'] - 1}" if "distill_rounds" in meta else \
             f"{meta['generations']} generations"
         assert made in line, line
+
+
+def test_the_es_only_agent_has_an_es_only_lineage_from_zeros():
+    meta = pretrained.info("cartpole_pi_es")
+    stages = meta["lineage"]
+    assert [s["stage"] for s in stages] == list(range(1, len(stages) + 1)) and len(stages) >= 2
+    configs = [config_lib.from_dict(s["config"]) for s in stages]  # each one a config the package runs
+    assert all(c.strategy.name == "CMA_ES" for c in configs)  # ES only: no distillation stage, no teacher
+    assert configs[0].strategy.init_mean == "zeros"
+    for prev, stage, cfg in zip(stages, stages[1:], configs[1:]):  # each starts from the previous stage's mean
+        assert cfg.strategy.init_mean.endswith(f"/checkpoints/{prev['generations']}")
+    assert meta["config"] == stages[-1]["config"] and meta["generations"] == stages[-1]["generations"]
+    assert meta["train_wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in stages))
