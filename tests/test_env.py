@@ -254,7 +254,8 @@ def test_cart_only_steps_pay_the_cart_factor_alone_through_step_n_then_the_paper
         r = float(step(tilted.replace(time=jnp.int32(t)), shaped))
         np.testing.assert_allclose(r, cart, rtol=1e-6)
     for t in (75, 500):  # from step 76 on, the paper's reward bit for bit
-        assert float(step(tilted.replace(time=jnp.int32(t)), shaped)) == float(step(tilted.replace(time=jnp.int32(t)), P))
+        later = tilted.replace(time=jnp.int32(t))
+        assert float(step(later, shaped)) == float(step(later, P))
 
 
 def test_observation_layout():

@@ -65,7 +65,7 @@ def test_the_es_only_agent_has_an_es_only_lineage_from_zeros():
     configs = [config_lib.from_dict(s["config"]) for s in stages]  # each one a config the package runs
     assert all(c.strategy.name == "CMA_ES" for c in configs)  # ES only: no distillation stage, no teacher
     assert configs[0].strategy.init_mean == "zeros"
-    for prev, stage, cfg in zip(stages, stages[1:], configs[1:]):  # each starts from the previous stage's mean
+    for prev, cfg in zip(stages, configs[1:]):  # each starts from the previous stage's mean
         assert cfg.strategy.init_mean.endswith(f"/checkpoints/{prev['generations']}")
     assert meta["config"] == stages[-1]["config"] and meta["generations"] == stages[-1]["generations"]
     assert meta["train_wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in stages))

@@ -301,7 +301,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown config key 'train.rollout' (valid keys here: cart_only_steps, "
                    "checkpoint_every, common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, "
-                   "fall_credit, generations, log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, start_scale)")
+                   "fall_credit, generations, log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, "
+                   "start_scale)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2
@@ -449,6 +450,7 @@ def test_cart_only_steps_shape_the_training_fitness_only(tmp_path):
         make_trainer(tiny(tmp_path / "pd", env={"name": "Pendulum-v1", "start": "hard"}, train={"cart_only_steps": 5}))
     with pytest.raises(ConfigError, match="'train.cart_only_steps' must be >= 0, got -1"):
         tiny(tmp_path / "neg", train={"cart_only_steps": -1})
+
 
 def test_start_scale_shrinks_the_training_starts_only(tmp_path):
     cfg = tiny(tmp_path / "run", env={"start": "hard", "max_steps": 60}, train={"start_scale": 0.2})
