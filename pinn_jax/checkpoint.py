@@ -59,14 +59,17 @@ def incompatible_keys(saved: Config, current: Config) -> list[str]:
                   if a.get(k) != b.get(k) and not any(k == r or k.startswith(r + ".") for r in RESUMABLE_KEYS))
 
 
-def manager(run_dir: str | pathlib.Path, max_to_keep: int | None = 3, create: bool = True) -> ocp.CheckpointManager:
-    """An orbax manager for ``RUN_DIR/checkpoints``.
+def manager(run_dir: str | pathlib.Path, max_to_keep: int | None = 3, create: bool = True,
+            keep_every: int = 0) -> ocp.CheckpointManager:
+    """An orbax manager for ``RUN_DIR/checkpoints``: it keeps the newest ``max_to_keep`` checkpoints and, with
+    ``keep_every`` k > 0, every one whose step is a multiple of k.
 
     A writing manager (``create``) first removes the temporary directories of saves that never finished
     (a process killed while saving), so a step can be written again; a reading one touches nothing.
     """
     path = pathlib.Path(run_dir).absolute() / artifacts.CHECKPOINTS_DIR
-    opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create, cleanup_tmp_directories=create)
+    opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, keep_period=keep_every or None, create=create,
+                                        cleanup_tmp_directories=create)
     with _quiet():  # e.g. warnings about a step whose deletion a killed process left half done
         return ocp.CheckpointManager(path, options=opts, item_names=("state", "meta"))
 

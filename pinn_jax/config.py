@@ -122,13 +122,14 @@ class TrainConfig:
     cart_only_steps: int = 0  # swing-up only: the first N steps of a training episode pay only the cart factor
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100
+    keep_every: int = 0  # also keep for good every checkpoint whose generation is a multiple of this (0: the newest 3 only)
     eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
     eval_episodes: int = 128  # number of those fixed held-out episodes
 
     def __post_init__(self) -> None:
         for k in ("generations", "rollouts", "log_every", "checkpoint_every", "eval_episodes"):
             _check(getattr(self, k) >= 1, f"train.{k}", f"must be >= 1, got {getattr(self, k)}")
-        for k in ("shuffle_every", "num_noise", "eval_every"):
+        for k in ("shuffle_every", "num_noise", "eval_every", "keep_every"):
             _check(getattr(self, k) >= 0, f"train.{k}", f"must be >= 0, got {getattr(self, k)}")
         _check(self.episode_steps is None or self.episode_steps >= 1, "train.episode_steps",
                f"must be >= 1 or null, got {self.episode_steps}")

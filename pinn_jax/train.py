@@ -224,7 +224,7 @@ def _run(cfg: Config, tr: Trainer, state: TrainState, resume: bool, progress: bo
     # With several processes orbax's CheckpointManager must be called on all of them (it synchronises
     # them); they save the state as host numpy arrays, which orbax writes from process 0 only.
     multi = distributed.is_multiprocess()
-    mngr = ckpt.manager(run_dir) if main or multi else None
+    mngr = ckpt.manager(run_dir, keep_every=cfg.train.keep_every) if main or multi else None
     saveable = ckpt.to_numpy if multi else (lambda s: s)  # noqa: E731
     tc = cfg.train
     gen = int(state.generation)

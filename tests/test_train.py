@@ -168,6 +168,25 @@ def test_a_stage_starts_from_a_run_directory_or_one_of_its_checkpoints(tmp_path)
         make_trainer(mlp).init()
 
 
+def test_keep_every_keeps_those_checkpoints_for_good_beside_the_newest_three(tmp_path, capsys):
+    """train.keep_every k keeps every checkpoint whose generation is a multiple of k as well as the newest three,
+    so that a stage's means can be compared after it ends; a resume may not change it (it would delete kept ones)."""
+    def steps(run: pathlib.Path) -> list[int]:
+        return sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+
+    kept, plain = tmp_path / "kept", tmp_path / "plain"
+    train(tiny(kept, train={"generations": 8, "log_every": 1, "checkpoint_every": 1, "keep_every": 3}), progress=False)
+    train(tiny(plain, train={"generations": 8, "log_every": 1, "checkpoint_every": 1}), progress=False)
+    assert steps(plain) == [6, 7, 8] and steps(kept) == [3, 6, 7, 8]
+    assert run_params(kept / "checkpoints" / "3")[3] == 3  # a kept checkpoint is a model to evaluate or start from
+    capsys.readouterr()
+    assert main(["--resume", str(kept), "--set", "train.generations=9", "--set", "train.keep_every=4"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: cannot resume {kept}: overrides change train.keep_every"
+    assert steps(kept) == [3, 6, 7, 8]
+    with pytest.raises(ConfigError, match="'train.keep_every' must be >= 0, got -1"):
+        tiny(tmp_path / "neg", train={"keep_every": -1})
+
+
 def test_a_stage_records_the_checkpoint_it_started_from_and_resumes_without_its_source(tmp_path):
     """A run-directory init_mean is saved in the stage's config.yaml as the checkpoint it resolved to, and the
     mean itself as init_mean.npz; a resumed stage restores its own state and never rereads the source, which may
@@ -301,8 +320,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("error: unknown config key 'train.rollout' (valid keys here: cart_only_steps, "
                    "checkpoint_every, common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, "
-                   "fall_credit, generations, log_every, num_noise, reward_power, rollouts, shuffle, shuffle_every, "
-                   "start_scale)")
+                   "fall_credit, generations, keep_every, log_every, num_noise, reward_power, rollouts, shuffle, "
+                   "shuffle_every, start_scale)")
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
     assert main(["--resume", str(tmp_path / "nowhere")]) == 2
