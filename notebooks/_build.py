@@ -54,7 +54,7 @@ evolution strategies that train a whole population in one compiled call.
 
 This notebook: install → look at the environment → train an attention-neuron agent for a few
 generations → plot its fitness curve → watch a rollout. To play with a trained agent live, shuffling its
-senses mid-episode, open the browser demo: `python -m pinn_jax.demo out/demo --serve`."""),
+senses mid-episode, open the browser demo: `python -m pinn_jax demo out/demo --serve`."""),
     ("code", INSTALL),
     ("code", """\
 # Size of this run. SMALL (the default, what CI executes) takes about a minute on 2 CPU cores and
@@ -81,7 +81,7 @@ from IPython.display import Image, display
 
 import pinn_jax
 from pinn_jax import config, envs
-from pinn_jax.episodes import render_episode_video
+from pinn_jax.study.episodes import render_episode_video
 from pinn_jax.models import load_model
 from pinn_jax.policies import count_params, make_policy
 from pinn_jax.train import train
@@ -216,7 +216,7 @@ trained agent and checks what that buys:
 3. where it attends, shown as a heatmap;
 4. it accepts any number of features; the MLP raises a `ValueError`.
 
-The agent is the model shipped with the package when there is one (`pinn_jax.pretrained`), else the
+The agent is the model shipped with the package when there is one (`pinn_jax.models.pretrained`), else the
 authors' released weights when their file is present (a repository checkout beside
 `../shared/reference`), else one trained here for a few generations."""),
     ("code", INSTALL),
@@ -245,9 +245,9 @@ import numpy as np
 from IPython.display import Image, display
 
 from pinn_jax import config
-from pinn_jax import evaluate as ev
-from pinn_jax.conditions import default_conditions
-from pinn_jax.episodes import plot_attention, record_episode
+from pinn_jax.study import evaluate as ev
+from pinn_jax.study.conditions import default_conditions
+from pinn_jax.study.episodes import plot_attention, record_episode
 from pinn_jax.errors import ModelError
 from pinn_jax.models import load_model
 from pinn_jax.policies import count_params
@@ -262,7 +262,7 @@ print(f"JAX {jax.__version__} on {jax.default_backend()}; outputs go to {work}")
 checkpoint). For the comparison we also need an MLP: the shipped one, or a 5 → 16 → 16 → 1 MLP
 trained here for a few generations (barely trained then: its point below is its fixed input size)."""),
     ("code", """\
-from pinn_jax import pretrained
+from pinn_jax.models import pretrained
 
 SHIPPED = pretrained.available()
 
@@ -295,7 +295,7 @@ name = shipped("attention_neuron", "cartpole_pi_catch")
 if name:
     pi, PI_SOURCE = load_model(f"pretrained:{name}", name="attention neuron"), f"shipped model {name!r}"
 else:
-    try:  # the authors' weights, if fetched (python -m pinn_jax.pretrained fetch-official)
+    try:  # the authors' weights, if fetched (python -m pinn_jax pretrained fetch-official)
         pi, PI_SOURCE = load_model("official", name="attention neuron"), "the authors' released weights"
     except ModelError:
         pi, PI_SOURCE = train_small("attention_neuron", "attention neuron"), "trained in this notebook"
@@ -436,7 +436,7 @@ BENCHMARK = [
 # Benchmark: generations per second
 
 One generation of evolution strategies = ask the strategy for a population → run every member for
-a few episodes → tell the strategy the fitness. `pinn_jax.trainer.make_trainer` compiles all of it
+a few episodes → tell the strategy the fitness. `pinn_jax.training.trainer.make_trainer` compiles all of it
 (and several generations, folded into a `lax.scan`) into **one** XLA call, so the speed depends only
 on the backend. This notebook times it on whatever JAX runs on here (CPU, or a GPU runtime on Colab:
 *Runtime → Change runtime type*) for several population sizes, and plots the scaling curves.
@@ -468,7 +468,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from pinn_jax import bench
+from pinn_jax.tools import bench
 
 device = jax.devices()[0]
 print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_count()} device(s): "
@@ -476,8 +476,8 @@ print(f"JAX {jax.__version__}, backend {jax.default_backend()}, {jax.device_coun
     ("md", """\
 ## Timing one generation
 
-`trainer.run(state, n)` advances `n` generations in one compiled call. `pinn_jax.bench.measure_generation`
-(the same code as `python -m pinn_jax.bench`) compiles it first (its time is reported separately), then
+`trainer.run(state, n)` advances `n` generations in one compiled call. `pinn_jax.tools.bench.measure_generation`
+(the same code as `python -m pinn_jax bench`) compiles it first (its time is reported separately), then
 times single generations, waiting for each result (`jax.block_until_ready`), and keeps the median of a few. On a machine shared with other work the
 individual timings can vary a lot: the plots show their range as error bars."""),
     ("code", """\

@@ -2,10 +2,10 @@
 
 * A *flat parameter file* is an ``.npz`` whose ``params`` array is one flat float32 parameter vector in
   the layout of :func:`pinn_jax.experiment.setup` (``eval_best.npz``, ``student.npz``,
-  ``rounds/NNN.npz``, ``pinn_jax/pretrained/NAME.npz``); a finished run's ``params.npz`` holds two,
+  ``rounds/NNN.npz``, ``pinn_jax/models/pretrained/NAME.npz``); a finished run's ``params.npz`` holds two,
   ``mean`` and ``best``. :func:`load_flat` reads any of them.
-* A run directory holds ``config.yaml``, ``checkpoints/`` (orbax, :mod:`pinn_jax.checkpoint`),
-  ``metrics.csv`` / ``eval.csv`` / ``tb/`` (:mod:`pinn_jax.metrics`), ``params.npz`` and ``eval_best.npz``.
+* A run directory holds ``config.yaml``, ``checkpoints/`` (orbax, :mod:`pinn_jax.training.checkpoint`),
+  ``metrics.csv`` / ``eval.csv`` / ``tb/`` (:mod:`pinn_jax.training.metrics`), ``params.npz`` and ``eval_best.npz``.
 * A distillation directory holds ``config.yaml``, ``distill.csv``, ``student.npz`` and ``rounds/NNN.npz``.
 
 Numpy and paths only: nothing here builds a policy or touches JAX.

@@ -14,7 +14,7 @@ Failures, and what they leave on disk (user errors are one line, ``error: ...``,
 * ``--run-dir`` naming a file, or a place where nothing can be written, is refused before anything is
   created.
 * One process at a time per run directory, for a fresh run and for ``--resume`` alike: a second one is
-  refused with the pid holding ``RUN_DIR/.lock`` (:mod:`pinn_jax.rundir`). The lock dies with its process,
+  refused with the pid holding ``RUN_DIR/.lock`` (:mod:`pinn_jax.training.rundir`). The lock dies with its process,
   so one left by a killed run never blocks. With ``jax.distributed``, process 0 holds it.
 * A fresh run that fails before its first checkpoint is on disk removes the run directory it created
   (or, given an existing empty directory, what it wrote there), so the same command can simply be run
@@ -48,16 +48,17 @@ import numpy as np
 import yaml
 
 from pinn_jax import artifacts
-from pinn_jax import checkpoint as ckpt
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax import configs, distributed, rundir
+from pinn_jax import configs
+from pinn_jax.training import distributed, rundir
 from pinn_jax.config import Config, ConfigError
 from pinn_jax.errors import ArgumentParser, CheckpointError, RunDirError, TrainingError, UserError, cli, one_line
-from pinn_jax.metrics import MetricsWriter, eval_row, read_csv
-from pinn_jax.progress import Tracker
+from pinn_jax.training.metrics import MetricsWriter, eval_row, read_csv
+from pinn_jax.training.progress import Tracker
 
 if TYPE_CHECKING:  # the trainer (evosax) starts JAX's backend on import: not before jax.distributed.initialize
-    from pinn_jax.trainer import TrainState, Trainer
+    from pinn_jax.training.trainer import TrainState, Trainer
 
 
 def _is_main_process() -> bool:
@@ -77,7 +78,7 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock 
     when the source moves on or is deleted.
 
     Returns the directories created (outermost first; empty when ``run_dir`` existed, empty), which
-    :func:`pinn_jax.rundir.remove_created` takes to undo a run that fails before its first checkpoint.
+    :func:`pinn_jax.training.rundir.remove_created` takes to undo a run that fails before its first checkpoint.
     """
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise _not_empty(run_dir)
@@ -187,7 +188,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if not _has_checkpoint(run_dir):
                     raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
                                           f"one; delete the directory and start it again without --resume")
-            from pinn_jax.trainer import make_evaluator, make_trainer, pin_init_mean, reads_init_mean
+            from pinn_jax.training.trainer import make_evaluator, make_trainer, pin_init_mean, reads_init_mean
 
             if not resume:  # config.yaml names the checkpoint a run-directory init_mean starts from
                 cfg = pin_init_mean(cfg)
@@ -404,7 +405,7 @@ def _held_out_summary(cfg: Config) -> str:
                      f"{best['return_mean']:.1f} ± {sem:.1f} (s.e.) at generation {int(best['generation'])} "
                      f"(kept in {artifacts.EVAL_BEST_FILE})")
         which = "eval_best"
-    lines.append(f"next: python -m pinn_jax.evaluate {cfg.run_dir} --params {which} --out {cfg.run_dir}/eval"
+    lines.append(f"next: python -m pinn_jax evaluate {cfg.run_dir} --params {which} --out {cfg.run_dir}/eval"
                  f"   # returns under shuffling and noise (for a swing-up run, --video {cfg.run_dir}/episode.gif "
                  f"films its median episode)")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from pinn_jax import config as config_lib
-from pinn_jax import distributed
+from pinn_jax.training import distributed
 
 from conftest import tiny_dict  # noqa: E402 - tests/ is this script's directory
 
@@ -32,7 +32,7 @@ def sharded() -> dict:
 
     from pinn_jax.config import ConfigError
     from pinn_jax.train import main
-    from pinn_jax.trainer import make_trainer
+    from pinn_jax.training.trainer import make_trainer
 
     assert jax.device_count() == 4, jax.devices()
     mesh = distributed.make_mesh()

@@ -19,7 +19,7 @@ sys.path.insert(0, str(TESTS))  # tests/_dist_worker.py, run as a script by test
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
-    """Never read or write the user's cache (pinn_jax.official) from tests."""
+    """Never read or write the user's cache (pinn_jax.models.official) from tests."""
     os.environ["PINN_JAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pinn_jax import bench
+from pinn_jax.tools import bench
 
 
 def test_tiny_benchmark_writes_complete_report(tmp_path):

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from pinn_jax import bench, diagnose, distill, evaluate, pretrained, study, train
+from pinn_jax.tools import bench, distill
+
+from pinn_jax.study import diagnose, evaluate, across_envs as study
+
+from pinn_jax.models import pretrained
+
+from pinn_jax import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"train": train.main, "evaluate": evaluate.main, "diagnose": diagnose.main, "distill": distill.main,
@@ -63,7 +69,7 @@ def test_importing_the_training_cli_does_not_start_jax():
 
 
 def test_progress_without_a_bar_is_a_status_line_at_most_every_period_and_at_the_end(capsys):
-    from pinn_jax import progress
+    from pinn_jax.training import progress
 
     clock = iter([0.0, 1.0, 2.0, 40.0, 41.0])
     with progress.Tracker(4, "evaluate", bar=False, every=30.0, clock=lambda: next(clock)) as t:

@@ -1,4 +1,4 @@
-"""pinn_jax.curves: learning curves of (staged) runs, time to target, the figure."""
+"""pinn_jax.study.curves: learning curves of (staged) runs, time to target, the figure."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pinn_jax import curves
-from pinn_jax.metrics import EVAL_COLUMNS
+from pinn_jax.study import curves
+from pinn_jax.training.metrics import EVAL_COLUMNS
 
 
 def _eval_csv(run_dir, rows):

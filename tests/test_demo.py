@@ -1,4 +1,4 @@
-"""The browser demo (pinn_jax.demo): its JavaScript env and policies follow pinn_jax's JAX ones.
+"""The browser demo (pinn_jax.tools.demo): its JavaScript env and policies follow pinn_jax's JAX ones.
 
 The page runs in headless Chromium (Debian's ``chromium``; CI installs it, see ``.ci/run``): in test mode
 (``index.html?test=FILE.js``) it plays the inputs FILE.js defines and writes its results as JSON into
@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_jax import demo
+from pinn_jax.tools import demo
 from pinn_jax.envs import EnvState, make
 from pinn_jax.policies.attention_neuron import reference_step
 
@@ -314,7 +314,7 @@ def test_serve_binds_localhost(page):
 
 
 def test_cli_rejects_non_swingup_model(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "pinn_jax.demo", str(tmp_path / "out"),
+    proc = subprocess.run([sys.executable, "-m", "pinn_jax.tools.demo", str(tmp_path / "out"),
                            "--model", "pretrained:cartpole_v1_pi"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

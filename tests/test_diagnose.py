@@ -1,4 +1,4 @@
-"""Behaviour diagnostics (python -m pinn_jax.diagnose): turn counting, survivor statistics on synthetic
+"""Behaviour diagnostics (python -m pinn_jax diagnose): turn counting, survivor statistics on synthetic
 trajectories, agreement with the evaluation study on real episodes, and CLI errors."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from pinn_jax import diagnose as dg
-from pinn_jax import evaluate as ev
-from pinn_jax.conditions import parse_condition
+from pinn_jax.study import diagnose as dg
+from pinn_jax.study import evaluate as ev
+from pinn_jax.study.conditions import parse_condition
 from pinn_jax.config import EnvConfig
 from pinn_jax.errors import EvaluationError
 from pinn_jax.models import load_model

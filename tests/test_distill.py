@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
 from pinn_jax.config import EnvConfig
-from pinn_jax.distill import distill, imitation_loss, labelled_episode, main
+from pinn_jax.tools.distill import distill, imitation_loss, labelled_episode, main
 from pinn_jax.policies import make_policy
 from pinn_jax.errors import ModelError, TrainingError
 from pinn_jax.experiment import build_env
@@ -141,7 +141,7 @@ def test_a_diverging_student_stops_with_a_training_error_and_writes_nothing_non_
 
 
 def test_a_chosen_round_of_a_student_ships_and_loads_with_its_config(tmp_path, monkeypatch):
-    from pinn_jax import pretrained
+    from pinn_jax.models import pretrained
 
     cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
     teacher = LINEAR.init(jax.random.PRNGKey(2), 5)
@@ -185,7 +185,7 @@ def test_evaluate_loads_a_round_file_with_the_config_one_directory_up(tmp_path):
 
 def test_held_out_returns_are_the_trainers_held_out_episodes(tmp_path):
     from pinn_jax.rollout import member_returns
-    from pinn_jax.trainer import held_out_keys
+    from pinn_jax.training.trainer import held_out_keys
 
     cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 40}))
     params, rows = distill(cfg, LINEAR, LINEAR.init(jax.random.PRNGKey(4), 5), tmp_path / "out", rounds=1,

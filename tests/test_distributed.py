@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_dict
-from pinn_jax import checkpoint as ckpt
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax import distributed
+from pinn_jax.training import distributed
 from pinn_jax.config import ConfigError
-from pinn_jax.metrics import read_csv
+from pinn_jax.training.metrics import read_csv
 from pinn_jax.train import train
 
 WORKER = pathlib.Path(__file__).resolve().parent / "_dist_worker.py"

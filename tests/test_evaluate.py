@@ -1,4 +1,4 @@
-"""The evaluation study (python -m pinn_jax.evaluate): paired vmapped episodes, n/a cells for
+"""The evaluation study (python -m pinn_jax evaluate): paired vmapped episodes, n/a cells for
 fixed-input models, report files, plots, videos, attention figures and CLI errors.
 
 Sized for 2 CPU cores: 50-step episodes on the easy start, a handful of episodes, small images.
@@ -19,13 +19,13 @@ from jax.flatten_util import ravel_pytree
 from PIL import Image
 
 from pinn_jax import config as config_lib
-from pinn_jax import evaluate as ev
+from pinn_jax.study import evaluate as ev
 from pinn_jax.config import EnvConfig
-from pinn_jax.plots import unshuffle
-from pinn_jax import conditions as cond_lib
-from pinn_jax import episodes as eps
+from pinn_jax.study.plots import unshuffle
+from pinn_jax.study import conditions as cond_lib
+from pinn_jax.study import episodes as eps
 from pinn_jax import models as mdl
-from pinn_jax import official
+from pinn_jax.models import official
 from pinn_jax.errors import EvaluationError, ModelError
 from pinn_jax.experiment import build_env
 from pinn_jax.policies import AttentionNeuronPolicy, count_params, make_policy
@@ -193,7 +193,7 @@ def test_plots_are_written_with_their_pixel_size(report, tmp_path):
 
 
 def test_frame_annotation_keeps_the_picture():
-    from pinn_jax.video import FrameAnnotator
+    from pinn_jax.study.video import FrameAnnotator
 
     frame = np.full((64, 96, 3), 200, np.uint8)
     frame[40:, :, 0] = 30
@@ -254,7 +254,7 @@ def test_run_directory_and_checkpoint_load(run):
 def test_eval_best_parameters_load_and_export(run, tmp_path):
     import dataclasses
 
-    from pinn_jax import pretrained
+    from pinn_jax.models import pretrained
     from pinn_jax.train import train
 
     # the module's run kept no held-out scores: asking for them is a one-line error naming the fix

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pinn_jax import checkpoint as ckpt
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax import rundir
+from pinn_jax.training import rundir
 from pinn_jax.errors import RunDirError, TrainingError
-from pinn_jax.metrics import MetricsWriter, read_csv
+from pinn_jax.training.metrics import MetricsWriter, read_csv
 from pinn_jax.train import main, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def config_file(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def trainer():
     """One trainer for every in-process run of the tiny config (compiled once; runs are the same with a new one)."""
-    from pinn_jax.trainer import make_trainer
+    from pinn_jax.training.trainer import make_trainer
 
     return make_trainer(tiny("unused"))
 
@@ -230,7 +230,7 @@ def test_a_real_full_file_system(tmp_path, config_file):
         assert on_disk(run)[-1] == last
         assert not [p for p in (run / "checkpoints").iterdir() if not p.name.isdigit()]
         cfg = ckpt.load_config(run)
-        from pinn_jax.trainer import make_trainer
+        from pinn_jax.training.trainer import make_trainer
 
         tr = make_trainer(cfg)
         for s in on_disk(run):  # every checkpoint left is readable
@@ -408,7 +408,7 @@ def test_eval_csv_only_for_runs_that_evaluate(tmp_path):
 # ---------------------------------------------------------------------------------- probes of the other tools
 
 def test_evaluate_checks_every_output_before_any_work(tmp_path, capsys):
-    from pinn_jax import evaluate
+    from pinn_jax.study import evaluate
 
     (tmp_path / "file").write_text("keep")
     cases = [(["--video", "/proc/v.gif"], "--video /proc/v.gif: its directory /proc is not writable"),
@@ -432,7 +432,7 @@ def test_output_checks_leave_nothing_behind(tmp_path):
 
 
 def test_distill_refuses_a_teacher_from_another_task(tmp_path, capsys):
-    from pinn_jax import distill
+    from pinn_jax.tools import distill
 
     argv = ["--teacher", "pretrained:cartpole_v1_pi", "--student", "quick", "--out", str(tmp_path / "d"),
             "--rounds", "1", "--episodes", "2", "--updates", "1", "--batch", "2"]

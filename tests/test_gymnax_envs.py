@@ -13,14 +13,14 @@ import pytest
 from gymnax.environments import spaces
 
 from pinn_jax import config as config_lib
-from pinn_jax import evaluate as ev
+from pinn_jax.study import evaluate as ev
 from pinn_jax.envs import ActionSpec, make
 from pinn_jax.errors import ConfigError
 from pinn_jax.experiment import action_spec, build_env, setup
 from pinn_jax.models import load_model
 from pinn_jax.train import main as train_main
 from pinn_jax.train import train
-from pinn_jax.trainer import make_trainer
+from pinn_jax.training.trainer import make_trainer
 
 CLASSIC = {"CartPole-v1": 500, "Acrobot-v1": 500, "Pendulum-v1": 200, "MountainCarContinuous-v0": 999,
            "MountainCar-v0": 200}
@@ -130,7 +130,7 @@ def test_non_vector_observations_are_one_line_errors(tmp_path, capsys):
 
 
 def test_the_cross_env_study_groups_by_env_and_shows_the_paper_claim(tmp_path, capsys):
-    from pinn_jax import study
+    from pinn_jax.study import across_envs as study
 
     specs = ["pretrained:cartpole_v1_pi", "pretrained:cartpole_v1_mlp", "pretrained:mountaincar_continuous_pi"]
     assert study.main([*specs, "--episodes", "8", "--conditions", "no_shuffle", "shuffle", "noise_2",

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.linalg
 
 from pinn_jax.envs import CartPoleSwingUp, EnvParams, EnvState
-from pinn_jax.lqr import CatchWithLQR, LQRPolicy, linearise, lqr_gain
+from pinn_jax.tools.lqr import CatchWithLQR, LQRPolicy, linearise, lqr_gain
 from pinn_jax.policies import make_policy
 
 
@@ -48,7 +48,7 @@ def test_no_stable_controller_of_the_summed_features_balances_the_pole():
     ``s = x + ẋ + θ + θ̇``. The plant from the action to ``s`` fails the parity interlacing property (an odd
     number of real unstable poles between its real unstable zero and the zero at infinity): no stable
     compensator of ``s`` stabilises it (Youla, Bongiorno & Lu 1974). Balancing needs per-feature states that
-    differ at the top (the separation in ``pinn_jax.diagnose``), an unstable compensator, or a limit cycle."""
+    differ at the top (the separation in ``pinn_jax.study.diagnose``), an unstable compensator, or a limit cycle."""
     a_mat, b_mat = linearise()
     c_sum = np.ones((1, 4))
     # invariant zeros: finite generalised eigenvalues of the Rosenbrock pencil [[A, B], [C, 0]] - z [[I, 0], [0, 0]]

@@ -1,4 +1,4 @@
-"""pinn_jax.official: verified download of the authors' cart-pole weights, offline (local server, file://)."""
+"""pinn_jax.models.official: verified download of the authors' cart-pole weights, offline (local server, file://)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pinn_jax import official
+from pinn_jax.models import official
 from pinn_jax.errors import ModelError, UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +210,7 @@ def test_weights_path_resolution_order(monkeypatch, tmp_path):
     cached.unlink()
     with pytest.raises(ModelError) as info:
         official.weights_path()
-    assert "\n" not in str(info.value) and "python -m pinn_jax.pretrained fetch-official" in str(info.value)
+    assert "\n" not in str(info.value) and "python -m pinn_jax pretrained fetch-official" in str(info.value)
 
 
 def test_weights_path_missing_paths_name_them(monkeypatch, tmp_path):

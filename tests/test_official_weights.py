@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_jax import official
+from pinn_jax.models import official
 
 from pinn_jax.policies import (
     AttentionNeuronPolicy,

@@ -8,7 +8,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
-from pinn_jax import pretrained
+from pinn_jax.models import pretrained
 from pinn_jax.errors import ModelError
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform

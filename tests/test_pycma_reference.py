@@ -1,4 +1,4 @@
-"""pinn_jax.pycma_reference: pycma on the trainer's own fitness and episodes."""
+"""pinn_jax.tools.pycma_reference: pycma on the trainer's own fitness and episodes."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import pytest
 import yaml
 from jax.flatten_util import ravel_pytree
 
-from pinn_jax import config as config_lib, pycma_reference
+from pinn_jax import config as config_lib
+
+from pinn_jax.tools import pycma_reference
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
-from pinn_jax.trainer import generation_keys, make_evaluator, make_trainer, start_keys
+from pinn_jax.training.trainer import generation_keys, make_evaluator, make_trainer, start_keys
 
 from conftest import tiny_dict
 

@@ -13,15 +13,16 @@ import pytest
 import yaml
 
 from pinn_jax import artifacts
-from pinn_jax import checkpoint as ckpt
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax import es, pretrained
+from pinn_jax.training import es
+from pinn_jax.models import pretrained
 from pinn_jax.config import ConfigError
-from pinn_jax.metrics import read_csv
+from pinn_jax.training.metrics import read_csv
 from pinn_jax.experiment import build_env, build_policy
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
-from pinn_jax.trainer import make_evaluator, make_trainer, run_params
+from pinn_jax.training.trainer import make_evaluator, make_trainer, run_params
 
 from conftest import tiny_dict
 
@@ -83,7 +84,7 @@ def test_resume_after_logging_past_the_checkpoint_keeps_each_generation_once(tmp
 
 
 def test_held_out_evaluation_of_the_mean(tmp_path):
-    from pinn_jax.trainer import held_out_keys, make_evaluator
+    from pinn_jax.training.trainer import held_out_keys, make_evaluator
 
     cfg = tiny(tmp_path / "run", train={"generations": 6, "eval_every": 2, "eval_episodes": 5})
     tr, state, _ = train(cfg, progress=False)

@@ -46,7 +46,7 @@ def venv(tmp_path_factory) -> Path:
 
 
 def test_the_installed_wheel_is_the_package_and_holds_configs_agents_and_licence(venv):
-    code = ("import pinn_jax, pinn_jax.configs as c, pinn_jax.pretrained as p; print(pinn_jax.__file__); "
+    code = ("import pinn_jax, pinn_jax.configs as c, pinn_jax.models.pretrained as p; print(pinn_jax.__file__); "
             "print(len(c.available()), len(p.available()))")
     out = run([str(venv / "bin" / "python"), "-c", code], cwd=venv.parent).stdout.split()
     assert out[0].startswith(str(venv)), out  # not this checkout

@@ -97,7 +97,7 @@ def load_official(path: str | os.PathLike, policy: AttentionNeuronPolicy | None 
     """Read the authors' released cart-pole weights (``np.savez`` with key ``params``).
 
     Args:
-        path: the ``model.npz`` file (:func:`pinn_jax.official.weights_path` finds or fetches it).
+        path: the ``model.npz`` file (:func:`pinn_jax.models.official.weights_path` finds or fetches it).
         policy: the config to load into (default config; must have 913 params).
 
     Raises:

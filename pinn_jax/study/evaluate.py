@@ -1,9 +1,9 @@
 """Evaluate trained policies under shuffled and noisy observations (the paper's study).
 
-    python -m pinn_jax.evaluate official pretrained:cartpole_pi_catch --episodes 200 --out out/eval \\
+    python -m pinn_jax evaluate official pretrained:cartpole_pi_catch --episodes 200 --out out/eval \\
         --shuffle-every 50 100 250 --noise 0 5 10 15 20 30 --video out/eval/pi.mp4 --attention out/eval/attn.png
 
-Every condition (:mod:`pinn_jax.conditions`) runs all its episodes in one compiled call per model
+Every condition (:mod:`pinn_jax.study.conditions`) runs all its episodes in one compiled call per model
 (``rollout.episode`` vmapped over episode keys). Episode ``i`` uses the key ``fold_in(PRNGKey(seed), i)``
 in every condition and for every model, so comparisons are paired: the same starts, the same permutation
 draws and the same noise. Models with a fixed input size (MLP, linear) are marked "n/a" in conditions
@@ -11,7 +11,7 @@ that change the number of features. The env, its start and the episode length ar
 unless ``--env``, ``--env-start`` or ``--max-steps`` say otherwise.
 
 Models are loaded by :mod:`pinn_jax.models`; single episodes (videos, attention maps) are in
-:mod:`pinn_jax.episodes`; the figures in :mod:`pinn_jax.plots`.
+:mod:`pinn_jax.study.episodes`; the figures in :mod:`pinn_jax.study.plots`.
 """
 
 from __future__ import annotations
@@ -29,17 +29,19 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from pinn_jax import artifacts, plots, video
-from pinn_jax.conditions import (DEFAULT_EPISODES, Condition, condition_env, default_conditions, episode_keys,
+from pinn_jax import artifacts
+
+from pinn_jax.study import plots, video
+from pinn_jax.study.conditions import (DEFAULT_EPISODES, Condition, condition_env, default_conditions, episode_keys,
                                  not_applicable, parse_condition)
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import label
-from pinn_jax.episodes import plot_attention, render_episode_video
+from pinn_jax.study.episodes import plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
-from pinn_jax.plots import plot_noise, plot_returns, plot_shuffle_period
+from pinn_jax.study.plots import plot_noise, plot_returns, plot_shuffle_period
 from pinn_jax.policies import Policy
-from pinn_jax.progress import Tracker
+from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import episode
 
 __all__ = ["evaluate", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
@@ -212,7 +214,7 @@ def write_plots(report: dict[str, Any], out_dir: str | os.PathLike,
 
 # -------------------------------------------------------------------------------------------- CLI
 def parse_args(argv: Sequence[str] | None = None):
-    p = ArgumentParser(prog="python -m pinn_jax.evaluate", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="run directory, RUN_DIR/checkpoints/<gen>, FILE.npz, 'official' or 'pretrained:NAME'")
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",

@@ -19,11 +19,15 @@ import numpy as np
 import threadpoolctl
 from flax import struct
 
-from pinn_jax import artifacts, distributed, pretrained
-from pinn_jax import checkpoint as ckpt
+from pinn_jax import artifacts
+
+from pinn_jax.training import distributed
+
+from pinn_jax.models import pretrained
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.config import Config, pretrained_name
 from pinn_jax.errors import CheckpointError, ConfigError, ModelError, UserError, one_line
-from pinn_jax.es import Strategy, make_strategy
+from pinn_jax.training.es import Strategy, make_strategy
 from pinn_jax.experiment import Experiment, setup
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import evaluate_population, member_returns
@@ -280,7 +284,7 @@ def limit_lapack_threads(n: int = 1) -> list[str]:
 def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mesh: Any = None) -> Trainer:
     """Build the experiment described by ``cfg`` with its compiled multi-generation ``run``.
 
-    With a ``mesh`` (see :func:`pinn_jax.distributed.make_mesh`) the population is sharded over all
+    With a ``mesh`` (see :func:`pinn_jax.training.distributed.make_mesh`) the population is sharded over all
     its devices (``strategy.population_size`` must be a multiple of their number) and the state and
     metrics are replicated global arrays; ``init`` places the initial state accordingly.
     """

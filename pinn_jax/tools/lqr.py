@@ -1,8 +1,8 @@
 """A linear-quadratic regulator (LQR) that balances the upright cart-pole, and a teacher built on it.
 
 The attention neurons trained by ES alone swing the pole up but do not balance it: they let it fall over
-and swing it up again (see ``pinn_jax.diagnose``). :class:`CatchWithLQR` is a teacher for
-``pinn_jax.distill`` that plays a base policy (e.g. ``pretrained:cartpole_pi``) until the pole is near the
+and swing it up again (see ``pinn_jax.study.diagnose``). :class:`CatchWithLQR` is a teacher for
+``pinn_jax.tools.distill`` that plays a base policy (e.g. ``pretrained:cartpole_pi``) until the pole is near the
 top and lets an LQR balancer act there; a student distilled from it learns both.
 
 The gain comes from the environment itself: one Euler step is linearised at the upright rest state with

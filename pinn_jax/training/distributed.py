@@ -53,7 +53,7 @@ def initialize(cfg: DistributedConfig) -> None:
         if "must be called before" not in str(e):
             raise
         raise ConfigError("config key 'distributed.enabled' is set but JAX already started in this process; call "
-                          "pinn_jax.distributed.initialize before any JAX computation (or use the CLI)") from None
+                          "pinn_jax.training.distributed.initialize before any JAX computation (or use the CLI)") from None
     except ValueError as e:  # e.g. no coordinator address or process count, and no cluster detected
         first = str(e).strip().splitlines()[0]
         raise ConfigError(f"config section 'distributed': {first} (set distributed.* or JAX_COORDINATOR_ADDRESS, "

@@ -1,6 +1,6 @@
 """Benchmark: generations per second, environment steps per second, scaling, and a Python-loop baseline.
 
-``python -m pinn_jax.bench [--out bench_results] [--repeats 5] [--quick | --tiny]`` measures
+``python -m pinn_jax bench [--out bench_results] [--repeats 5] [--quick | --tiny]`` measures
 
 * one generation at paper scale (attention neuron, MLP and linear policies; CMA-ES; population
   256 x 16 rollouts x 1000 steps on the hard start), timing the real ``Trainer.run(state, 1)``:
@@ -49,11 +49,11 @@ import numpy as np
 from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax import configs
-from pinn_jax.bench_report import markdown, plot, range_text as _range, g as _g, times as _times
+from pinn_jax.tools.bench_report import markdown, plot, range_text as _range, g as _g, times as _times
 from pinn_jax.errors import ArgumentParser, cli
 from pinn_jax.experiment import setup
 from pinn_jax.rollout import evaluate_population
-from pinn_jax.trainer import limit_lapack_threads, make_trainer
+from pinn_jax.training.trainer import limit_lapack_threads, make_trainer
 
 __all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]
 
@@ -330,7 +330,7 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
     blas = limit_lapack_threads()
     meta = device_info()
     meta["lapack_threads_limited"] = blas
-    log(f"pinn_jax.bench ({s.mode}): {meta['backend']} {meta['device']} | {meta['cpu_model']} "
+    log(f"pinn_jax.tools.bench ({s.mode}): {meta['backend']} {meta['device']} | {meta['cpu_model']} "
         f"({meta['cpu_affinity']} cores) | jax {meta['jax']} | load {meta['loadavg_start']}")
     generation, compile_times, memory, baseline, speedup = {}, {}, {"peak_rss_bytes": {}}, {}, {}
     for name in s.policies:
@@ -376,7 +376,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m pinn_jax.bench", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_results", metavar="DIR", help="output directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the benchmarked configs (initial state, episodes)")
     mode = p.add_mutually_exclusive_group()

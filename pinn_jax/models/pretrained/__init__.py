@@ -3,12 +3,12 @@
 Each model is ``NAME.npz`` (a flat parameter file, :mod:`pinn_jax.artifacts`) beside ``NAME.json`` (the
 training config, the generation count, which parameters were exported and how they were chosen).
 
-    policy, params, cfg = pinn_jax.pretrained.load("cartpole_pi")
+    policy, params, cfg = pinn_jax.models.pretrained.load("cartpole_pi")
 
-    python -m pinn_jax.pretrained list
-    python -m pinn_jax.pretrained export RUN_DIR NAME [--params mean|best|eval_best]
-    python -m pinn_jax.pretrained export-student DISTILL_DIR NAME [--round N]
-    python -m pinn_jax.pretrained fetch-official      # the authors' weights, verified (pinn_jax.official)
+    python -m pinn_jax pretrained list
+    python -m pinn_jax pretrained export RUN_DIR NAME [--params mean|best|eval_best]
+    python -m pinn_jax pretrained export-student DISTILL_DIR NAME [--round N]
+    python -m pinn_jax pretrained fetch-official      # the authors' weights, verified (pinn_jax.models.official)
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from typing import Any, Sequence
 
 import jax.numpy as jnp
 
-from pinn_jax import artifacts, official
-from pinn_jax import checkpoint as ckpt
+from pinn_jax import artifacts
+
+from pinn_jax.models import official
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
 from pinn_jax.errors import ArgumentParser, ModelError, cli
 from pinn_jax.experiment import setup
-from pinn_jax.metrics import read_csv
+from pinn_jax.training.metrics import read_csv
 from pinn_jax.policies import Policy
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -94,7 +96,7 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
 
 def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | None = None,
                    notes: dict | None = None, dest: pathlib.Path = HERE) -> pathlib.Path:
-    """Copy a ``pinn_jax.distill`` student into the package: round ``round_`` (``rounds/NNN.npz``) or the last.
+    """Copy a ``pinn_jax.tools.distill`` student into the package: round ``round_`` (``rounds/NNN.npz``) or the last.
 
     The metadata records the student's config, the round and the distillation's wall time up to it.
     """
@@ -130,14 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["fetch-official"]:
         return official.main(argv[1:])
-    p = ArgumentParser(prog="python -m pinn_jax.pretrained", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax pretrained", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="ship a finished run's parameters")
     e.add_argument("run_dir", help="the run directory")
     e.add_argument("name", help="name of the shipped model")
     e.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",
                    help="the final ES mean, the best member, or the mean that scored best on held-out episodes")
-    d = sub.add_parser("export-student", help="ship a pinn_jax.distill student")
+    d = sub.add_parser("export-student", help="ship a pinn_jax.tools.distill student")
     d.add_argument("distill_dir", help="the distillation's --out directory")
     d.add_argument("name", help="name of the shipped model")
     d.add_argument("--round", type=int, default=None, help="the round to ship (default: the last)")

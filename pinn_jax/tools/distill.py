@@ -1,7 +1,7 @@
 """Behaviour cloning with DAgger: teach a student policy (e.g. the attention neuron) to act like a
 trained teacher (e.g. an MLP), then fine-tune it with ES (``strategy.init_mean: <out>/student.npz``).
 
-    python -m pinn_jax.distill --teacher pretrained:cartpole_mlp --student configs/cartpole_pi_short.yaml \\
+    python -m pinn_jax distill --teacher pretrained:cartpole_mlp --student configs/cartpole_pi_short.yaml \\
         --out runs/cartpole_pi_bc [--rounds 8 --episodes 64 --updates 100 --batch 32 --lr 3e-3]
 
 Round 0 records episodes played by the teacher (by the student when it starts from ``--init``); every
@@ -12,7 +12,7 @@ recurrent state (back-propagation through time) with the previous actions that w
 The authors of the paper trained their Ant attention-neuron agent by behaviour cloning in the same spirit.
 
 With ``--lqr-above C`` the labels near the top (``cos θ > C``) come from an LQR balancer instead
-(:mod:`pinn_jax.lqr`): ``--teacher pretrained:cartpole_pi --lqr-above 0.8`` teaches a student the shipped
+(:mod:`pinn_jax.tools.lqr`): ``--teacher pretrained:cartpole_pi --lqr-above 0.8`` teaches a student the shipped
 attention neuron's swing-up and a balance that ES alone never found.
 
 Writes ``OUT/student.npz`` (``params``: flat student parameters, the format ``strategy.init_mean`` and
@@ -36,17 +36,19 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from pinn_jax import artifacts, lqr
+from pinn_jax import artifacts
+
+from pinn_jax.tools import lqr
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
 from pinn_jax.envs import is_swingup, make, same_task
 from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
-from pinn_jax.progress import Tracker
+from pinn_jax.training.progress import Tracker
 from pinn_jax.policies import Policy, PolicyBase
 from pinn_jax.rollout import episode, member_returns
-from pinn_jax.trainer import held_out_keys, initial_mean_flat
+from pinn_jax.training.trainer import held_out_keys, initial_mean_flat
 
 
 class Episodes(NamedTuple):
@@ -150,7 +152,7 @@ def load_teacher(spec: str, cfg: Config) -> tuple[Policy, Any]:
 
 
 def with_lqr_catch(teacher: Policy, cfg: Config, threshold: float) -> Policy:
-    """The teacher, with an LQR balancer (:mod:`pinn_jax.lqr`) acting where ``cos θ > threshold``."""
+    """The teacher, with an LQR balancer (:mod:`pinn_jax.tools.lqr`) acting where ``cos θ > threshold``."""
     if not is_swingup(cfg.env.name):
         raise ConfigError(f"--lqr-above needs a cart-pole swing-up env, got {cfg.env.name!r}")
     if not -1.0 < threshold < 1.0:
@@ -242,7 +244,7 @@ def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m pinn_jax.distill", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax distill", description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", required=True, help="run directory, FILE.npz, pretrained:NAME or official")
     p.add_argument("--student", required=True, metavar="CONFIG", help="training config of the student (name or YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -1,6 +1,6 @@
 """The authors' released cart-pole weights: where they come from, a verified download, and where to find them.
 
-``python -m pinn_jax.pretrained fetch-official`` downloads ``model.npz`` from a pinned commit of
+``python -m pinn_jax pretrained fetch-official`` downloads ``model.npz`` from a pinned commit of
 ``google/brain-tokyo-workshop`` into the user cache and checks its SHA256 before anything is saved.
 :func:`weights_path` then finds it (or a copy the user points to) for
 :func:`pinn_jax.policies.load_official`.
@@ -37,7 +37,7 @@ ATTRIBUTION = (
     f"Source: https://github.com/{REPO}, commit {COMMIT}, file {REPO_PATH}\n"
     f"Licence: {LICENSE} (Copyright Google; not an official Google product)."
 )
-FETCH_COMMAND = "python -m pinn_jax.pretrained fetch-official"
+FETCH_COMMAND = "python -m pinn_jax pretrained fetch-official"
 
 WEIGHTS_ENV = "PINN_JAX_OFFICIAL_WEIGHTS"  # a path to model.npz
 REFERENCE_DIR_ENV = "PINN_JAX_REFERENCE_DIR"  # legacy: a directory holding attentionneuron_cartpole/model.npz
@@ -139,7 +139,7 @@ def weights_path(explicit: str | os.PathLike | None = None) -> Path:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     """``fetch-official``: download and verify the authors' weights, then print where they are."""
-    p = ArgumentParser(prog="python -m pinn_jax.pretrained fetch-official",
+    p = ArgumentParser(prog="python -m pinn_jax pretrained fetch-official",
                        description="Download the authors' AttentionNeuron cart-pole weights and verify their SHA256.")
     p.add_argument("--url", default=URL, help="where to download model.npz from")
     p.add_argument("--out", "--dest", dest="dest", type=Path, default=cached_path(), metavar="FILE",

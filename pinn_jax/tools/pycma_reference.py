@@ -1,11 +1,11 @@
 """pycma, the official trainer's optimizer, on pinn_jax's fitness: a reference run to compare evosax's CMA-ES with.
 
-``python -m pinn_jax.pycma_reference --config cartpole_pi --generations 500 --out DIR`` runs pycma's
+``python -m pinn_jax pycma_reference --config cartpole_pi --generations 500 --out DIR`` runs pycma's
 ``ask``/``tell`` on the host. Every generation's population is scored by the same jitted
 :func:`pinn_jax.rollout.evaluate_population` as :mod:`pinn_jax.train`, on the same episodes: the key chain
-of :func:`pinn_jax.trainer.generation_keys` from the same seed, so with common random numbers generation
+of :func:`pinn_jax.training.trainer.generation_keys` from the same seed, so with common random numbers generation
 ``g`` of both runs sees the same starts. Every ``train.eval_every`` generations the search mean plays
-``train.eval_episodes`` held-out episodes (:func:`pinn_jax.trainer.make_evaluator`). Rows go into
+``train.eval_episodes`` held-out episodes (:func:`pinn_jax.training.trainer.make_evaluator`). Rows go into
 ``metrics.csv`` / ``eval.csv`` in train's format, with ``tell_s`` (host time of ask + tell) in
 ``pycma.csv``; the search mean every ``train.eval_every`` generations as ``mean_NNNNNN.npz``, beside the run's
 ``config.yaml`` (so that each is a model for ``diagnose``, ``evaluate`` or ``strategy.init_mean``).
@@ -34,10 +34,10 @@ from jax.flatten_util import ravel_pytree
 from pinn_jax import artifacts, config
 from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli
 from pinn_jax.experiment import Experiment, setup
-from pinn_jax.metrics import MetricsWriter, eval_row
-from pinn_jax.progress import Tracker
+from pinn_jax.training.metrics import MetricsWriter, eval_row
+from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import evaluate_population
-from pinn_jax.trainer import generation_keys, initial_mean_flat, make_evaluator, start_keys
+from pinn_jax.training.trainer import generation_keys, initial_mean_flat, make_evaluator, start_keys
 
 
 def _cma() -> Any:
@@ -126,7 +126,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m pinn_jax.pycma_reference", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax pycma_reference", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="config name or YAML path (strategy.name is ignored: pycma)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")

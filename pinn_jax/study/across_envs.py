@@ -1,11 +1,11 @@
 """The permutation-invariance study across environments: in each env, the attention neuron against the MLP,
 unshuffled, shuffled once per episode, reshuffled every 50 steps and with 5 noise features.
 
-    python -m pinn_jax.study --episodes 200 --seed 0 --out out/study          # the shipped agents
-    python -m pinn_jax.study pretrained:cartpole_v1_pi runs/my_mlp --out out/study
+    python -m pinn_jax study --episodes 200 --seed 0 --out out/study          # the shipped agents
+    python -m pinn_jax study pretrained:cartpole_v1_pi runs/my_mlp --out out/study
 
 Models are grouped by the env setting they were trained on (name, start, episode length) and each group is
-evaluated by :func:`pinn_jax.evaluate.evaluate` on the same episodes (paired). Writes ``study.json`` (every
+evaluated by :func:`pinn_jax.study.evaluate.evaluate` on the same episodes (paired). Writes ``study.json`` (every
 report), ``study.md`` (mean ± standard error per env, model and condition) and ``study.png``.
 """
 
@@ -20,12 +20,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
-from pinn_jax.conditions import DEFAULT_EPISODES, parse_condition
+from pinn_jax.study.conditions import DEFAULT_EPISODES, parse_condition
 from pinn_jax.envs import label
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
-from pinn_jax.evaluate import evaluate
+from pinn_jax.study.evaluate import evaluate
 from pinn_jax.models import Model, load_model
-from pinn_jax.progress import Tracker
+from pinn_jax.training.progress import Tracker
 
 __all__ = ["CONDITIONS", "DEFAULT_MODELS", "study", "markdown", "plot", "main"]
 
@@ -107,7 +107,7 @@ def plot(result: dict[str, dict[str, Any]], path: Any) -> Any:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m pinn_jax.study", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax study", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", metavar="MODEL", help="models to compare (default: the shipped agents "
                    "of every env)")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model and condition")

@@ -1,4 +1,4 @@
-"""Figures of an evaluation report (see :func:`pinn_jax.evaluate.evaluate`) and of attention weights.
+"""Figures of an evaluation report (see :func:`pinn_jax.study.evaluate.evaluate`) and of attention weights.
 
 Every function draws on its own ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot state,
 no GUI backend), saves a PNG of exactly ``figsize * dpi`` pixels and returns the path.
@@ -277,7 +277,7 @@ def plot_curves(curves: Sequence[Any], path: str | os.PathLike, target: float | 
                 paper_generations: int | None = None, hours_budget: float | None = None,
                 figsize: tuple[float, float] = (11, 4), dpi: int = 110) -> pathlib.Path:
     """Held-out return against generations (left) and wall-clock hours (right), one line per
-    :class:`pinn_jax.curves.Curve`; an open circle on a staged run's line where its next stage starts, the
+    :class:`pinn_jax.study.curves.Curve`; an open circle on a staged run's line where its next stage starts, the
     target and the budgets dashed, the legend below both panels."""
     legend_h = 0.17 * -(-len(curves) // 3)  # inches: a row of three labels per three curves
     fig = _figure((figsize[0], figsize[1] + legend_h), dpi)

@@ -1,7 +1,7 @@
 """Trained models by name: a policy, its parameters and the config it was trained with.
 
-    load_model("official")                     # the authors' released weights (pinn_jax.official)
-    load_model("pretrained:cartpole_pi")       # a shipped agent (pinn_jax.pretrained)
+    load_model("official")                     # the authors' released weights (pinn_jax.models.official)
+    load_model("pretrained:cartpole_pi")       # a shipped agent (pinn_jax.models.pretrained)
     load_model("runs/pi", params="eval_best")  # a run directory (or RUN_DIR/checkpoints/<gen>)
     load_model("runs/distill/rounds/038.npz")  # a flat parameter file with a config.yaml beside or above it
 
@@ -16,13 +16,15 @@ from typing import Any, Sequence
 
 import jax.numpy as jnp
 
-from pinn_jax import artifacts, official, pretrained
+from pinn_jax import artifacts
+
+from pinn_jax.models import official, pretrained
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config, EnvConfig
 from pinn_jax.errors import ConfigError, ModelError, UserError, one_line
 from pinn_jax.experiment import setup
 from pinn_jax.policies import AttentionNeuronPolicy, Policy, load_official
-from pinn_jax.trainer import run_params
+from pinn_jax.training.trainer import run_params
 
 __all__ = ["Model", "load_model", "unique_names"]
 

@@ -1,8 +1,8 @@
 """Learning curves of several runs: held-out return against generations and against wall-clock time.
 
-``python -m pinn_jax.curves --run LABEL=RUN_DIR ... --out docs/es_alone/curves.png --target 472`` reads each
+``python -m pinn_jax curves --run LABEL=RUN_DIR ... --out docs/es_alone/curves.png --target 472`` reads each
 run's ``eval.csv`` (written by :mod:`pinn_jax.train` with ``train.eval_every``, or by
-:mod:`pinn_jax.pycma_reference`) and draws both panels, with the target and the paper's budget marked.
+:mod:`pinn_jax.tools.pycma_reference`) and draws both panels, with the target and the paper's budget marked.
 A run given as ``LABEL=DIR1+DIR2`` is a staged run: the second stage's generations and seconds continue
 after the first's. ``DIR@N`` ends a stage at generation N, the mean the next stage started from; its seconds
 there are interpolated between held-out rows (past the last row, at the stage's own pace). A stage whose
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pinn_jax import artifacts
-from pinn_jax import checkpoint as ckpt
-from pinn_jax.plots import plot_curves
+from pinn_jax.training import checkpoint as ckpt
+from pinn_jax.study.plots import plot_curves
 from pinn_jax.errors import ArgumentParser, UserError, cli
-from pinn_jax.metrics import read_csv
+from pinn_jax.training.metrics import read_csv
 
 PAPER_GENERATIONS = 14_000  # the paper's CMA-ES budget for the cart-pole attention neuron
 
@@ -106,7 +106,7 @@ def _run_arg(text: str) -> tuple[str, list[str]]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m pinn_jax.curves", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax curves", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", type=_run_arg, action="append", required=True, metavar="LABEL=DIR[@N][+DIR[@N]...]",
                    help="a run (or its stages, in order; @N: the stage ends at generation N) to draw")
     p.add_argument("--out", required=True, help="figure file (png, pdf, svg)")

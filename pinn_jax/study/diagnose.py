@@ -1,11 +1,11 @@
 """How a cart-pole swing-up agent earns its return: does it hold the pole up, or keep it spinning?
 
-    python -m pinn_jax.diagnose official pretrained:cartpole_pi pretrained:cartpole_mlp --episodes 300
+    python -m pinn_jax diagnose official pretrained:cartpole_pi pretrained:cartpole_mlp --episodes 300
 
 The mean return hides the behaviour behind it. An agent that swings the pole round and round through
 the top still earns about 0.8 per step, against 1.0 for one that balances it. On the hard start both
 kinds lose the same episodes to the start itself. Their means then differ by only ~10-20%, while their
-survivors behave quite differently. For each model this runs the episodes of ``pinn_jax.evaluate``
+survivors behave quite differently. For each model this runs the episodes of ``pinn_jax.study.evaluate``
 (same keys, unshuffled observations) and reports:
 
 * ``survival``: the fraction of episodes that last all ``max_steps`` steps;
@@ -37,12 +37,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from pinn_jax import artifacts
-from pinn_jax.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
+from pinn_jax.study.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import is_swingup
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
-from pinn_jax.progress import Tracker
+from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import episode
 
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "attention_separation", "traces", "diagnose", "format_table",
@@ -138,7 +138,7 @@ def traces(model: Model, episodes: int, seed: int = 0, env_cfg: EnvConfig | None
            chunk: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(theta, reward, length, separation)``: per step the pole angle before it (NaN outside the swing-up,
     which has no pole angle), its reward and the attention separation (NaN for a policy without attention);
-    each episode's length. Unshuffled observations; episode ``i`` uses ``pinn_jax.evaluate``'s key ``i``;
+    each episode's length. Unshuffled observations; episode ``i`` uses ``pinn_jax.study.evaluate``'s key ``i``;
     ``chunk`` episodes are recorded per call.
     """
     env_cfg = env_cfg or model.env_cfg
@@ -194,12 +194,12 @@ def format_table(report: dict[str, dict[str, float]]) -> str:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; 2 with a one-line error on a bad model spec or option."""
-    p = ArgumentParser(prog="python -m pinn_jax.diagnose", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax diagnose", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="run directory, FILE.npz, 'official' or 'pretrained:NAME'")
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean", help="parameters of a run directory")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys (those of pinn_jax.evaluate)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys (those of pinn_jax.study.evaluate)")
     p.add_argument("--env-start", choices=STARTS, default=None,
                    help="start distribution (default: each model's own)")
     p.add_argument("--max-steps", type=int, default=None, help="episode length (default: each model's own)")

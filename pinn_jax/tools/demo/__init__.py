@@ -1,7 +1,7 @@
 """A static web page that runs the cart-pole swing-up and its policies live in the browser.
 
-    python -m pinn_jax.demo OUT_DIR --model pretrained:cartpole_pi_catch --model pretrained:cartpole_mlp
-    python -m pinn_jax.demo --out OUT_DIR --serve [--port 8000]    # and serve it on 127.0.0.1
+    python -m pinn_jax demo OUT_DIR --model pretrained:cartpole_pi_catch --model pretrained:cartpole_mlp
+    python -m pinn_jax demo --out OUT_DIR --serve [--port 8000]    # and serve it on 127.0.0.1
 
 OUT_DIR gets ``index.html``, ``demo.js`` (a small float32 JavaScript port of the swing-up's step and of the
 attention-neuron, MLP and linear policies) and ``models.js`` (the models' parameters, configs and the env's
@@ -121,7 +121,7 @@ def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int =
         for name in ASSETS:
             paths.append(pathlib.Path(shutil.copyfile(HERE / name, out / name)))
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-        (out / DATA_FILE).write_text("// written by python -m pinn_jax.demo\nwindow.PINN_DEMO = " + text + ";\n",
+        (out / DATA_FILE).write_text("// written by python -m pinn_jax demo\nwindow.PINN_DEMO = " + text + ";\n",
                                      encoding="utf-8")
         paths.append(out / DATA_FILE)
     except OSError as e:
@@ -145,7 +145,7 @@ def serve(out_dir: str | pathlib.Path, port: int = 0) -> http.server.ThreadingHT
 
 
 def _parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m pinn_jax.demo", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m pinn_jax demo", description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", nargs="?", metavar="OUT_DIR", help="where to write the page (or --out)")
     p.add_argument("--out", default=None, metavar="DIR", help="the same as OUT_DIR")
     p.add_argument("--model", action="append", default=None, metavar="SPEC",

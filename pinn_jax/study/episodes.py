@@ -1,6 +1,6 @@
 """Single recorded episodes of a model: the trajectory, a video of it, and its attention maps.
 
-Episode ``i`` here is episode ``i`` of :func:`pinn_jax.evaluate.evaluate` (the same key), so a video or
+Episode ``i`` here is episode ``i`` of :func:`pinn_jax.study.evaluate.evaluate` (the same key), so a video or
 an attention figure shows an episode whose return is in the report.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from pinn_jax import plots, video
-from pinn_jax.conditions import Condition, condition_env, make_condition, not_applicable, parse_condition
+from pinn_jax.study import plots, video
+from pinn_jax.study.conditions import Condition, condition_env, make_condition, not_applicable, parse_condition
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import is_swingup, render
 from pinn_jax.errors import EvaluationError
@@ -53,7 +53,7 @@ def _as_condition(condition: Condition | str) -> Condition:
 
 def record_episode(model: Model, condition: Condition | str = "no_shuffle", env_cfg: EnvConfig | None = None,
                    seed: int = 0, episode_index: int = 0, steps: int | None = None) -> Recording:
-    """Record episode ``episode_index`` of :func:`~pinn_jax.evaluate.evaluate`'s episodes (same key) for at
+    """Record episode ``episode_index`` of :func:`~pinn_jax.study.evaluate.evaluate`'s episodes (same key) for at
     most ``steps`` steps (default: ``env_cfg.max_steps``)."""
     condition = _as_condition(condition)
     env_cfg = env_cfg or EnvConfig()

@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a run: the full :class:`~pinn_jax.trainer.TrainState` (strategy state,
+"""Orbax checkpoints of a run: the full :class:`~pinn_jax.training.trainer.TrainState` (strategy state,
 PRNG key, generation) plus JSON metadata (config, parameter count, best fitness).
 
 Layout: ``RUN_DIR/checkpoints/<generation>/{state,meta}`` beside the run's other files

@@ -1,7 +1,0 @@
-"""``python -m pinn_jax.demo``: write (and optionally serve) the browser demo."""
-
-import sys
-
-from pinn_jax.demo import main
-
-sys.exit(main())

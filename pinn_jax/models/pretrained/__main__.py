@@ -1,0 +1,5 @@
+import sys
+
+from pinn_jax.models.pretrained import main
+
+sys.exit(main())

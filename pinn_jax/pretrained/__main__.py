@@ -1,5 +1,0 @@
-import sys
-
-from pinn_jax.pretrained import main
-
-sys.exit(main())
