@@ -26,7 +26,7 @@ from pinn_jax.errors import CheckpointError, ModelError, UserError
 __all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
            "CHECKPOINTS_DIR", "PARAM_CHOICES", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "eval_best_score", "saved_params", "round_file", "student_file", "output_dir",
-           "output_file"]
+           "output_file", "SHIPPED_DIR", "shipped_names", "shipped_file"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
@@ -35,6 +35,7 @@ INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "par
 STUDENT_FILE = "student.npz"
 DISTILL_LOG = "distill.csv"
 CHECKPOINTS_DIR = "checkpoints"
+SHIPPED_DIR = pathlib.Path(__file__).resolve().parent / "models" / "pretrained"  # NAME.npz + NAME.json
 PARAM_CHOICES = ("mean", "best", "eval_best")  # which parameters of a run
 
 Path = str | os.PathLike
@@ -121,6 +122,19 @@ def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
         flat = np.asarray(data["params" if which == "eval_best" else which], np.float32)
         generation = int(data["generation"]) if "generation" in data else None
     return flat, generation
+
+
+def shipped_names() -> list[str]:
+    """Names of the agents shipped in the package (a ``NAME.npz`` with its ``NAME.json``)."""
+    return sorted(p.stem for p in SHIPPED_DIR.glob("*.npz") if (SHIPPED_DIR / f"{p.stem}.json").exists())
+
+
+def shipped_file(name: str, suffix: str = ".npz") -> pathlib.Path:
+    """A shipped agent's parameter file (``.npz``) or metadata (``.json``); a one-line
+    :class:`~pinn_jax.errors.ModelError` naming the shipped agents when there is no agent ``name``."""
+    if name not in shipped_names():
+        raise ModelError(f"no pretrained model {name!r} (available: {', '.join(shipped_names()) or 'none'})")
+    return SHIPPED_DIR / f"{name}{suffix}"
 
 
 def student_file(out: Path) -> pathlib.Path:

@@ -188,20 +188,24 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if not _has_checkpoint(run_dir):
                     raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
                                           f"one; delete the directory and start it again without --resume")
-            from pinn_jax.training.trainer import make_evaluator, make_trainer, pin_init_mean, reads_init_mean
+            from pinn_jax.training import runs, trainer as trainer_lib
 
-            if not resume:  # config.yaml names the checkpoint a run-directory init_mean starts from
-                cfg = pin_init_mean(cfg)
-            tr = trainer or make_trainer(cfg, mesh=distributed.mesh_for(cfg))
-            state = tr.init(warm_start=not resume)  # a resume restores its state over this one
+            distributed.limit_lapack_threads()
+            tr = trainer or trainer_lib.make_trainer(cfg, mesh=distributed.mesh_for(cfg))
+            start = None
+            if resume:
+                state = tr.init()  # the target the checkpoint is restored into
+            else:  # config.yaml names the checkpoint a run-directory init_mean starts from
+                seed_key = jax.random.PRNGKey(cfg.seed)
+                start = runs.resolve_start(cfg.strategy.init_mean, tr.exp, trainer_lib.start_keys(seed_key)[1])
+                cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, init_mean=start.init_mean))
+                state = tr.init(start.mean)
             with interrupts.held():  # neither is cut short by a signal (it is raised once they are done)
                 if resume:
                     state, _ = ckpt.restore(run_dir, state, set_aside=main)
                 else:
-                    start = (np.asarray(jax.device_get(tr.mean_flat(state)))  # on every process: a global array
-                             if reads_init_mean(cfg.strategy.init_mean) else None)
-                    created = prepare_run_dir(run_dir, cfg, lock, start)
-            state, rows = _run(cfg, tr, state, resume, progress, status, interrupts, make_evaluator)
+                    created = prepare_run_dir(run_dir, cfg, lock, start.flat)
+            state, rows = _run(cfg, tr, state, resume, progress, status, interrupts, trainer_lib.make_evaluator)
         return tr, state, rows
     except BaseException as e:
         if created is not None and main and not _has_checkpoint(run_dir) and rundir.remove_created(run_dir, created):

@@ -20,7 +20,7 @@ import numpy as np
 from pinn_jax import config as config_lib
 from pinn_jax.training import distributed
 
-from conftest import tiny_dict  # noqa: E402 - tests/ is this script's directory
+from conftest import counting_traces, tiny_dict  # noqa: E402 - tests/ is this script's directory
 
 
 def _history(m) -> dict[str, list[float]]:
@@ -93,13 +93,14 @@ def multiprocess(port: str, pid: str, nproc: str, run_dir: str, shared_dir: str)
                  "device_count": jax.device_count(), "local_device_count": jax.local_device_count()}
     # 2) train() on a directory every process sees, then resume it (all processes restore together)
     cfg = config_lib.from_dict(config_lib.apply_overrides(tiny_dict(shared_dir, train={"generations": 2}), sets))
-    tr, _, rows_a = train(cfg, progress=False)
+    with counting_traces() as traces:
+        tr, _, rows_a = train(cfg, progress=False)
     cfg3 = config_lib.from_dict(config_lib.apply_overrides(tiny_dict(shared_dir), sets))
     tr, state, rows_b = train(cfg3, resume=True, progress=False, trainer=tr)
     out["rows"] = rows_a + rows_b
     out["mean"] = np.asarray(state.es_state.mean).tolist()  # replicated: readable on every process
     out["generation"] = int(state.generation)
-    out["traces"] = list(tr.traces)
+    out["traces"] = len(traces)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import sys
@@ -41,3 +42,27 @@ def tiny_dict(run_dir: str, **sections) -> dict:
 def tiny(tmp_path):
     """A seconds-sized training config in a fresh run directory (``tiny_dict``, validated)."""
     return lambda **sections: config_lib.from_dict(tiny_dict(str(tmp_path / "run"), **sections))
+
+
+@contextlib.contextmanager
+def counting_traces():
+    """Count, from outside the trainer, how often a trainer built inside the block traces its generation body:
+    ``with counting_traces() as traces: tr = make_trainer(...)`` then ``len(traces)`` after the calls."""
+    from pinn_jax.training import trainer as trainer_lib
+
+    traces: list[int] = []
+    real = trainer_lib.make_generation
+
+    def counted(*args, **kwargs):
+        generation = real(*args, **kwargs)
+
+        def body(state, x):
+            traces.append(1)  # a Python side effect: runs only while tracing
+            return generation(state, x)
+        return body
+
+    trainer_lib.make_generation = counted
+    try:
+        yield traces
+    finally:
+        trainer_lib.make_generation = real

@@ -105,7 +105,7 @@ def test_two_processes_with_jax_distributed_equal_one_process(tmp_path):
     for i, r in enumerate(results):
         assert r["cli_rc"] == 0
         assert (r["process_index"], r["process_count"], r["device_count"], r["local_device_count"]) == (i, 2, 4, 2)
-        assert r["generation"] == 3 and r["traces"] == [1]
+        assert r["generation"] == 3 and r["traces"] == 1
         np.testing.assert_allclose([row[k] for row in r["rows"] for k in FITNESS],
                                    [row[k] for row in ref_rows for k in FITNESS], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(r["mean"], np.asarray(ref_state.es_state.mean), rtol=1e-5, atol=1e-6)

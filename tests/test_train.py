@@ -22,9 +22,10 @@ from pinn_jax.training.metrics import read_csv
 from pinn_jax.experiment import build_env, build_policy
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
-from pinn_jax.training.trainer import make_evaluator, make_trainer, run_params
+from pinn_jax.training.runs import resolve_start, run_params
+from pinn_jax.training.trainer import make_evaluator, make_trainer
 
-from conftest import tiny_dict
+from conftest import counting_traces, tiny_dict
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
@@ -128,17 +129,22 @@ def test_eval_settings_can_change_on_resume(tmp_path):
     assert [r["generation"] for r in read_csv(tmp_path / "run", "eval.csv")] == [4]
 
 
+def started(tr):
+    """The trainer's state at the start its config's strategy.init_mean names (as train() resolves it)."""
+    return tr.init(resolve_start(tr.cfg.strategy.init_mean, tr.exp, jax.random.PRNGKey(0)).mean)
+
+
 def test_warm_start_from_saved_parameters(tmp_path, capsys):
     first = tiny(tmp_path / "first", train={"generations": 2})
     train(first, progress=False)
     saved = np.load(tmp_path / "first" / "params.npz")["mean"]
     warm = tiny(tmp_path / "warm", strategy={"init_mean": str(tmp_path / "first" / "params.npz")})
     tr = make_trainer(warm)
-    np.testing.assert_array_equal(np.asarray(tr.mean_flat(tr.init())), saved)
+    np.testing.assert_array_equal(np.asarray(tr.mean_flat(started(tr))), saved)
     shipped = tiny(tmp_path / "shipped", strategy={"init_mean": "pretrained:cartpole_linear"})
     tr = make_trainer(shipped)
-    np.testing.assert_array_equal(np.asarray(tr.mean_flat(tr.init())),
-                                  np.load(pretrained.params_file("cartpole_linear"))["params"])
+    np.testing.assert_array_equal(np.asarray(tr.mean_flat(started(tr))),
+                                  np.load(artifacts.shipped_file("cartpole_linear"))["params"])
     np.savez(tmp_path / "short.npz", params=saved[:-1])
     for init, message in [(tmp_path / "none.npz", "parameter file not found"),
                           (tmp_path / "nowhere", "not found: "),
@@ -162,11 +168,11 @@ def test_a_stage_starts_from_a_run_directory_or_one_of_its_checkpoints(tmp_path)
     assert not np.array_equal(at2, final)
     for init, expected in [(tmp_path / "first", final), (tmp_path / "first" / "checkpoints" / "2", at2)]:
         stage = make_trainer(tiny(tmp_path / "stage", strategy={"init_mean": str(init)}, env={"start": "easy"}))
-        np.testing.assert_array_equal(np.asarray(stage.mean_flat(stage.init())), expected)
+        np.testing.assert_array_equal(np.asarray(stage.mean_flat(started(stage))), expected)
     with pytest.raises(ConfigError, match=r"^config key 'strategy.init_mean': .*first \(generation 4, mean\) holds 6 "
                                           r"parameters \(linear\), this policy has \d+$"):
         mlp = tiny(tmp_path / "mlp", strategy={"init_mean": str(tmp_path / "first")}, policy={"name": "mlp"})
-        make_trainer(mlp).init()
+        started(make_trainer(mlp))
 
 
 def test_keep_every_keeps_those_checkpoints_for_good_beside_the_newest_three(tmp_path, capsys):
@@ -220,11 +226,12 @@ def test_a_stage_records_the_checkpoint_it_started_from_and_resumes_without_its_
 
 
 def test_generation_is_compiled_once(tmp_path):
-    tr = make_trainer(tiny(tmp_path))
+    with counting_traces() as traces:
+        tr = make_trainer(tiny(tmp_path))
     state = tr.init()
     for _ in range(3):
         state, m = tr.run(state, 2)
-    assert tr.traces == [2]
+    assert len(traces) == 1
     assert int(state.generation) == 6
     assert m["fitness_mean"].shape == (2,)
 

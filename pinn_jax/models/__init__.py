@@ -24,7 +24,7 @@ from pinn_jax.config import Config, EnvConfig
 from pinn_jax.errors import ConfigError, ModelError, UserError, one_line
 from pinn_jax.experiment import setup
 from pinn_jax.policies import AttentionNeuronPolicy, Policy, load_official
-from pinn_jax.training.trainer import run_params
+from pinn_jax.training.runs import run_params
 
 __all__ = ["Model", "load_model", "unique_names"]
 

@@ -48,7 +48,8 @@ from pinn_jax.models import load_model
 from pinn_jax.training.progress import Tracker
 from pinn_jax.policies import Policy, PolicyBase
 from pinn_jax.rollout import episode, member_returns
-from pinn_jax.training.trainer import held_out_keys, initial_mean_flat
+from pinn_jax.training.runs import resolve_start
+from pinn_jax.training.trainer import held_out_keys
 
 
 class Episodes(NamedTuple):
@@ -181,9 +182,7 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     student, env, env_params = exp.policy, exp.env, exp.env_params
     key = jax.random.PRNGKey(cfg.seed)
     key, k_init = jax.random.split(key)
-    params = student.init(k_init, exp.obs_dim)
-    if init is not None:
-        params = exp.unravel(jnp.asarray(initial_mean_flat(init, exp.num_params)))
+    params = resolve_start("random" if init is None else str(init), exp, k_init).mean
     opt = optax.adam(learning_rate)
     opt_state = opt.init(params)
     steps = cfg.train_steps

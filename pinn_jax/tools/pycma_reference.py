@@ -37,7 +37,8 @@ from pinn_jax.experiment import Experiment, setup
 from pinn_jax.training.metrics import MetricsWriter, eval_row
 from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import evaluate_population
-from pinn_jax.training.trainer import generation_keys, initial_mean_flat, make_evaluator, start_keys
+from pinn_jax.training.runs import resolve_start
+from pinn_jax.training.trainer import generation_keys, make_evaluator, start_keys
 
 
 def _cma() -> Any:
@@ -62,12 +63,11 @@ def fitness_fn(exp: Experiment) -> Callable[[np.ndarray, jax.Array], jax.Array]:
 
 def initial_mean(exp: Experiment) -> np.ndarray:
     init = exp.cfg.strategy.init_mean
-    if init == "zeros":
-        return np.asarray(ravel_pytree(exp.policy.search_start(exp.template))[0], np.float64)
     if init == "random":
         raise ConfigError("config key 'strategy.init_mean': 'random' is not supported by the pycma reference; "
                           "use zeros or a parameter file")
-    return initial_mean_flat(init, exp.num_params).astype(np.float64)
+    start = resolve_start(init, exp, jax.random.PRNGKey(exp.cfg.seed))  # the key is read by 'random' only
+    return np.asarray(ravel_pytree(start.mean)[0], np.float64)
 
 
 SIGMA_RULES = {"csa": "CMAAdaptSigmaCSA", "tpa": "CMAAdaptSigmaTPA"}

@@ -81,10 +81,6 @@ class Strategy:
         std = getattr(state, "std", None)
         return jnp.float32(jnp.nan) if std is None else jnp.mean(jnp.asarray(std, jnp.float32))
 
-    def unravel(self, flat: jax.Array) -> Any:
-        """Flat vector → parameter pytree."""
-        return self.algo._unravel_solution(flat)
-
 
 def _optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
     """An optax optimizer by name (``adam``, ``sgd``, ...) or evosax's ``clipup`` (max speed 2 × lr)."""

@@ -1,36 +1,26 @@
 """The training core: one generation (ask → evaluate population × rollouts → tell) as one
 compiled call, and ``lax.scan`` over several generations between log points.
 
-Everything here is pure; the CLI in :mod:`pinn_jax.train` adds checkpoints, logs and progress.
+Everything here is pure and reads nothing from disk: the search starts from a parameter pytree its caller
+gives (:func:`pinn_jax.training.runs.resolve_start` resolves ``strategy.init_mean``), and the host loop
+(:mod:`pinn_jax.training.loop`) adds checkpoints, logs and progress.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import os
-import pathlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import threadpoolctl
 from flax import struct
 
-from pinn_jax import artifacts
-
-from pinn_jax.training import distributed
-
-from pinn_jax.models import pretrained
-from pinn_jax.training import checkpoint as ckpt
-from pinn_jax.config import Config, pretrained_name
-from pinn_jax.errors import CheckpointError, ConfigError, ModelError, UserError, one_line
-from pinn_jax.training.es import Strategy, make_strategy
+from pinn_jax.config import Config
 from pinn_jax.experiment import Experiment, setup
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import evaluate_population, member_returns
+from pinn_jax.training import distributed
+from pinn_jax.training.es import Strategy, make_strategy
 
 EVAL_STREAM = 0x65766C  # folded into the seed's key for the held-out episodes (never used for training keys)
 METRIC_NAMES = ("fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far", "nan_count")
@@ -52,14 +42,12 @@ class Trainer:
 
     ``run(state, n)`` advances ``n`` generations in one jit-compiled ``lax.scan`` and returns the
     new state and per-generation metrics (arrays of length ``n``, see ``METRIC_NAMES``).
-    ``traces`` counts how often the generation body was traced (compilation guard in tests).
     With a ``mesh`` the population is sharded over its devices and the state is kept replicated.
     """
 
     exp: Experiment
     strategy: Strategy
     run: Callable[[TrainState, int], tuple[TrainState, dict[str, jax.Array]]]
-    traces: list
     mesh: Any = None  # jax.sharding.Mesh over all devices (axis "pop"), or None for one device
 
     cfg = property(lambda self: self.exp.cfg)
@@ -69,12 +57,17 @@ class Trainer:
     obs_dim = property(lambda self: self.exp.obs_dim)
     template = property(lambda self: self.exp.template)
 
-    def init(self, key: jax.Array | None = None, warm_start: bool = True) -> TrainState:
-        """Initial state from ``cfg.seed`` (or an explicit key). ``warm_start=False`` leaves
-        ``strategy.init_mean`` unread (the search starts from zeros): a target to restore a checkpoint into,
-        so that a resumed stage never needs the run it started from."""
+    def init(self, mean: Any = None, key: jax.Array | None = None) -> TrainState:
+        """The state a search starts from: the distribution centred on ``mean`` (a parameter pytree, see
+        :func:`pinn_jax.training.runs.resolve_start`; None: the policy's search start, zeros for the paper's
+        policies), keys from ``cfg.seed`` (or an explicit key)."""
         key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
-        state = _init_state(self, key, warm_start)
+        key, _, k_es = start_keys(key)  # the second key is resolve_start's, for init_mean: random
+        mean = self.policy.search_start(self.template) if mean is None else mean
+        es_state = jax.jit(self.strategy.init)(k_es, mean)
+        # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
+        es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)
+        state = TrainState(es_state=es_state, key=key, generation=jnp.int32(0))
         return state if self.mesh is None else distributed.put_replicated(state, self.mesh)
 
     @property
@@ -83,8 +76,8 @@ class Trainer:
         return self.strategy.num_dims
 
     def unravel(self, flat: jax.Array) -> Any:
-        """Flat parameter vector → parameter pytree."""
-        return self.strategy.unravel(flat)
+        """Flat parameter vector → parameter pytree (the experiment's layout)."""
+        return self.exp.unravel(flat)
 
     def best_params(self, state: TrainState) -> Any:
         """Best member seen so far (as evaluated in its generation)."""
@@ -99,106 +92,12 @@ class Trainer:
         return self.strategy.center(state.es_state)
 
 
-def initial_mean_flat(path: str | os.PathLike, num_params: int) -> np.ndarray:
-    """Flat parameters to start the search from (warm start / fine-tuning, a stage of staged ES): any flat
-    parameter file (:func:`pinn_jax.artifacts.load_flat`), ``pretrained:NAME`` (a shipped agent), or a run
-    directory / one of its checkpoints (``RUN_DIR/checkpoints/N``), whose search-distribution mean it takes
-    (:func:`run_params`; an interrupted run included). Raises :class:`ConfigError` naming ``strategy.init_mean``."""
-    with _naming_init_mean():
-        key, p = pretrained_name(path), pathlib.Path(path)
-        if key is not None:
-            path = pretrained.params_file(key)
-        elif p.is_dir():
-            flat, exp, source, _ = run_params(path)
-            if flat.size != num_params:
-                raise ModelError(f"{source} holds {flat.size} parameters ({exp.cfg.policy.name}), "
-                                 f"this policy has {num_params}")
-            return flat
-        elif not str(path).endswith(".npz"):
-            raise ModelError(f"{path} is neither a .npz file nor a run directory" if p.exists()
-                             else f"not found: {path} (a .npz file, a run directory or pretrained:NAME)")
-        return artifacts.load_flat(path, num_params)
-
-
-def reads_init_mean(init_mean: str) -> bool:
-    """Whether ``strategy.init_mean`` names parameters to read (a file, a run, a shipped agent) rather than
-    ``zeros`` or ``random``, which the policy makes."""
-    return init_mean not in ("zeros", "random")
-
-
-@contextlib.contextmanager
-def _naming_init_mean() -> Iterator[None]:
-    """Re-raise a :class:`UserError` from reading ``strategy.init_mean`` as the one-line :class:`ConfigError`
-    naming that key."""
-    try:
-        yield
-    except UserError as e:
-        raise ConfigError(f"config key 'strategy.init_mean': {one_line(e)}") from None
-
-
-def pin_init_mean(cfg: Config) -> Config:
-    """``cfg`` with a run directory in ``strategy.init_mean`` replaced by ``RUN_DIR/checkpoints/N``, the
-    checkpoint it starts from now (the newest readable one), so that a stage's ``config.yaml`` names its exact
-    start. Anything else is returned as it is (and checked when the search starts)."""
-    init = cfg.strategy.init_mean
-    if not reads_init_mean(init) or pretrained_name(init) is not None or not pathlib.Path(init).is_dir():
-        return cfg
-    run_dir, step = ckpt.resolve(init)
-    if step is not None or not (run_dir / artifacts.CHECKPOINTS_DIR).is_dir():
-        return cfg
-    with _naming_init_mean():
-        generation = run_params(run_dir)[3]
-    pinned = str(run_dir / artifacts.CHECKPOINTS_DIR / str(generation))
-    return dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, init_mean=pinned))
-
-
-def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray, Experiment, str, int | None]:
-    """``(flat parameters, the run's experiment, a description naming run and generation, the generation)`` of
-    a run directory (its newest readable checkpoint) or ``RUN_DIR/checkpoints/N``. ``which``: the search distribution's
-    ``mean``, its ``best`` member, or ``eval_best`` (the file the held-out evaluation keeps). A run directory
-    without checkpoints falls back to its ``params.npz``. Raises a one-line :class:`UserError` (a missing or
-    unreadable run directory, checkpoint or config). The generation is None for a ``params.npz`` that does
-    not record it."""
-    run_dir, step = ckpt.resolve(spec)
-    cfg = ckpt.load_config(run_dir)
-    exp = setup(cfg)
-    has_ckpt = (pathlib.Path(run_dir) / artifacts.CHECKPOINTS_DIR).is_dir()
-    params_file = pathlib.Path(run_dir) / artifacts.PARAMS_FILE
-    if which == "eval_best" or (step is None and not has_ckpt and params_file.is_file()):  # parameters saved as files
-        if step is not None:
-            raise CheckpointError(f"{spec}: eval_best parameters belong to the run directory, not to a checkpoint")
-        flat, generation = artifacts.saved_params(run_dir, which)
-        source = f"{run_dir} ({which}" + (f", generation {generation})" if generation is not None else ")")
-    else:  # the search distribution in a checkpoint: its shapes come from the strategy, nothing is compiled
-        strategy = make_strategy(cfg.strategy, exp.template)
-        state, _ = ckpt.restore(run_dir, abstract_state(strategy, exp.template), step)
-        flat = strategy.best(state.es_state)[0] if which == "best" else strategy.center(state.es_state)
-        generation = int(state.generation)
-        source = f"{run_dir} (generation {generation}, {which})"
-    return np.asarray(flat, np.float32), exp, source, generation
-
-
 def abstract_state(strategy: Strategy, template: Any) -> TrainState:
     """The shapes and dtypes of a :class:`TrainState` for ``strategy`` (to restore a checkpoint into),
     computed without running anything."""
     es_state = jax.eval_shape(strategy.init, jax.random.PRNGKey(0), template)
     key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
     return TrainState(es_state=es_state, key=key, generation=jax.ShapeDtypeStruct((), jnp.int32))
-
-
-def _init_state(tr: Trainer, key: jax.Array, warm_start: bool = True) -> TrainState:
-    key, k_mean, k_es = start_keys(key)
-    init = tr.cfg.strategy.init_mean if warm_start else "zeros"
-    if init == "random":
-        mean = tr.policy.init(k_mean, tr.obs_dim)
-    elif init == "zeros":
-        mean = tr.policy.search_start(tr.template)
-    else:
-        mean = tr.unravel(jnp.asarray(initial_mean_flat(init, tr.num_params)))
-    es_state = jax.jit(tr.strategy.init)(k_es, mean)
-    # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
-    es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)
-    return TrainState(es_state=es_state, key=key, generation=jnp.int32(0))
 
 
 def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, strategy: Strategy,
@@ -264,32 +163,16 @@ def make_evaluator(tr: Trainer | Experiment, episodes: int) -> Callable[[jax.Arr
     return jax.jit(run)
 
 
-def limit_lapack_threads(n: int = 1) -> list[str]:
-    """Run the host BLAS/LAPACK that XLA:CPU calls for CMA-ES's ``eigh`` on ``n`` threads.
-
-    OpenBLAS's worker threads spin-wait; sharing the cores with XLA's own thread pool (or with
-    other processes) made one 913x913 ``eigh`` take up to 7 s instead of 0.06 s on a 2-core
-    machine. Uses threadpoolctl; nothing is changed when ``OPENBLAS_NUM_THREADS`` is set, or when JAX runs on
-    an accelerator (its ``eigh`` does not use the host's LAPACK there). Returns the file names of the
-    libraries limited.
-    """
-    if "OPENBLAS_NUM_THREADS" in os.environ or jax.default_backend() != "cpu":
-        return []
-    import scipy.linalg  # noqa: F401  (loads the OpenBLAS that jaxlib's LAPACK kernels use)
-
-    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
-    return [os.path.basename(i["filepath"]) for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-
-
-def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mesh: Any = None) -> Trainer:
-    """Build the experiment described by ``cfg`` with its compiled multi-generation ``run``.
+def make_trainer(exp: Experiment | Config, constrain: Callable[[Any], Any] = lambda x: x, mesh: Any = None) -> Trainer:
+    """The compiled multi-generation ``run`` of an experiment (or of the one a config describes, built by
+    :func:`pinn_jax.experiment.setup`).
 
     With a ``mesh`` (see :func:`pinn_jax.training.distributed.make_mesh`) the population is sharded over all
     its devices (``strategy.population_size`` must be a multiple of their number) and the state and
     metrics are replicated global arrays; ``init`` places the initial state accordingly.
     """
-    limit_lapack_threads()
-    exp = setup(cfg)
+    exp = setup(exp) if isinstance(exp, Config) else exp
+    cfg = exp.cfg
     strategy = make_strategy(cfg.strategy, exp.template)
     replicate = lambda x: x  # noqa: E731
     jit_kwargs: dict[str, Any] = {}
@@ -299,11 +182,8 @@ def make_trainer(cfg: Config, constrain: Callable[[Any], Any] = lambda x: x, mes
         constrain, replicate = (lambda p: user(shard(p))), distributed.replicate(mesh)
         jit_kwargs["out_shardings"] = distributed.replicated(mesh)
     generation = make_generation(cfg, exp.policy, exp.env, exp.fitness_params, strategy, constrain, replicate)
-    traces: list = []
 
     def run(state: TrainState, n: int) -> tuple[TrainState, dict[str, jax.Array]]:
-        traces.append(n)
         return jax.lax.scan(generation, state, None, length=n)
 
-    return Trainer(exp=exp, strategy=strategy, run=jax.jit(run, static_argnums=1, **jit_kwargs), traces=traces,
-                   mesh=mesh)
+    return Trainer(exp=exp, strategy=strategy, run=jax.jit(run, static_argnums=1, **jit_kwargs), mesh=mesh)

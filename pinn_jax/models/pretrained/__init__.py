@@ -32,26 +32,13 @@ from pinn_jax.experiment import setup
 from pinn_jax.training.metrics import read_csv
 from pinn_jax.policies import Policy
 
-HERE = pathlib.Path(__file__).resolve().parent
-
-
-def available() -> list[str]:
-    """Names of the shipped models."""
-    return sorted(p.stem for p in HERE.glob("*.npz") if (HERE / f"{p.stem}.json").exists())
+HERE = artifacts.SHIPPED_DIR
+available = artifacts.shipped_names
 
 
 def info(name: str) -> dict[str, Any]:
     """The metadata stored with a shipped model (config, generations, evaluation notes)."""
-    f = HERE / f"{name}.json"
-    if not f.is_file():
-        raise ModelError(f"no pretrained model {name!r} (available: {', '.join(available()) or 'none'})")
-    return json.loads(f.read_text())
-
-
-def params_file(name: str) -> pathlib.Path:
-    """The flat parameter file of a shipped model (what ``strategy.init_mean: pretrained:NAME`` starts from)."""
-    info(name)  # one-line error naming the available models
-    return HERE / f"{name}.npz"
+    return json.loads(artifacts.shipped_file(name, ".json").read_text())
 
 
 def checks(name: str) -> list[dict[str, Any]]:
@@ -64,7 +51,7 @@ def load(name: str) -> tuple[Policy, Any, Config]:
     """The policy, its parameter pytree and the config it was trained with."""
     cfg = config_lib.from_dict(info(name)["config"])
     exp = setup(cfg)
-    flat = artifacts.load_flat(HERE / f"{name}.npz", exp.num_params)
+    flat = artifacts.load_flat(artifacts.shipped_file(name), exp.num_params)
     return exp.policy, exp.unravel(jnp.asarray(flat)), cfg
 
 
