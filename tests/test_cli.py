@@ -39,7 +39,7 @@ def test_a_bad_option_is_one_line_and_exit_2(name, capsys):
         ENTRY_POINTS[name](["--no-such-option"])
     assert done.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("error: python -m pinn_jax.") and err.endswith("(see --help)")
+    assert len(err.splitlines()) == 1 and err.startswith("error: python -m pinn_jax") and err.endswith("(see --help)")
 
 
 def test_console_scripts_point_at_real_entry_points():

@@ -132,7 +132,7 @@ def test_run_dir_that_is_a_file_or_not_writable_is_refused_before_anything_is_cr
     a_file.write_text("keep me")
     assert main(["--config", str(config_file), "--run-dir", str(a_file), "--no-progress"]) == 2
     assert one_error_line(capsys) == (f"error: run directory {a_file} exists and is not a directory; "
-                                      f"choose another --run-dir")
+                                      f"choose another --out")
     assert a_file.read_text() == "keep me"
     assert main(["--config", str(config_file), "--run-dir", str(a_file / "run"), "--no-progress"]) == 2
     assert one_error_line(capsys) == f"error: cannot create run directory {a_file / 'run'}: {a_file} is not a directory"
@@ -246,7 +246,7 @@ def test_orbax_coroutines_left_unawaited_by_a_failure_print_nothing_and_others_s
     collected only at exit prints nothing; a never-awaited coroutine of anyone else's is still reported."""
     code = (
         "import orbax.checkpoint as ocp\n"
-        "from pinn_jax import checkpoint\n"
+        "from pinn_jax.training import checkpoint\n"
         "async def mine(): pass\n"
         "kept = []\n"
         "try:\n"

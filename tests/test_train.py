@@ -312,12 +312,19 @@ def test_nan_fitness_stops_without_touching_checkpoints(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
 
 
-def test_existing_run_dir_is_not_overwritten(tmp_path):
+def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
+    """Python callers are told the Python argument (resume=True), the command line its flags."""
     cfg = tiny(tmp_path / "run", train={"generations": 2})
     train(cfg, progress=False)
     mtime = (tmp_path / "run" / "metrics.csv").stat().st_mtime_ns
-    with pytest.raises(ConfigError, match="already exists.*--resume"):
+    with pytest.raises(ConfigError, match=r"already exists and is not empty; continue it \(resume=True\) or choose "
+                                          r"another run_dir$"):
         train(cfg, progress=False)
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert main(["--config", str(config_file), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: run directory {tmp_path / 'run'} already exists and is not "
+                                               f"empty; continue it (--resume RUN_DIR) or choose another --out")
     assert (tmp_path / "run" / "metrics.csv").stat().st_mtime_ns == mtime
 
 

@@ -53,7 +53,7 @@ def check_usable(run_dir: str | pathlib.Path) -> None:
     """
     run_dir = pathlib.Path(run_dir)
     if os.path.lexists(run_dir) and not run_dir.is_dir():
-        raise RunDirError(f"run directory {run_dir} exists and is not a directory; choose another --run-dir")
+        raise RunDirError(f"run directory {run_dir} exists and is not a directory; choose another run_dir")
     base = _nearest_existing(run_dir)
     if not base.is_dir():
         raise RunDirError(f"cannot create run directory {run_dir}: {base} is not a directory")
