@@ -23,7 +23,6 @@ from pinn_jax.training import distributed
 from pinn_jax.training.es import Strategy, make_strategy
 
 EVAL_STREAM = 0x65766C  # folded into the seed's key for the held-out episodes (never used for training keys)
-METRIC_NAMES = ("fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far", "nan_count")
 
 
 @struct.dataclass
