@@ -144,6 +144,39 @@ class TrainConfig:
         _check(self.cart_only_steps >= 0, "train.cart_only_steps", f"must be >= 0, got {self.cart_only_steps}")
 
 
+LOSSES = ("mse", "bce")  # distill.loss: squared action error, or cross-entropy for bang-bang teachers
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Behaviour cloning with DAgger (``python -m pinn_jax distill``); training runs ignore it."""
+
+    teacher: str | None = None  # model spec: run directory, FILE.npz, pretrained:NAME or official
+    lqr_above: float | None = None  # cart-pole: an LQR balancer labels the steps where cos θ > this (null: none)
+    init: str = "random"  # the student's start, as strategy.init_mean ("random": its policy's initialiser)
+    rounds: int = 8
+    episodes: int = 64  # episodes recorded per round
+    updates: int = 100  # Adam updates per round
+    batch: int = 32  # episodes per update
+    learning_rate: float = 3e-3  # Adam's
+    loss: str = "mse"  # one of LOSSES
+    eval_episodes: int = 128  # fixed held-out episodes scored after every round
+
+    def __post_init__(self) -> None:
+        _check(self.teacher is None or (bool(self.teacher.strip()) and pretrained_name(self.teacher) != ""),
+               "distill.teacher", f"must be a run directory, a .npz file, pretrained:NAME, official or null, "
+               f"got {self.teacher!r}")
+        _check(self.lqr_above is None or -1.0 < self.lqr_above < 1.0, "distill.lqr_above",
+               f"must lie in (-1, 1) or be null, got {self.lqr_above}")
+        _check(bool(self.init.strip()) and pretrained_name(self.init) != "", "distill.init",
+               f"must be 'random', 'zeros', a .npz file of parameters, a run directory or pretrained:NAME, "
+               f"got {self.init!r}")
+        for k in ("rounds", "episodes", "updates", "batch", "eval_episodes"):
+            _check(getattr(self, k) >= 1, f"distill.{k}", f"must be >= 1, got {getattr(self, k)}")
+        _check_positive("distill.learning_rate", self.learning_rate)
+        _check(self.loss in LOSSES, "distill.loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+
+
 @dataclass(frozen=True)
 class DistributedConfig:
     """Multi-process set-up through ``jax.distributed`` (off by default)."""
@@ -164,6 +197,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:

@@ -78,7 +78,8 @@ def test_field_discovery_covers_every_section():
             "train.episode_steps", "distributed.num_processes", "distributed.process_id"} <= set(INT_KEYS)
     assert set(FLOAT_KEYS) == {"policy.attention_gain", "policy.action_gain", "policy.init_forget_bias",
                                "strategy.sigma_init", "strategy.learning_rate", "train.reward_power",
-                               "train.fall_credit", "train.start_scale"}
+                               "train.fall_credit", "train.start_scale", "distill.lqr_above",
+                               "distill.learning_rate"}
 
 
 # 1. a bool is not an int (nor a float) ---------------------------------------------------------------------
@@ -187,11 +188,12 @@ def test_numeric_strings_are_floats(tmp_path):
 
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 def test_non_numeric_string_float_is_a_wrong_type(key):
-    assert error(f"{key}=abc") == f"config key '{key}' has the wrong type: expected float, got 'abc' (str)"
+    expected = "float or null" if key == "distill.lqr_above" else "float"
+    assert error(f"{key}=abc") == f"config key '{key}' has the wrong type: expected {expected}, got 'abc' (str)"
 
 
-@pytest.mark.parametrize("key", [k for k in FLOAT_KEYS  # any finite value; a share in [0, 1]
-                                 if k not in ("policy.init_forget_bias", "train.fall_credit")])
+@pytest.mark.parametrize("key", [k for k in FLOAT_KEYS  # any finite value; a share in [0, 1]; a cosine
+                                 if k not in ("policy.init_forget_bias", "train.fall_credit", "distill.lqr_above")])
 @pytest.mark.parametrize("value,shown", [(".nan", "nan"), (".inf", "inf"), ("1e400", "inf"), ("-.inf", "-inf"),
                                          ("0", "0.0")])
 def test_positive_floats_must_be_finite(key, value, shown):

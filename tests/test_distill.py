@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+import shlex
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +12,13 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import yaml
+
+from pinn_jax import artifacts
 from pinn_jax import config as config_lib
-from pinn_jax.config import EnvConfig
-from pinn_jax.tools.distill import distill, imitation_loss, labelled_episode, main
+from pinn_jax.config import DistillConfig, EnvConfig
+from pinn_jax.tools import distill as distill_module
+from pinn_jax.tools.distill import OPTIONS, distill, imitation_loss, labelled_episode, main
 from pinn_jax.policies import make_policy
 from pinn_jax.errors import ModelError, TrainingError
 from pinn_jax.experiment import build_env
@@ -28,6 +34,21 @@ LINEAR = make_policy("linear")
 
 def _env(steps=40):
     return build_env(EnvConfig(start="hard", max_steps=steps))
+
+
+def _teacher(tmp_path, params) -> str:
+    """A linear swing-up teacher on disk, as a model spec: its flat parameters with a config.yaml beside them."""
+    d = tmp_path / "teacher"
+    d.mkdir(exist_ok=True)
+    artifacts.write_config(d, tiny_dict(d, policy={"name": "linear"}, env={"start": "hard"}))
+    return str(artifacts.save_flat(d / "teacher.npz", ravel_pytree(params)[0]))
+
+
+def _cfg(tmp_path, teacher, max_steps, **distill_keys) -> config_lib.Config:
+    """The tiny linear student on the hard swing-up, distilled from the linear ``teacher`` with ``distill_keys``."""
+    return config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"},
+                                          env={"start": "hard", "max_steps": max_steps},
+                                          distill={"teacher": _teacher(tmp_path, teacher), **distill_keys}))
 
 
 def test_teacher_episode_is_recorded_with_its_own_actions_as_labels():
@@ -74,12 +95,11 @@ def test_cross_entropy_keeps_a_gradient_where_the_action_saturates_on_the_wrong_
 
 
 def test_linear_student_learns_a_linear_teacher(tmp_path):
-    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 60}))
     teacher = {"params": {"out": {"kernel": jnp.array([[0.3], [-0.8], [0.5], [1.2], [-0.6]]),
                                   "bias": jnp.array([0.1])}}}
     assert ravel_pytree(teacher)[0].size == 6
-    params, rows = distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=3, episodes=8, updates=150, batch=8,
-                           learning_rate=0.05, eval_episodes=8, log=lambda s: None)
+    cfg = _cfg(tmp_path, teacher, 60, rounds=3, episodes=8, updates=150, batch=8, learning_rate=0.05, eval_episodes=8)
+    params, rows = distill(cfg, tmp_path / "out", log=lambda s: None)
     assert rows[0]["loss"] > rows[-1]["loss"] and rows[-1]["loss"] < 1e-3
     saved = np.load(tmp_path / "out" / "student.npz")["params"]
     np.testing.assert_array_equal(saved, np.asarray(ravel_pytree(params)[0]))
@@ -92,14 +112,24 @@ def test_linear_student_learns_a_linear_teacher(tmp_path):
 
 @pytest.mark.parametrize("extra,message", [
     (["--set", "train.shuffle=true"], "train.shuffle, train.shuffle_every and train.num_noise must be off"),
-    (["--rounds", "0"], "--rounds must be >= 1"),
-    (["--lqr-above", "1.5"], "--lqr-above must lie in (-1, 1), got 1.5"),
+    (["--rounds", "0"], "config key 'distill.rounds' must be >= 1, got 0"),
+    (["--set", "distill.batch=0"], "config key 'distill.batch' must be >= 1, got 0"),
+    (["--lr", "0"], "config key 'distill.learning_rate' must be a finite number > 0, got 0.0"),
+    (["--lr", "inf"], "config key 'distill.learning_rate' must be a finite number > 0, got inf"),
+    (["--set", "distill.loss=l1"], "config key 'distill.loss' must be one of mse, bce, got 'l1'"),
+    (["--lqr-above", "1.5"], "config key 'distill.lqr_above' must lie in (-1, 1) or be null, got 1.5"),
+    (["--lqr-above", "nan"], "config key 'distill.lqr_above' must lie in (-1, 1) or be null, got nan"),
+    (["--lqr-above", "0.8", "--set", "env.name=CartPole-v1", "--teacher", "pretrained:cartpole_v1_mlp"],
+     "config key 'distill.lqr_above' needs a cart-pole swing-up env, got 'CartPole-v1'"),
+    (["--init", "pretrained:"], "config key 'distill.init' must be 'random', 'zeros', a .npz file"),
+    (["--teacher", " "], "config key 'distill.teacher' must be a run directory, a .npz file"),
+    (["--set", "distill.teacher=null"], "config key 'distill.teacher' is not set: name the teacher with --teacher"),
 ])
 def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
     student = tmp_path / "student.yaml"
-    import yaml
-    student.write_text(yaml.safe_dump(tiny_dict(tmp_path / "unused")))
-    argv = ["--teacher", "pretrained:cartpole_linear", "--student", str(student), "--out", str(tmp_path / "o")]
+    teacher = {"teacher": "pretrained:cartpole_linear"}
+    student.write_text(yaml.safe_dump(tiny_dict(tmp_path / "unused", distill=teacher)))
+    argv = ["--student", str(student), "--out", str(tmp_path / "o")]
     assert main(argv + extra) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
@@ -117,40 +147,40 @@ def test_cli_refuses_a_non_empty_output_directory(tmp_path, capsys):
 
 def test_student_can_start_from_saved_parameters(tmp_path):
     """Started from the teacher's own parameters, the student already imitates it: zero loss, no change."""
-    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 60}))
     teacher = LINEAR.init(jax.random.PRNGKey(9), 5)
     flat = np.asarray(ravel_pytree(teacher)[0])
     np.savez(tmp_path / "init.npz", params=flat)
-    params, rows = distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=2, episodes=4, updates=3, batch=4,
-                           eval_episodes=4, init=tmp_path / "init.npz", log=lambda s: None)
+    cfg = _cfg(tmp_path, teacher, 60, rounds=2, episodes=4, updates=3, batch=4, eval_episodes=4,
+               init=str(tmp_path / "init.npz"))
+    params, rows = distill(cfg, tmp_path / "out", log=lambda s: None)
     assert max(r["loss"] for r in rows) < 1e-10
     np.testing.assert_allclose(np.asarray(ravel_pytree(params)[0]), flat, atol=1e-7)
     np.savez(tmp_path / "short.npz", params=flat[:-1])
+    short = dataclasses.replace(cfg.distill, rounds=1, init=str(tmp_path / "short.npz"))
     with pytest.raises(config_lib.ConfigError, match="holds 5 parameters, this policy has 6"):
-        distill(cfg, LINEAR, teacher, tmp_path / "out2", rounds=1, init=tmp_path / "short.npz", log=lambda s: None)
+        distill(dataclasses.replace(cfg, distill=short), tmp_path / "out2", log=lambda s: None)
 
 
-def test_a_diverging_student_stops_with_a_training_error_and_writes_nothing_non_finite(tmp_path):
-
-    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
-    teacher = LINEAR.init(jax.random.PRNGKey(9), 5)
-    with pytest.raises(TrainingError, match=r"imitation loss is not finite in round 0; lower --lr \(now inf\)"):
-        distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=2, episodes=4, updates=2, batch=4, eval_episodes=4,
-                learning_rate=float("inf"), log=lambda s: None)
+def test_a_non_finite_loss_stops_with_a_training_error_and_writes_nothing_non_finite(tmp_path):
+    """A teacher whose actions are NaN makes the loss NaN in the first round (the learning rate must be finite)."""
+    teacher = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), LINEAR.init(jax.random.PRNGKey(9), 5))
+    cfg = _cfg(tmp_path, teacher, 30, rounds=2, episodes=4, updates=2, batch=4, eval_episodes=4, learning_rate=0.5)
+    with pytest.raises(TrainingError, match=r"imitation loss is not finite in round 0; lower distill.learning_rate "
+                                            r"\(--lr, now 0.5\)"):
+        distill(cfg, tmp_path / "out", log=lambda s: None)
     assert not (tmp_path / "out" / "student.npz").exists()  # nothing non-finite was written
 
 
 def test_a_chosen_round_of_a_student_ships_and_loads_with_its_config(tmp_path, monkeypatch):
     from pinn_jax.models import pretrained
 
-    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
-    teacher = LINEAR.init(jax.random.PRNGKey(2), 5)
-    distill(cfg, LINEAR, teacher, tmp_path / "out", rounds=3, episodes=4, updates=5, batch=4, eval_episodes=4,
-            learning_rate=0.05, log=lambda s: None)
+    cfg = _cfg(tmp_path, LINEAR.init(jax.random.PRNGKey(2), 5), 30, rounds=3, episodes=4, updates=5, batch=4,
+               eval_episodes=4, learning_rate=0.05)
+    distill(cfg, tmp_path / "out", log=lambda s: None)
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     pretrained.export_student(tmp_path / "out", "demo", 1, notes={"check": []}, dest=pkg)
-    monkeypatch.setattr(pretrained, "HERE", pkg)
+    monkeypatch.setattr(artifacts, "SHIPPED_DIR", pkg)  # where pretrained.load finds agents
     policy, params, loaded_cfg = pretrained.load("demo")
     np.testing.assert_array_equal(np.asarray(ravel_pytree(params)[0]),
                                   np.load(tmp_path / "out" / "rounds" / "001.npz")["params"])
@@ -166,9 +196,9 @@ def test_a_chosen_round_of_a_student_ships_and_loads_with_its_config(tmp_path, m
 def test_evaluate_loads_a_round_file_with_the_config_one_directory_up(tmp_path):
     from pinn_jax.models import load_model
 
-    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 30}))
-    distill(cfg, LINEAR, LINEAR.init(jax.random.PRNGKey(3), 5), tmp_path / "out", rounds=2, episodes=4, updates=3,
-            batch=4, eval_episodes=4, learning_rate=0.05, log=lambda s: None)
+    cfg = _cfg(tmp_path, LINEAR.init(jax.random.PRNGKey(3), 5), 30, rounds=2, episodes=4, updates=3, batch=4,
+               eval_episodes=4, learning_rate=0.05)
+    distill(cfg, tmp_path / "out", log=lambda s: None)
     for f in (tmp_path / "out" / "rounds" / "000.npz", tmp_path / "out" / "student.npz"):
         model = load_model(str(f))
         np.testing.assert_array_equal(np.asarray(ravel_pytree(model.params)[0]), np.load(f)["params"])
@@ -187,10 +217,82 @@ def test_held_out_returns_are_the_trainers_held_out_episodes(tmp_path):
     from pinn_jax.rollout import member_returns
     from pinn_jax.training.trainer import held_out_keys
 
-    cfg = config_lib.from_dict(tiny_dict(tmp_path, policy={"name": "linear"}, env={"start": "hard", "max_steps": 40}))
-    params, rows = distill(cfg, LINEAR, LINEAR.init(jax.random.PRNGKey(4), 5), tmp_path / "out", rounds=1,
-                           episodes=4, updates=3, batch=4, eval_episodes=6, learning_rate=0.05, log=lambda s: None)
+    cfg = _cfg(tmp_path, LINEAR.init(jax.random.PRNGKey(4), 5), 40, rounds=1, episodes=4, updates=3, batch=4,
+               eval_episodes=6, learning_rate=0.05)
+    params, rows = distill(cfg, tmp_path / "out", log=lambda s: None)
     env, env_params = build_env(cfg.env)
     want = np.asarray(member_returns(LINEAR, env, env_params, params, held_out_keys(cfg.seed, 6), 40))
     np.testing.assert_allclose(rows[-1]["return_mean"], want.mean(), rtol=1e-5)
     np.testing.assert_allclose(rows[-1]["return_std"], want.std(), rtol=1e-5)
+
+
+def test_a_distillation_reruns_bit_for_bit_from_its_config_yaml(tmp_path):
+    """Options and ``--set distill.KEY`` land in OUT/config.yaml's distill section; ``--config`` on it alone
+    makes the same student, every round."""
+    student = tmp_path / "student.yaml"
+    student.write_text(yaml.safe_dump(tiny_dict(tmp_path / "unused", env={"start": "hard", "max_steps": 30})))
+    teacher = _teacher(tmp_path, LINEAR.init(jax.random.PRNGKey(5), 5))
+    first, again = tmp_path / "first", tmp_path / "again"
+    assert main(["--teacher", teacher, "--student", str(student), "--out", str(first), "--rounds", "2",
+                 "--episodes", "4", "--updates", "3", "--batch", "4", "--lr", "0.05", "--init", "zeros",
+                 "--set", "distill.eval_episodes=4", "--no-progress"]) == 0
+    recorded = config_lib.load(artifacts.config_file(first))
+    assert recorded.distill == DistillConfig(teacher=teacher, init="zeros", rounds=2, episodes=4, updates=3, batch=4,
+                                             learning_rate=0.05, eval_episodes=4)
+    assert main(["--config", str(artifacts.config_file(first)), "--out", str(again), "--no-progress"]) == 0
+    assert config_lib.load(artifacts.config_file(again)) == recorded
+    for name in ("student.npz", "rounds/000.npz", "rounds/001.npz"):
+        a, b = np.load(first / name)["params"], np.load(again / name)["params"]
+        assert a.tobytes() == b.tobytes(), name
+    start = np.zeros(6, np.float32)  # the student did learn: the comparison is not of two untouched starts
+    assert not np.array_equal(np.load(first / "rounds/000.npz")["params"], start)
+    assert not np.array_equal(np.load(first / "student.npz")["params"], np.load(first / "rounds/000.npz")["params"])
+
+
+DISTILL_CONFIGS = ["cartpole_pi_bc", "cartpole_pi_catch", "cartpole_pi_catch_large", "pendulum_pi_bc"]
+COUNTS = ("--rounds", "--episodes", "--updates", "--batch")
+
+
+def _documented_options(name: str) -> list[tuple[str, str]]:
+    """The ``--option value`` pairs of the distill command line in a shipped config's comments."""
+    comments = " ".join(line.lstrip("#") for line in (CONFIGS / f"{name}.yaml").read_text().splitlines()
+                        if line.startswith("#"))
+    words = shlex.split(comments.split("python -m pinn_jax distill", 1)[1].replace("\\", " "))
+    pairs = []
+    while len(words) >= 2 and words[0].startswith("--"):
+        option, value = words[0], words[1].rstrip(").")
+        pairs.append((option, value))
+        if value != words[1]:  # the command's closing parenthesis or full stop
+            break
+        words = words[2:]
+    return pairs
+
+
+@pytest.mark.parametrize("name", DISTILL_CONFIGS)
+def test_the_shipped_configs_distill_command_lines_still_set_what_they_say(name, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(distill_module, "distill", lambda cfg, out, log: seen.append(cfg))
+    monkeypatch.chdir(CONFIGS.parent)
+    pairs = _documented_options(name)
+    options = dict(pairs)
+    assert {"--teacher", "--student", "--out", "--rounds", "--lr"} <= set(options), pairs
+    argv = [w for option, value in pairs for w in (option, str(tmp_path / "o") if option == "--out" else value)]
+    assert main(argv) == 0
+    (cfg,) = seen
+    assert cfg.policy == config_lib.load(options["--student"]).policy
+    for option, value in pairs:
+        if option in OPTIONS:
+            kind = float if option in ("--lr", "--lqr-above") else int if option in COUNTS else str
+            assert getattr(cfg.distill, OPTIONS[option][0]) == kind(value), option
+
+
+def test_the_distill_section_is_optional_and_round_trips():
+    for name in DISTILL_CONFIGS + ["quick"]:  # no shipped config has one: they all load with the defaults
+        assert config_lib.load(name).distill == DistillConfig()
+    assert DistillConfig() == DistillConfig(teacher=None, lqr_above=None, init="random", rounds=8, episodes=64,
+                                            updates=100, batch=32, learning_rate=3e-3, loss="mse", eval_episodes=128)
+    cfg = config_lib.load("quick", ["distill.teacher=pretrained:cartpole_pi", "distill.lqr_above=0.8",
+                                    "distill.rounds=40", "distill.learning_rate=1e-3", "distill.loss=bce"])
+    assert cfg.to_dict()["distill"]["lqr_above"] == 0.8
+    assert config_lib.from_dict(cfg.to_dict()) == cfg
+    assert cfg.distill.learning_rate == 1e-3 and cfg.distill.teacher == "pretrained:cartpole_pi"

@@ -438,6 +438,6 @@ def test_distill_refuses_a_teacher_from_another_task(tmp_path, capsys):
             "--rounds", "1", "--episodes", "2", "--updates", "1", "--batch", "2"]
     assert distill.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("error: --teacher pretrained:cartpole_v1_pi acts in CartPole-v1 (2 action outputs), the student "
-                   "in CartPoleSwingUp-v0: they must share the task")
+    assert err == ("error: config key 'distill.teacher': pretrained:cartpole_v1_pi acts in CartPole-v1 (2 action "
+                   "outputs), the student in CartPoleSwingUp-v0: they must share the task")
     assert not (tmp_path / "d").exists()

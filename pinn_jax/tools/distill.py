@@ -3,6 +3,10 @@ trained teacher (e.g. an MLP), then fine-tune it with ES (``strategy.init_mean: 
 
     python -m pinn_jax distill --teacher pretrained:cartpole_mlp --student configs/cartpole_pi_short.yaml \\
         --out runs/cartpole_pi_bc [--rounds 8 --episodes 64 --updates 100 --batch 32 --lr 3e-3]
+    python -m pinn_jax distill --config runs/cartpole_pi_bc/config.yaml --out runs/again   # the same student
+
+The settings are the config's ``distill:`` section (:class:`pinn_jax.config.DistillConfig`); the options
+override it, as ``--set distill.KEY=VALUE`` does.
 
 Round 0 records episodes played by the teacher (by the student when it starts from ``--init``); every
 later round records episodes played by the current student, each step labelled with the action the teacher would have taken there (DAgger,
@@ -18,13 +22,16 @@ attention neuron's swing-up and a balance that ES alone never found.
 Writes ``OUT/student.npz`` (``params``: flat student parameters, the format ``strategy.init_mean`` and
 ``pretrained`` read), a copy after every round in ``OUT/rounds/NNN.npz`` (to choose a round on episodes of
 your own), ``OUT/distill.csv`` (per round: loss, the student's mean return on fixed held-out episodes — the same
-as the trainer's ``eval.csv`` for that seed —, wall time) and ``OUT/config.yaml`` (the student's config).
+as the trainer's ``eval.csv`` for that seed —, wall time) and ``OUT/config.yaml`` (the student's config with
+the ``distill:`` section as run: ``--config OUT/config.yaml`` reruns it).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
+import json
 import pathlib
 import sys
 import time
@@ -40,7 +47,7 @@ from pinn_jax import artifacts
 
 from pinn_jax.tools import lqr
 from pinn_jax import config as config_lib
-from pinn_jax.config import Config
+from pinn_jax.config import LOSSES, Config, DistillConfig
 from pinn_jax.envs import is_swingup, make, same_task
 from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
 from pinn_jax.experiment import setup
@@ -110,9 +117,6 @@ def labelled_episode(student: Policy, student_params: Any, teacher: Policy, teac
     return Episodes(traj["obs"], prev, traj["aux"]["label"], ~traj["done"])
 
 
-LOSSES = ("mse", "bce")
-
-
 def imitation_loss(student: Policy, params: Any, batch: Episodes, kind: str = "mse") -> jax.Array:
     """Mean over all valid steps of the error between the student's actions and the labels.
 
@@ -142,61 +146,64 @@ def imitation_loss(student: Policy, params: Any, batch: Episodes, kind: str = "m
     return total / jnp.maximum(batch.valid.sum(), 1)
 
 
-def load_teacher(spec: str, cfg: Config) -> tuple[Policy, Any]:
-    """A teacher by model spec (run directory, ``pretrained:NAME`` or ``official``) for the student of ``cfg``:
-    it must act in the same task, with the same actions."""
+def load_teacher(cfg: Config) -> tuple[Policy, Any]:
+    """The teacher ``distill.teacher`` names (run directory, FILE.npz, ``pretrained:NAME`` or ``official``), with
+    its LQR catch when ``distill.lqr_above`` is set; it must act in the student's task, with the same actions."""
+    spec = cfg.distill.teacher
+    if spec is None:
+        raise ConfigError("config key 'distill.teacher' is not set: name the teacher with --teacher MODEL")
     model = load_model(spec)
     if not same_task(model.env_cfg.name, cfg.env.name) or model.policy.act_dim != setup(cfg).policy.act_dim:
-        raise ConfigError(f"--teacher {spec} acts in {model.env_cfg.name} ({model.policy.act_dim} action outputs), "
-                          f"the student in {cfg.env.name}: they must share the task")
-    return model.policy, model.params
+        raise ConfigError(f"config key 'distill.teacher': {spec} acts in {model.env_cfg.name} "
+                          f"({model.policy.act_dim} action outputs), the student in {cfg.env.name}: they must share "
+                          f"the task")
+    teacher = model.policy
+    if cfg.distill.lqr_above is not None:
+        teacher = with_lqr_catch(teacher, cfg, cfg.distill.lqr_above)
+    return teacher, model.params
 
 
 def with_lqr_catch(teacher: Policy, cfg: Config, threshold: float) -> Policy:
     """The teacher, with an LQR balancer (:mod:`pinn_jax.tools.lqr`) acting where ``cos θ > threshold``."""
     if not is_swingup(cfg.env.name):
-        raise ConfigError(f"--lqr-above needs a cart-pole swing-up env, got {cfg.env.name!r}")
-    if not -1.0 < threshold < 1.0:
-        raise ConfigError(f"--lqr-above must lie in (-1, 1), got {threshold}")
+        raise ConfigError(f"config key 'distill.lqr_above' needs a cart-pole swing-up env, got {cfg.env.name!r}")
     _, env_params = make(cfg.env.name)
     gain = tuple(float(g) for g in lqr.lqr_gain(env_params))
     return lqr.CatchWithLQR(teacher, gain, threshold)
 
 
-def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path, rounds: int = 8,
-            episodes: int = 64, updates: int = 100, batch: int = 32, learning_rate: float = 3e-3,
-            eval_episodes: int = 128, init: str | pathlib.Path | None = None, loss: str = "mse",
-            log=print) -> tuple[Any, list[dict[str, float]]]:
-    """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher.
+def distill(cfg: Config, out: pathlib.Path, log=print) -> tuple[Any, list[dict[str, float]]]:
+    """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher of
+    its ``distill`` section, as that section says; write ``out`` (see the module's docstring).
 
-    The student starts from its policy's initialiser, or from the flat parameters in ``init`` (a ``.npz``
-    as read by ``strategy.init_mean``). Episodes run ``cfg.train_steps`` steps; the held-out score uses
-    whole ``env.max_steps`` episodes. Returns the student's parameters and one log row per round.
+    The student starts from ``distill.init`` (as ``strategy.init_mean`` reads it; ``random``: its policy's
+    initialiser). Episodes run ``cfg.train_steps`` steps; the held-out score uses whole ``env.max_steps``
+    episodes. Returns the student's parameters and one log row per round.
     """
-    if loss not in LOSSES:
-        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    d = cfg.distill
     if cfg.train.shuffle or cfg.train.shuffle_every or cfg.train.num_noise:
         raise ConfigError("distillation shows the teacher the student's observations: train.shuffle, "
                           "train.shuffle_every and train.num_noise must be off")
+    teacher, teacher_params = load_teacher(cfg)
     exp = setup(cfg)
     student, env, env_params = exp.policy, exp.env, exp.env_params
     key = jax.random.PRNGKey(cfg.seed)
     key, k_init = jax.random.split(key)
-    params = resolve_start("random" if init is None else str(init), exp, k_init).mean
-    opt = optax.adam(learning_rate)
+    params = resolve_start(d.init, exp, k_init).mean
+    opt = optax.adam(d.learning_rate)
     opt_state = opt.init(params)
     steps = cfg.train_steps
 
     collect = jax.jit(jax.vmap(
         lambda sp, k, use_t: labelled_episode(student, sp, teacher, teacher_params, env, env_params, k, steps,
                                               use_t), in_axes=(None, 0, None)))
-    held_out = held_out_keys(cfg.seed, eval_episodes)
+    held_out = held_out_keys(cfg.seed, d.eval_episodes)
     score = jax.jit(lambda p: member_returns(student, env, env_params, p, held_out, cfg.env.max_steps))
 
     @jax.jit
     def update(params, opt_state, data: Episodes, idx: jax.Array):
         mb = jax.tree.map(lambda x: x[idx], data)
-        value, grads = jax.value_and_grad(lambda p: imitation_loss(student, p, mb, loss))(params)
+        value, grads = jax.value_and_grad(lambda p: imitation_loss(student, p, mb, d.loss))(params)
         upd, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, upd), opt_state, value
 
@@ -205,18 +212,19 @@ def distill(cfg: Config, teacher: Policy, teacher_params: Any, out: pathlib.Path
     data: Episodes | None = None
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
-    for r in range(rounds):
+    for r in range(d.rounds):
         key, k_col, k_mb = jax.random.split(key, 3)
-        new = collect(params, jax.random.split(k_col, episodes), jnp.asarray(r == 0 and init is None))
+        new = collect(params, jax.random.split(k_col, d.episodes), jnp.asarray(r == 0 and d.init == "random"))
         data = new if data is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), data, new)
         size = data.obs.shape[0]
         losses = []
-        for k in jax.random.split(k_mb, updates):
-            params, opt_state, value = update(params, opt_state, data, jax.random.choice(k, size, (min(batch, size),),
-                                                                                            replace=False))
+        for k in jax.random.split(k_mb, d.updates):
+            idx = jax.random.choice(k, size, (min(d.batch, size),), replace=False)
+            params, opt_state, value = update(params, opt_state, data, idx)
             losses.append(float(value))
         if not np.isfinite(losses[-1]):
-            raise TrainingError(f"imitation loss is not finite in round {r}; lower --lr (now {learning_rate})")
+            raise TrainingError(f"imitation loss is not finite in round {r}; lower distill.learning_rate (--lr, "
+                                f"now {d.learning_rate})")
         returns = np.asarray(score(params))
         row = {"round": r, "episodes": size, "loss": float(np.mean(losses[-10:])), "return_mean": returns.mean(),
                "return_std": returns.std(), "wall_time": time.perf_counter() - start}
@@ -241,45 +249,49 @@ def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
         w.writerows(rows)
 
 
+# the options that override the config's distill section: option -> (its key there, argparse keywords)
+OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "--teacher": ("teacher", dict(metavar="MODEL", help="run directory, FILE.npz, pretrained:NAME or official")),
+    "--rounds": ("rounds", dict(type=int, help="DAgger rounds")),
+    "--episodes": ("episodes", dict(type=int, help="episodes recorded per round")),
+    "--updates": ("updates", dict(type=int, help="Adam updates per round")),
+    "--batch": ("batch", dict(type=int, help="episodes per update")),
+    "--lr": ("learning_rate", dict(type=float, metavar="LR", help="Adam learning rate")),
+    "--loss": ("loss", dict(choices=LOSSES, help="mse, or bce for bang-bang teachers")),
+    "--init": ("init", dict(metavar="FILE.npz", help="start the student from these flat parameters")),
+    "--lqr-above": ("lqr_above", dict(type=float, metavar="C", help="near the top (cos θ > C) label with an LQR "
+                                                                     "balancer instead of the teacher (cart-pole)")),
+}
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax distill", description=__doc__.split("\n\n")[0])
-    p.add_argument("--teacher", required=True, help="run directory, FILE.npz, pretrained:NAME or official")
-    p.add_argument("--student", required=True, metavar="CONFIG", help="training config of the student (name or YAML)")
+    p.add_argument("--config", "--student", dest="config", required=True, metavar="CONFIG",
+                   help="the student's config (name or YAML); its distill section holds the settings that the "
+                        "options below override (a distillation's OUT/config.yaml reruns it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key of the student's config (repeatable)")
+                   help="override a key of the config, e.g. distill.rounds=40 (repeatable)")
     p.add_argument("--seed", type=int, default=None, help="seed of the student's initialiser and episodes "
                    "(default: the config's seed)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
-    p.add_argument("--rounds", type=int, default=8, help="DAgger rounds")
-    p.add_argument("--episodes", type=int, default=64, help="episodes recorded per round")
-    p.add_argument("--updates", type=int, default=100, help="Adam updates per round")
-    p.add_argument("--batch", type=int, default=32, help="episodes per update")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--loss", choices=LOSSES, default="mse", help="mse, or bce for bang-bang teachers")
-    p.add_argument("--init", default=None, metavar="FILE.npz", help="start the student from these flat parameters")
+    defaults = DistillConfig()
+    for option, (key, kwargs) in OPTIONS.items():
+        p.add_argument(option, dest=key, default=argparse.SUPPRESS, **{**kwargs, "help": (
+            f"{kwargs['help']} (distill.{key}; default: the config's, else {getattr(defaults, key)})")})
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
-    p.add_argument("--lqr-above", type=float, default=None, metavar="C",
-                   help="near the top (cos θ > C) label with an LQR balancer instead of the teacher (cart-pole)")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} already exists and is not empty")
-    for name in ("rounds", "episodes", "updates", "batch"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise ConfigError(f"--lr must be > 0, got {args.lr}")
-    overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
-    cfg = config_lib.load(args.student, overrides)
-    teacher, teacher_params = load_teacher(args.teacher, cfg)
-    if args.lqr_above is not None:
-        teacher = with_lqr_catch(teacher, cfg, args.lqr_above)
-    with Tracker(args.rounds, "round", bar=not args.no_progress) as bar:
-        distill(cfg, teacher, teacher_params, out, args.rounds, args.episodes, args.updates, args.batch, args.lr,
-                init=args.init, loss=args.loss, log=lambda line: (bar.log(line), bar.advance(1)))
+    given = [(key, getattr(args, key)) for key, _ in OPTIONS.values() if hasattr(args, key)]
+    overrides = (args.overrides + [f"distill.{key}={json.dumps(value)}" for key, value in given]
+                 + ([f"seed={args.seed}"] if args.seed is not None else []))
+    cfg = config_lib.load(args.config, overrides)
+    with Tracker(cfg.distill.rounds, "round", bar=not args.no_progress) as bar:
+        distill(cfg, out, log=lambda line: (bar.log(line), bar.advance(1)))
     return 0
 
 
