@@ -23,7 +23,7 @@ from pinn_jax import config as config_lib
 from pinn_jax.config import Config
 from pinn_jax.errors import ArgumentParser, TrainingError, UserError, cli, one_line
 from pinn_jax.training import checkpoint as ckpt
-from pinn_jax.training import distributed
+from pinn_jax.training import process
 from pinn_jax.training.metrics import read_csv
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
 
     Returns the trainer, the final state and the metrics rows logged by this call.
     """
-    distributed.initialize(cfg.distributed)  # no-op unless enabled and not yet initialised
+    process.initialize(cfg.distributed)  # no-op unless enabled and not yet initialised
     # The one lazy import: the training modules start JAX's backend on import (gymnax, evosax), which must wait
     # for jax.distributed.initialize.
     from pinn_jax.training import loop

@@ -53,7 +53,7 @@ from pinn_jax.tools.bench_report import markdown, plot, range_text as _range, g 
 from pinn_jax.errors import ArgumentParser, cli
 from pinn_jax.experiment import setup
 from pinn_jax.rollout import evaluate_population
-from pinn_jax.training.distributed import limit_lapack_threads
+from pinn_jax.training.process import limit_lapack_threads
 from pinn_jax.training.trainer import make_trainer
 
 __all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]

@@ -47,7 +47,7 @@ from pinn_jax.config import Config
 from pinn_jax.errors import CheckpointError, ConfigError, RunDirError, TrainingError, UserError, one_line
 from pinn_jax.experiment import Experiment
 from pinn_jax.training import checkpoint as ckpt
-from pinn_jax.training import distributed, rundir
+from pinn_jax.training import distributed, process, rundir
 from pinn_jax.training.metrics import MetricsWriter, eval_row, read_csv
 from pinn_jax.training.progress import Tracker
 from pinn_jax.training.runs import resolve_start
@@ -165,7 +165,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if not has_checkpoint(run_dir):
                     raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
                                           f"one; delete the directory and start it again without resume=True")
-            distributed.limit_lapack_threads()
+            process.limit_lapack_threads()
             tr = trainer or make_trainer(exp or cfg, mesh=distributed.mesh_for(cfg))
             if resume:
                 with interrupts.held():  # a restore is not cut short by a signal (it is raised once done)

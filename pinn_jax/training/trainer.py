@@ -40,7 +40,8 @@ class Trainer:
     generation loop.
 
     ``run(state, n)`` advances ``n`` generations in one jit-compiled ``lax.scan`` and returns the
-    new state and per-generation metrics (arrays of length ``n``, see ``METRIC_NAMES``).
+    new state and per-generation metrics (arrays of length ``n``: the fitness statistics, ``best_so_far`` and
+    ``nan_count``, as :func:`make_generation` names them).
     With a ``mesh`` the population is sharded over its devices and the state is kept replicated.
     """
 

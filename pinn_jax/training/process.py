@@ -1,0 +1,71 @@
+"""Process set-up, done once by the host before anything is compiled: ``jax.distributed`` for several processes
+(hosts), and the host BLAS threads that CMA-ES's ``eigh`` runs on. Nothing here is part of the pure training core."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import threadpoolctl
+
+from pinn_jax.config import ConfigError, DistributedConfig
+
+
+def initialize(cfg: DistributedConfig) -> None:
+    """Call ``jax.distributed.initialize`` when ``cfg.enabled``; otherwise (one process) nothing changes.
+
+    Fields left ``None`` come from the environment: ``JAX_COORDINATOR_ADDRESS`` (read by JAX),
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` (read here), else JAX's cluster detection
+    (SLURM, Open MPI, Kubernetes, Cloud TPU) fills them in. On CPU the cross-process collectives
+    use gloo. Must run before anything starts JAX's backend (arrays, ``jit``, ``jax.devices()``,
+    or importing evosax's algorithms); calling it again once initialised does nothing.
+    """
+    if not cfg.enabled or jax.distributed.is_initialized():
+        return
+    num_processes = cfg.num_processes if cfg.num_processes is not None else _env_int("JAX_NUM_PROCESSES")
+    process_id = cfg.process_id if cfg.process_id is not None else _env_int("JAX_PROCESS_ID")
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError(f"config key 'distributed.num_processes' must be >= 1, got {num_processes}")
+    if num_processes is not None and process_id is not None and not 0 <= process_id < num_processes:
+        raise ConfigError(f"config key 'distributed.process_id' must be in [0, {num_processes}), got {process_id}")
+    if jax.config.jax_platforms in (None, "", "cpu"):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address=cfg.coordinator_address, num_processes=num_processes,
+                                   process_id=process_id)
+    except RuntimeError as e:
+        if "must be called before" not in str(e):
+            raise
+        raise ConfigError("config key 'distributed.enabled' is set but JAX already started in this process; call "
+                          "pinn_jax.training.process.initialize before any JAX computation (or use the CLI)") from None
+    except ValueError as e:  # e.g. no coordinator address or process count, and no cluster detected
+        first = str(e).strip().splitlines()[0]
+        raise ConfigError(f"config section 'distributed': {first} (set distributed.* or JAX_COORDINATOR_ADDRESS, "
+                          f"JAX_NUM_PROCESSES, JAX_PROCESS_ID)") from None
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} must be an integer, got {value!r}") from None
+
+
+def limit_lapack_threads(n: int = 1) -> list[str]:
+    """Run the host BLAS/LAPACK that XLA:CPU calls for CMA-ES's ``eigh`` on ``n`` threads.
+
+    OpenBLAS's worker threads spin-wait; sharing the cores with XLA's own thread pool (or with
+    other processes) made one 913x913 ``eigh`` take up to 7 s instead of 0.06 s on a 2-core
+    machine. Uses threadpoolctl; nothing is changed when ``OPENBLAS_NUM_THREADS`` is set, or when JAX runs on
+    an accelerator (its ``eigh`` does not use the host's LAPACK there). Returns the file names of the
+    libraries limited.
+    """
+    if "OPENBLAS_NUM_THREADS" in os.environ or jax.default_backend() != "cpu":
+        return []
+    import scipy.linalg  # noqa: F401  (loads the OpenBLAS that jaxlib's LAPACK kernels use)
+
+    threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+    return [os.path.basename(i["filepath"]) for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
