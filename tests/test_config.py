@@ -4,6 +4,7 @@ or a silent reinterpretation; at the command line, ``error: ...`` on stderr, exi
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import subprocess
 import sys
@@ -241,6 +242,27 @@ def test_policy_names_come_from_the_policies_module():
         f"config key 'policy.name' must be one of {', '.join(policies.POLICY_NAMES)}, got 'cnn'")
     for name in policies.POLICY_NAMES:
         assert config_lib.load(QUICK, [f"policy.name={name}"]).policy.name == name
+
+
+def test_policy_defaults_are_the_policy_classes_own():
+    """PolicyConfig's defaults are read from the policy dataclasses: changed there (before the config module is
+    imported), they change here. Every attention-neuron config field is covered."""
+    from pinn_jax import policies
+
+    changed = {"hidden_dim": 3, "msg_dim": 5, "pos_em_dim": 7, "scale": True, "attention_gain": 2.5,
+               "action_gain": 3.5, "head_layers": 2, "init_forget_bias": 1.5}
+    assert set(changed) == set(policies.REGISTRY["attention_neuron"].fields)
+    code = ("from pinn_jax.policies import AttentionNeuronPolicy as A, MLPPolicy as M\n"
+            + "".join(f"A.{k} = {v!r}\n" for k, v in changed.items()) + "M.hidden = (9, 4)\n"
+            "import json; from pinn_jax.config import PolicyConfig\n"
+            "print(json.dumps(PolicyConfig().__dict__))")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"name": "attention_neuron", "hidden": [9, 4], **changed}
+    plain = config_lib.PolicyConfig()
+    assert plain.hidden == policies.MLPPolicy().hidden
+    assert all(getattr(plain, k) == getattr(policies.AttentionNeuronPolicy(), k) for k in changed)
 
 
 def test_bad_policy_name_is_refused_by_the_cli(cli_error):
