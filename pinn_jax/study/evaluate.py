@@ -32,10 +32,10 @@ import numpy as np
 from pinn_jax import artifacts
 
 from pinn_jax.study import plots, video
-from pinn_jax.study.conditions import (DEFAULT_EPISODES, Condition, condition_env, default_conditions, episode_keys,
-                                 not_applicable, parse_condition)
+from pinn_jax.study.conditions import (DEFAULT_EPISODES, NOISE_COUNTS, SHUFFLE_PERIODS, Condition, condition_env,
+                                       default_conditions, episode_keys, not_applicable, parse_condition)
 from pinn_jax.config import STARTS, EnvConfig
-from pinn_jax.envs import label
+from pinn_jax.envs import ObsTransform, label
 from pinn_jax.study.episodes import plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
@@ -77,7 +77,7 @@ def _na_cell(reason: str) -> dict[str, Any]:
     return {"status": NA, "reason": reason, **{k: NA for k in STAT_KEYS}, "mean_length": NA}
 
 
-def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = None, episodes: int = 200,
+def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = None, episodes: int = DEFAULT_EPISODES,
              seed: int = 0, env_cfg: EnvConfig | None = None, log: Callable[[str], None] | None = None,
              tick: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate every model in every condition on the same ``episodes`` episode keys.
@@ -226,11 +226,11 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--env-start", choices=STARTS, default=None, help="start distribution (default: the "
                    "first model's)")
     p.add_argument("--max-steps", type=int, default=None, help="episode length limit (default: the first model's)")
-    p.add_argument("--shuffle-every", type=int, nargs="*", default=[50, 100, 250], metavar="K",
+    p.add_argument("--shuffle-every", type=int, nargs="*", default=list(SHUFFLE_PERIODS), metavar="K",
                    help="shuffle periods in steps, one condition each")
-    p.add_argument("--noise", type=int, nargs="*", default=[0, 5, 10, 15, 20, 30], metavar="N",
+    p.add_argument("--noise", type=int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
                    help="noise feature counts, shuffled once per episode")
-    p.add_argument("--noise-std", type=float, default=0.1, help="std of the noise features")
+    p.add_argument("--noise-std", type=float, default=ObsTransform.noise_std, help="std of the noise features")
     p.add_argument("--out", default=None, metavar="DIR", help="write report.json, report.csv and plots here")
     p.add_argument("--video", default=None, metavar="FILE", help="render one episode to FILE.mp4 or FILE.gif")
     p.add_argument("--video-condition", default="shuffle", metavar="NAME", help="condition of the video episode")
