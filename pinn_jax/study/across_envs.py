@@ -122,11 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:
         result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,
                        tick=lambda cell: bar.advance(1, cell))
-    (out / "study.json").write_text(json.dumps(result, indent=1))
-    (out / "study.md").write_text(markdown(result))
-    plot(result, out / "study.png")
+    json_path, md_path, png_path = out / artifacts.STUDY_JSON, out / artifacts.STUDY_MD, out / artifacts.STUDY_PNG
+    json_path.write_text(json.dumps(result, indent=1))
+    md_path.write_text(markdown(result))
+    plot(result, png_path)
     print(markdown(result))
-    print(f"wrote {out / 'study.json'}, {out / 'study.md'}, {out / 'study.png'}")
+    print(f"wrote {json_path}, {md_path}, {png_path}")
     return 0
 
 

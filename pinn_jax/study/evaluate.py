@@ -157,7 +157,7 @@ def save_report(report: dict[str, Any], out_dir: str | os.PathLike) -> tuple[pat
     """Write ``report.json`` (everything, with per-episode returns) and ``report.csv`` (statistics)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jpath, cpath = out / "report.json", out / "report.csv"
+    jpath, cpath = out / artifacts.REPORT_JSON, out / artifacts.REPORT_CSV
     jpath.write_text(json.dumps(report, indent=1))
     with cpath.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -200,15 +200,15 @@ def write_plots(report: dict[str, Any], out_dir: str | os.PathLike,
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _msg: None)
-    paths = [plot_returns(report, out / "returns_box.png")]
+    paths = [plot_returns(report, out / artifacts.RETURNS_BOX_PNG)]
     if plots.noise_conditions(report):
-        paths.append(plot_noise(report, out / "returns_vs_noise.png"))
+        paths.append(plot_noise(report, out / artifacts.RETURNS_VS_NOISE_PNG))
     else:
-        say("no shuffled noise conditions: skipping returns_vs_noise.png")
+        say(f"no shuffled noise conditions: skipping {artifacts.RETURNS_VS_NOISE_PNG}")
     if len(plots.period_conditions(report)) >= 2:
-        paths.append(plot_shuffle_period(report, out / "returns_vs_shuffle_period.png"))
+        paths.append(plot_shuffle_period(report, out / artifacts.RETURNS_VS_PERIOD_PNG))
     else:
-        say("fewer than two shuffle settings without noise: skipping returns_vs_shuffle_period.png")
+        say(f"fewer than two shuffle settings without noise: skipping {artifacts.RETURNS_VS_PERIOD_PNG}")
     return paths
 
 
