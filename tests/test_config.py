@@ -119,6 +119,44 @@ def test_known_env_names_are_accepted(name):
     assert config_lib.load(QUICK, [f"env.name={name}"]).env.name == name
 
 
+def test_a_swingup_name_and_env_start_must_agree(capsys, tmp_path):
+    """CartPoleSwingUp-easy / -hard fix the start: env.start must say the same (it used to win silently)."""
+    from pinn_jax.experiment import build_env
+
+    assert _cli_error(capsys, tmp_path, "env.name=CartPoleSwingUp-easy", "env.start=hard", config=QUICK) == (
+        "config keys 'env.name' and 'env.start' disagree: CartPoleSwingUp-easy starts easy, env.start is 'hard'; "
+        "set env.start: easy, or use CartPoleSwingUp-v0")
+    assert "CartPoleSwingUp-hard starts hard" in error_of(lambda: build_env(config_lib.EnvConfig(
+        name="CartPoleSwingUp-hard", start="upright")))
+    for name, start, hard in [("CartPoleSwingUp-easy", "easy", False), ("CartPoleSwingUp-hard", "hard", True),
+                              ("CartPoleSwingUp-v0", "easy", False), ("CartPoleSwingUp-v0", "upright", False)]:
+        params = build_env(config_lib.EnvConfig(name=name, start=start))[1]
+        assert (params.hard, params.upright) == (hard, start == "upright")
+
+
+def test_env_start_is_refused_off_the_swingup(capsys, tmp_path):
+    from pinn_jax.experiment import build_env
+
+    assert _cli_error(capsys, tmp_path, "env.name=Pendulum-v1", "env.start=easy", config=QUICK) == (
+        "config key 'env.start' chooses the swing-up's start; Pendulum-v1 has none, so it must be 'hard' "
+        "(the default), got 'easy'")
+    assert build_env(config_lib.EnvConfig(name="Pendulum-v1"))[1].max_speed > 0  # the default start is fine
+
+
+def test_every_shipped_config_and_agent_builds_its_env():
+    """No shipped config, agent or documented stage names a start its env refuses."""
+    from pinn_jax import configs
+    from pinn_jax.experiment import build_env
+    from pinn_jax.models import pretrained
+
+    cfgs = [config_lib.load(n) for n in configs.available()]
+    cfgs += [config_lib.from_dict(pretrained.info(n)["config"]) for n in pretrained.available()]
+    cfgs += [config_lib.load(p) for p in sorted((ROOT / "docs").rglob("config.yaml"))]
+    for env in {c.env for c in cfgs}:
+        build_env(env)
+    assert len(cfgs) > 100
+
+
 def test_distributed_config_does_not_start_jax():
     """gymnax starts JAX's backend on import, which must wait for jax.distributed.initialize."""
     code = ("import sys; from pinn_jax import config as c; from jax._src import xla_bridge as xb; "

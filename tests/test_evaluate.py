@@ -333,6 +333,17 @@ def test_cli_attention_needs_attention_model(run, capsys):
     assert len(err.splitlines()) == 1 and "attention-neuron" in err
 
 
+def test_an_env_of_another_task_takes_the_default_start_and_a_conflicting_one_is_one_line(capsys):
+    """The first model's start follows it only within its task (a start off the swing-up is refused)."""
+    args = ["pretrained:cartpole_mlp_easy", "--episodes", "2", "--shuffle-every", "--noise", "0", "--no-progress"]
+    assert ev.main([*args, "--env", "Pendulum-v1", "--max-steps", "5"]) == 0
+    assert "Pendulum-v1, max 5 steps" in capsys.readouterr().out
+    assert ev.main([*args, "--env", "CartPoleSwingUp-hard"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: config keys 'env.name' and 'env.start' disagree: CartPoleSwingUp-hard starts hard, "
+                   "env.start is 'easy'; set env.start: hard, or use CartPoleSwingUp-v0")
+
+
 def test_bad_paths_are_one_line_errors(run, tmp_path, capsys):
     missing = tmp_path / "no_such_run"
     assert ev.main([str(missing)]) == 2

@@ -8,7 +8,7 @@ Every condition (:mod:`pinn_jax.study.conditions`) runs all its episodes in one 
 in every condition and for every model, so comparisons are paired: the same starts, the same permutation
 draws and the same noise. Models with a fixed input size (MLP, linear) are marked "n/a" in conditions
 that change the number of features. The env, its start and the episode length are the first model's
-unless ``--env``, ``--env-start`` or ``--max-steps`` say otherwise.
+unless ``--env``, ``--env-start`` or ``--max-steps`` say otherwise (with an ``--env`` of another task, the default start).
 
 Models are loaded by :mod:`pinn_jax.models`; single episodes (videos, attention maps) are in
 :mod:`pinn_jax.study.episodes`; the figures in :mod:`pinn_jax.study.plots`.
@@ -35,7 +35,7 @@ from pinn_jax.study import plots, video
 from pinn_jax.study.conditions import (DEFAULT_EPISODES, NOISE_COUNTS, SHUFFLE_PERIODS, Condition, condition_env,
                                        default_conditions, episode_keys, not_applicable, parse_condition)
 from pinn_jax.config import STARTS, EnvConfig
-from pinn_jax.envs import ObsTransform, label
+from pinn_jax.envs import ObsTransform, label, same_task
 from pinn_jax.study.episodes import plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
@@ -316,8 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = [load_model(spec, args.params) for spec in args.models]
     names = unique_names(models)
     first = models[0].env_cfg
-    env_cfg = EnvConfig(name=args.env or first.name, start=args.env_start or first.start,
-                        max_steps=args.max_steps or first.max_steps)
+    name = args.env or first.name
+    start = args.env_start or (first.start if same_task(name, first.name) else EnvConfig.start)
+    env_cfg = EnvConfig(name=name, start=start, max_steps=args.max_steps or first.max_steps)
     condition_env(env_cfg, conditions[0])  # a bad --env is one line before anything runs
     video_model = _pick(models, names, args.video_model, "--video-model") if args.video else None
     attn_model = _pick(models, names, args.attention_model, "--attention", True) if args.attention else None
