@@ -1,12 +1,16 @@
-"""Every file a run, a distillation or a shipped agent leaves on disk: names, layouts and npz keys.
+"""Every file a run, a distillation, a shipped agent or a command's ``--out`` leaves on disk: names, layouts
+and npz keys.
 
 * A *flat parameter file* is an ``.npz`` whose ``params`` array is one flat float32 parameter vector in
   the layout of :func:`pinn_jax.experiment.setup` (``eval_best.npz``, ``student.npz``,
   ``rounds/NNN.npz``, ``pinn_jax/models/pretrained/NAME.npz``); a finished run's ``params.npz`` holds two,
   ``mean`` and ``best``. :func:`load_flat` reads any of them.
 * A run directory holds ``config.yaml``, ``checkpoints/`` (orbax, :mod:`pinn_jax.training.checkpoint`),
-  ``metrics.csv`` / ``eval.csv`` / ``tb/`` (:mod:`pinn_jax.training.metrics`), ``params.npz`` and ``eval_best.npz``.
+  ``metrics.csv`` / ``eval.csv`` / ``tb/`` (:mod:`pinn_jax.training.metrics`), ``params.npz`` and ``eval_best.npz``;
+  a pycma reference run also ``pycma.csv`` and ``mean_NNNNNN.npz``.
 * A distillation directory holds ``config.yaml``, ``distill.csv``, ``student.npz`` and ``rounds/NNN.npz``.
+* A shipped agent is ``NAME.npz`` beside ``NAME.json`` (its metadata) in :data:`SHIPPED_DIR`.
+* ``evaluate``, ``study``, ``diagnose`` and ``bench`` write the reports and figures named below into ``--out``.
 
 Numpy and paths only: nothing here builds a policy or touches JAX.
 """
@@ -24,9 +28,12 @@ import yaml
 from pinn_jax.errors import CheckpointError, ModelError, UserError
 
 __all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
-           "CHECKPOINTS_DIR", "PARAM_CHOICES", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
-           "save_eval_best", "eval_best_score", "saved_params", "round_file", "student_file", "output_dir",
-           "output_file", "SHIPPED_DIR", "shipped_names", "shipped_file"]
+           "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
+           "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
+           "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
+           "config_file", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
+           "eval_best_score", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
+           "output_file", "SHIPPED_DIR", "agent_files", "shipped_names", "shipped_file", "shipped_meta_file"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
@@ -34,7 +41,21 @@ EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episod
 INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "params", "source" (its init_mean)
 STUDENT_FILE = "student.npz"
 DISTILL_LOG = "distill.csv"
+ROUNDS_DIR = "rounds"  # a distillation's student after each round, NNN.npz
 CHECKPOINTS_DIR = "checkpoints"
+METRICS_FILE = "metrics.csv"  # a run's fitness, one row per generation
+EVAL_FILE = "eval.csv"  # a run's held-out scores of the search mean, one row per evaluation (train.eval_every)
+TB_DIR = "tb"  # a run's TensorBoard event files
+PYCMA_LOG = "pycma.csv"  # a pycma reference run's step size and timings, one row per generation
+# what the commands write into their --out directory
+REPORT_JSON = "report.json"  # evaluate: the whole report, with every episode's return
+REPORT_CSV = "report.csv"  # evaluate: the statistics, one row per model and condition
+RETURNS_BOX_PNG = "returns_box.png"  # evaluate's figures
+RETURNS_VS_NOISE_PNG = "returns_vs_noise.png"
+RETURNS_VS_PERIOD_PNG = "returns_vs_shuffle_period.png"
+STUDY_JSON, STUDY_MD, STUDY_PNG = "study.json", "study.md", "study.png"  # study: reports, table, figure
+DIAGNOSE_JSON = "diagnose.json"
+BENCH_JSON, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench_scaling.png"  # bench: report, tables, figure
 SHIPPED_DIR = pathlib.Path(__file__).resolve().parent / "models" / "pretrained"  # NAME.npz + NAME.json
 PARAM_CHOICES = ("mean", "best", "eval_best")  # which parameters of a run
 
@@ -124,17 +145,33 @@ def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
     return flat, generation
 
 
+def agent_files(directory: Path, name: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """Agent ``name``'s flat parameter file ``NAME.npz`` and its metadata ``NAME.json`` in ``directory``."""
+    directory = pathlib.Path(directory)
+    return directory / f"{name}.npz", directory / f"{name}.json"
+
+
 def shipped_names() -> list[str]:
     """Names of the agents shipped in the package (a ``NAME.npz`` with its ``NAME.json``)."""
-    return sorted(p.stem for p in SHIPPED_DIR.glob("*.npz") if (SHIPPED_DIR / f"{p.stem}.json").exists())
+    return sorted(name for name in {p.stem for p in SHIPPED_DIR.iterdir()}
+                  if all(f.is_file() for f in agent_files(SHIPPED_DIR, name)))
 
 
-def shipped_file(name: str, suffix: str = ".npz") -> pathlib.Path:
-    """A shipped agent's parameter file (``.npz``) or metadata (``.json``); a one-line
-    :class:`~pinn_jax.errors.ModelError` naming the shipped agents when there is no agent ``name``."""
+def _shipped(name: str) -> tuple[pathlib.Path, pathlib.Path]:
     if name not in shipped_names():
         raise ModelError(f"no pretrained model {name!r} (available: {', '.join(shipped_names()) or 'none'})")
-    return SHIPPED_DIR / f"{name}{suffix}"
+    return agent_files(SHIPPED_DIR, name)
+
+
+def shipped_file(name: str) -> pathlib.Path:
+    """A shipped agent's parameter file; a one-line :class:`~pinn_jax.errors.ModelError` naming the shipped
+    agents when there is no agent ``name``."""
+    return _shipped(name)[0]
+
+
+def shipped_meta_file(name: str) -> pathlib.Path:
+    """A shipped agent's metadata file (as :func:`shipped_file`)."""
+    return _shipped(name)[1]
 
 
 def student_file(out: Path) -> pathlib.Path:
@@ -144,7 +181,12 @@ def student_file(out: Path) -> pathlib.Path:
 
 def round_file(out: Path, round_: int) -> pathlib.Path:
     """Where a distillation in ``out`` keeps the student of round ``round_``."""
-    return pathlib.Path(out) / "rounds" / f"{round_:03d}.npz"
+    return pathlib.Path(out) / ROUNDS_DIR / f"{round_:03d}.npz"
+
+
+def pycma_mean_file(out: Path, generation: int) -> pathlib.Path:
+    """Where a pycma reference run in ``out`` keeps its search mean of ``generation``."""
+    return pathlib.Path(out) / f"mean_{generation:06d}.npz"
 
 
 def output_dir(path: Path, flag: str) -> pathlib.Path:

@@ -22,7 +22,7 @@ import yaml
 from pinn_jax import configs
 
 from pinn_jax.errors import ConfigError
-from pinn_jax.policies import POLICY_NAMES
+from pinn_jax.policies import POLICY_NAMES, AttentionNeuronPolicy, MLPPolicy
 
 # (lowest, highest, why) of an int field; every other int field must fit in int32
 _INT_RANGES: dict[str, tuple[int, int, str]] = {"seed": (0, 2**32 - 1, "a uint32 seed for jax.random.PRNGKey")}
@@ -45,20 +45,26 @@ class EnvConfig:
         _check(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
 
 
+_AN = AttentionNeuronPolicy  # whose dataclass defaults are PolicyConfig's
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Policy architecture. ``hidden`` is used by ``mlp``; the others by ``attention_neuron``."""
+    """Policy architecture. ``hidden`` is used by ``mlp``; the others by ``attention_neuron``. The defaults are
+    the policy classes' own."""
 
     name: str = "attention_neuron"  # attention_neuron | mlp | linear
-    hidden: tuple[int, ...] = (16,)
-    hidden_dim: int = 16
-    msg_dim: int = 32
-    pos_em_dim: int = 8
-    scale: bool = False
-    attention_gain: float = 1.0  # fixed factor on the attention logits (1 in the paper)
-    action_gain: float = 1.0  # fixed factor on the output layer's pre-activation (1 in the paper)
-    head_layers: int = 0  # tanh layers of width hidden_dim before the output layer (0 in the paper's cart-pole)
-    init_forget_bias: float = 0.0  # added to the LSTM forget-gate bias of the starting parameters (0 in the paper)
+    hidden: tuple[int, ...] = MLPPolicy.hidden
+    hidden_dim: int = _AN.hidden_dim
+    msg_dim: int = _AN.msg_dim
+    pos_em_dim: int = _AN.pos_em_dim
+    scale: bool = _AN.scale
+    attention_gain: float = _AN.attention_gain  # fixed factor on the attention logits (1 in the paper)
+    action_gain: float = _AN.action_gain  # fixed factor on the output layer's pre-activation (1 in the paper)
+    head_layers: int = _AN.head_layers  # tanh layers of width hidden_dim before the output layer (0 in the paper's
+    # cart-pole)
+    init_forget_bias: float = _AN.init_forget_bias  # added to the LSTM forget-gate bias of the starting parameters
+    # (0 in the paper)
 
     def __post_init__(self) -> None:
         _check(self.name in POLICY_NAMES, "policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {self.name!r}")

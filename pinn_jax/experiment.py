@@ -14,7 +14,8 @@ import jax
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
-from pinn_jax.envs import ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, is_swingup, make, names
+from pinn_jax.envs import (CARTPOLE_NAMES, ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, is_swingup,
+                           make, names)
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
@@ -24,7 +25,8 @@ __all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "t
 
 def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
     """The configured environment, its actions mapped from policy outputs (:class:`ActionWrapper`) and its
-    observations transformed, and its params. Only flat vector observations are supported."""
+    observations transformed, and its params. Only flat vector observations are supported; ``env.start`` must
+    agree with a swing-up name that fixes the start (``CartPoleSwingUp-easy``) and keep its default elsewhere."""
     if env_cfg.name not in names():
         raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
     overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
@@ -40,6 +42,13 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> t
         spec = ActionSpec.from_space(env.action_space(params))
     except ValueError as e:
         raise ConfigError(f"config key 'env.name': {env_cfg.name}: {e}") from None
+    fixed = CARTPOLE_NAMES.get(env_cfg.name)
+    if fixed is not None and env_cfg.start != fixed:
+        raise ConfigError(f"config keys 'env.name' and 'env.start' disagree: {env_cfg.name} starts {fixed}, env.start "
+                          f"is {env_cfg.start!r}; set env.start: {fixed}, or use CartPoleSwingUp-v0")
+    if not is_swingup(env_cfg.name) and env_cfg.start != EnvConfig.start:
+        raise ConfigError(f"config key 'env.start' chooses the swing-up's start; {env_cfg.name} has none, so it must "
+                          f"be {EnvConfig.start!r} (the default), got {env_cfg.start!r}")
     return ObsTransformWrapper(ActionWrapper(env, spec), transform), params
 
 

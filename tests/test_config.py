@@ -4,6 +4,7 @@ or a silent reinterpretation; at the command line, ``error: ...`` on stderr, exi
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import subprocess
 import sys
@@ -117,6 +118,44 @@ def test_unknown_env_name_is_refused_by_the_cli(capsys, tmp_path):
 @pytest.mark.parametrize("name", ["CartPoleSwingUp-v0", "CartPoleSwingUp-easy", "CartPole-v1", "Catch-bsuite"])
 def test_known_env_names_are_accepted(name):
     assert config_lib.load(QUICK, [f"env.name={name}"]).env.name == name
+
+
+def test_a_swingup_name_and_env_start_must_agree(capsys, tmp_path):
+    """CartPoleSwingUp-easy / -hard fix the start: env.start must say the same (it used to win silently)."""
+    from pinn_jax.experiment import build_env
+
+    assert _cli_error(capsys, tmp_path, "env.name=CartPoleSwingUp-easy", "env.start=hard", config=QUICK) == (
+        "config keys 'env.name' and 'env.start' disagree: CartPoleSwingUp-easy starts easy, env.start is 'hard'; "
+        "set env.start: easy, or use CartPoleSwingUp-v0")
+    assert "CartPoleSwingUp-hard starts hard" in error_of(lambda: build_env(config_lib.EnvConfig(
+        name="CartPoleSwingUp-hard", start="upright")))
+    for name, start, hard in [("CartPoleSwingUp-easy", "easy", False), ("CartPoleSwingUp-hard", "hard", True),
+                              ("CartPoleSwingUp-v0", "easy", False), ("CartPoleSwingUp-v0", "upright", False)]:
+        params = build_env(config_lib.EnvConfig(name=name, start=start))[1]
+        assert (params.hard, params.upright) == (hard, start == "upright")
+
+
+def test_env_start_is_refused_off_the_swingup(capsys, tmp_path):
+    from pinn_jax.experiment import build_env
+
+    assert _cli_error(capsys, tmp_path, "env.name=Pendulum-v1", "env.start=easy", config=QUICK) == (
+        "config key 'env.start' chooses the swing-up's start; Pendulum-v1 has none, so it must be 'hard' "
+        "(the default), got 'easy'")
+    assert build_env(config_lib.EnvConfig(name="Pendulum-v1"))[1].max_speed > 0  # the default start is fine
+
+
+def test_every_shipped_config_and_agent_builds_its_env():
+    """No shipped config, agent or documented stage names a start its env refuses."""
+    from pinn_jax import configs
+    from pinn_jax.experiment import build_env
+    from pinn_jax.models import pretrained
+
+    cfgs = [config_lib.load(n) for n in configs.available()]
+    cfgs += [config_lib.from_dict(pretrained.info(n)["config"]) for n in pretrained.available()]
+    cfgs += [config_lib.load(p) for p in sorted((ROOT / "docs").rglob("config.yaml"))]
+    for env in {c.env for c in cfgs}:
+        build_env(env)
+    assert len(cfgs) > 100
 
 
 def test_distributed_config_does_not_start_jax():
@@ -243,6 +282,27 @@ def test_policy_names_come_from_the_policies_module():
         f"config key 'policy.name' must be one of {', '.join(policies.POLICY_NAMES)}, got 'cnn'")
     for name in policies.POLICY_NAMES:
         assert config_lib.load(QUICK, [f"policy.name={name}"]).policy.name == name
+
+
+def test_policy_defaults_are_the_policy_classes_own():
+    """PolicyConfig's defaults are read from the policy dataclasses: changed there (before the config module is
+    imported), they change here. Every attention-neuron config field is covered."""
+    from pinn_jax import policies
+
+    changed = {"hidden_dim": 3, "msg_dim": 5, "pos_em_dim": 7, "scale": True, "attention_gain": 2.5,
+               "action_gain": 3.5, "head_layers": 2, "init_forget_bias": 1.5}
+    assert set(changed) == set(policies.REGISTRY["attention_neuron"].fields)
+    code = ("from pinn_jax.policies import AttentionNeuronPolicy as A, MLPPolicy as M\n"
+            + "".join(f"A.{k} = {v!r}\n" for k, v in changed.items()) + "M.hidden = (9, 4)\n"
+            "import json; from pinn_jax.config import PolicyConfig\n"
+            "print(json.dumps(PolicyConfig().__dict__))")
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"name": "attention_neuron", "hidden": [9, 4], **changed}
+    plain = config_lib.PolicyConfig()
+    assert plain.hidden == policies.MLPPolicy().hidden
+    assert all(getattr(plain, k) == getattr(policies.AttentionNeuronPolicy(), k) for k in changed)
 
 
 def test_bad_policy_name_is_refused_by_the_cli(cli_error):

@@ -6,6 +6,8 @@ Sized for 2 CPU cores: 50-step episodes on the easy start, a handful of episodes
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import sys
 import types
@@ -26,6 +28,7 @@ from pinn_jax.study import conditions as cond_lib
 from pinn_jax.study import episodes as eps
 from pinn_jax import models as mdl
 from pinn_jax.models import official
+from pinn_jax.envs import ObsTransform
 from pinn_jax.errors import EvaluationError, ModelError
 from pinn_jax.experiment import build_env
 from pinn_jax.policies import AttentionNeuronPolicy, count_params, make_policy
@@ -96,13 +99,40 @@ def test_condition_names_round_trip():
                                        "noise_5", "noise_10"]
     for c in conds:
         assert cond_lib.parse_condition(c.name) == c
-    noise5 = cond_lib.parse_condition("noise_5")
+    noise5 = cond_lib.parse_condition("noise_5").transform
     assert (noise5.shuffle, noise5.shuffle_every, noise5.num_noise) == (True, 0, 5)
     assert cond_lib.parse_condition("shuffle_every_7").transform.shuffle_every == 7
     with pytest.raises(EvaluationError):
         cond_lib.parse_condition("sometimes")
     with pytest.raises(EvaluationError):
         cond_lib.default_conditions(shuffle_every=(0,))
+
+
+def test_a_condition_is_a_name_and_an_obs_transform():
+    """A condition holds the ObsTransform its episodes see (no copy of its fields); reports show the same
+    name, fields and label as before."""
+    assert [f.name for f in dataclasses.fields(cond_lib.Condition)] == ["name", "transform"]
+    cond = cond_lib.parse_condition("noise_5_every_10", noise_std=0.2)
+    assert cond.transform == ObsTransform(shuffle=True, shuffle_every=10, num_noise=5, noise_std=0.2)
+    assert cond.as_dict() == {"name": "noise_5_every_10", "shuffle": True, "shuffle_every": 10, "num_noise": 5,
+                              "noise_std": 0.2, "label": "shuffle every 10 steps + 5 noise features"}
+    assert list(cond.as_dict()) == ["name", "shuffle", "shuffle_every", "num_noise", "noise_std", "label"]
+    assert cond_lib.Condition("plain").transform == ObsTransform()
+    with pytest.raises(EvaluationError, match=r"^condition 'no_shuffle': noise_std must be > 0, got -1\.0$"):
+        cond_lib.make_condition(noise_std=-1.0)
+
+
+def test_the_study_defaults_are_defined_once():
+    """evaluate's and study's defaults (function and command line) are the conditions module's."""
+    from pinn_jax.study import across_envs
+
+    args = ev.parse_args(["official"])
+    assert (args.episodes, args.shuffle_every, args.noise, args.noise_std) == (
+        cond_lib.DEFAULT_EPISODES, list(cond_lib.SHUFFLE_PERIODS), list(cond_lib.NOISE_COUNTS),
+        ObsTransform().noise_std)
+    assert cond_lib.default_conditions(args.shuffle_every, args.noise, args.noise_std) == cond_lib.default_conditions()
+    assert inspect.signature(ev.evaluate).parameters["episodes"].default == cond_lib.DEFAULT_EPISODES
+    assert inspect.signature(across_envs.study).parameters["conditions"].default is cond_lib.ACROSS_ENVS
 
 
 # --------------------------------------------------------------------------------------- numbers
@@ -301,6 +331,17 @@ def test_cli_attention_needs_attention_model(run, capsys):
     assert ev.main([str(run[0]), "--attention", "x.png", "--episodes", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "attention-neuron" in err
+
+
+def test_an_env_of_another_task_takes_the_default_start_and_a_conflicting_one_is_one_line(capsys):
+    """The first model's start follows it only within its task (a start off the swing-up is refused)."""
+    args = ["pretrained:cartpole_mlp_easy", "--episodes", "2", "--shuffle-every", "--noise", "0", "--no-progress"]
+    assert ev.main([*args, "--env", "Pendulum-v1", "--max-steps", "5"]) == 0
+    assert "Pendulum-v1, max 5 steps" in capsys.readouterr().out
+    assert ev.main([*args, "--env", "CartPoleSwingUp-hard"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: config keys 'env.name' and 'env.start' disagree: CartPoleSwingUp-hard starts hard, "
+                   "env.start is 'easy'; set env.start: hard, or use CartPoleSwingUp-v0")
 
 
 def test_bad_paths_are_one_line_errors(run, tmp_path, capsys):

@@ -14,11 +14,11 @@ from pinn_jax.envs.wrappers import (
     ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
     transform_reset, transform_step)
 
-# name -> value of EnvParams.hard
-CARTPOLE_NAMES: dict[str, bool] = {
-    "CartPoleSwingUp-v0": True,
-    "CartPoleSwingUp-hard": True,
-    "CartPoleSwingUp-easy": False,
+# name -> the start distribution the name fixes (None: any; the hard start unless the params say otherwise)
+CARTPOLE_NAMES: dict[str, str | None] = {
+    "CartPoleSwingUp-v0": None,
+    "CartPoleSwingUp-hard": "hard",
+    "CartPoleSwingUp-easy": "easy",
 }
 
 
@@ -50,7 +50,7 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
     is passed to ``gymnax.make``.
     """
     if is_swingup(name):
-        env, params = CartPoleSwingUp(), EnvParams(hard=CARTPOLE_NAMES[name])
+        env, params = CartPoleSwingUp(), EnvParams(hard=CARTPOLE_NAMES[name] != "easy")
     elif name in gymnax.registered_envs:
         env, params = gymnax.make(name)
     else:

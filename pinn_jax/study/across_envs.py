@@ -20,16 +20,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
-from pinn_jax.study.conditions import DEFAULT_EPISODES, parse_condition
+from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condition
 from pinn_jax.envs import label
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.study.evaluate import evaluate
 from pinn_jax.models import Model, load_model
 from pinn_jax.training.progress import Tracker
 
-__all__ = ["CONDITIONS", "DEFAULT_MODELS", "study", "markdown", "plot", "main"]
+__all__ = ["DEFAULT_MODELS", "study", "markdown", "plot", "main"]
 
-CONDITIONS = ("no_shuffle", "shuffle", "shuffle_every_50", "noise_5")
 DEFAULT_MODELS = tuple(f"pretrained:{n}" for n in (
     "cartpole_pi_catch", "cartpole_mlp", "cartpole_v1_pi", "cartpole_v1_mlp", "acrobot_pi", "acrobot_mlp",
     "pendulum_pi", "pendulum_mlp", "mountaincar_continuous_pi", "mountaincar_continuous_mlp", "mountaincar_pi",
@@ -37,7 +36,7 @@ DEFAULT_MODELS = tuple(f"pretrained:{n}" for n in (
 
 
 def study(models: Sequence[Model], episodes: int = DEFAULT_EPISODES, seed: int = 0,
-          conditions: Sequence[str] = CONDITIONS, log: Callable[[str], None] | None = None,
+          conditions: Sequence[str] = ACROSS_ENVS, log: Callable[[str], None] | None = None,
           tick: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """``{env label: evaluate report}``, one report per env setting the models were trained on."""
     groups: dict[Any, list[Model]] = {}
@@ -112,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "of every env)")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model and condition")
     p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
-    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), metavar="NAME", help="conditions")
+    p.add_argument("--conditions", nargs="+", default=list(ACROSS_ENVS), metavar="NAME", help="conditions")
     p.add_argument("--out", default="out/study", metavar="DIR", help="write study.json, study.md, study.png here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
@@ -123,11 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:
         result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,
                        tick=lambda cell: bar.advance(1, cell))
-    (out / "study.json").write_text(json.dumps(result, indent=1))
-    (out / "study.md").write_text(markdown(result))
-    plot(result, out / "study.png")
+    json_path, md_path, png_path = out / artifacts.STUDY_JSON, out / artifacts.STUDY_MD, out / artifacts.STUDY_PNG
+    json_path.write_text(json.dumps(result, indent=1))
+    md_path.write_text(markdown(result))
+    plot(result, png_path)
     print(markdown(result))
-    print(f"wrote {out / 'study.json'}, {out / 'study.md'}, {out / 'study.png'}")
+    print(f"wrote {json_path}, {md_path}, {png_path}")
     return 0
 
 

@@ -22,48 +22,38 @@ from pinn_jax.errors import ConfigError, EvaluationError
 from pinn_jax.experiment import build_env, obs_dim_of
 from pinn_jax.models import Model
 
-__all__ = ["DEFAULT_EPISODES", "Condition", "make_condition", "parse_condition", "default_conditions", "episode_keys",
-           "condition_env", "not_applicable"]
+__all__ = ["DEFAULT_EPISODES", "SHUFFLE_PERIODS", "NOISE_COUNTS", "ACROSS_ENVS", "Condition", "make_condition",
+           "parse_condition", "default_conditions", "episode_keys", "condition_env", "not_applicable"]
 
-DEFAULT_EPISODES = 200  # episodes per condition of every evaluation-type command (evaluate, diagnose)
+# The study's defaults, for the functions and the command lines alike
+DEFAULT_EPISODES = 200  # episodes per condition of every evaluation-type command (evaluate, diagnose, study)
+SHUFFLE_PERIODS = (50, 100, 250)  # evaluate's periodic-shuffle conditions (--shuffle-every)
+NOISE_COUNTS = (0, 5, 10, 15, 20, 30)  # evaluate's noise-feature conditions (--noise)
+ACROSS_ENVS = ("no_shuffle", "shuffle", "shuffle_every_50", "noise_5")  # python -m pinn_jax study's conditions
 
 
 @dataclass(frozen=True)
 class Condition:
-    """A named observation condition; its fields are those of the :class:`ObsTransform` it stands for,
-    which validates them."""
+    """A named observation condition: the :class:`ObsTransform` (validated when built) its episodes see."""
 
     name: str
-    shuffle: bool = False
-    shuffle_every: int = 0  # re-draw the permutation every k steps (0: only at reset)
-    num_noise: int = 0  # Gaussian noise features appended (before shuffling)
-    noise_std: float = 0.1
-
-    def __post_init__(self) -> None:
-        try:
-            self.transform  # noqa: B018 - builds (and so validates) the transform
-        except ConfigError as e:
-            raise EvaluationError(f"condition {self.name!r}: {e}") from None
-
-    @property
-    def transform(self) -> ObsTransform:
-        return ObsTransform(shuffle=self.shuffle, shuffle_every=self.shuffle_every, num_noise=self.num_noise,
-                            noise_std=self.noise_std)
+    transform: ObsTransform = ObsTransform()
 
     @property
     def label(self) -> str:
         """Human-readable description for plots and tables."""
-        if not self.shuffle:
+        t = self.transform
+        if not t.shuffle:
             base = "no shuffle"
-        elif self.shuffle_every:
-            base = f"shuffle every {self.shuffle_every} steps"
+        elif t.shuffle_every:
+            base = f"shuffle every {t.shuffle_every} steps"
         else:
             base = "shuffle once per episode"
-        return base + (f" + {self.num_noise} noise features" if self.num_noise else "")
+        return base + (f" + {t.num_noise} noise features" if t.num_noise else "")
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields and the label, for reports."""
-        return {**dataclasses.asdict(self), "label": self.label}
+        """The name, the transform's fields and the label, for reports."""
+        return {"name": self.name, **dataclasses.asdict(self.transform), "label": self.label}
 
 
 def _condition_name(shuffle: bool, shuffle_every: int, num_noise: int) -> str:
@@ -77,18 +67,23 @@ def _condition_name(shuffle: bool, shuffle_every: int, num_noise: int) -> str:
     return f"shuffle_every_{shuffle_every}" if shuffle_every else "shuffle"
 
 
-def make_condition(shuffle: bool = False, shuffle_every: int = 0, num_noise: int = 0,
-                   noise_std: float = 0.1) -> Condition:
-    """A condition with its canonical name (``no_shuffle``, ``shuffle``, ``shuffle_every_K``, ``noise_N``)."""
+def make_condition(shuffle: bool = ObsTransform.shuffle, shuffle_every: int = ObsTransform.shuffle_every,
+                   num_noise: int = ObsTransform.num_noise, noise_std: float = ObsTransform.noise_std) -> Condition:
+    """A condition with its canonical name (``no_shuffle``, ``shuffle``, ``shuffle_every_K``, ``noise_N``); a
+    shuffle period implies shuffling."""
     shuffle = bool(shuffle or shuffle_every)
-    return Condition(_condition_name(shuffle, shuffle_every, num_noise), shuffle, int(shuffle_every),
-                     int(num_noise), float(noise_std))
+    name = _condition_name(shuffle, shuffle_every, num_noise)
+    try:
+        return Condition(name, ObsTransform(shuffle=shuffle, shuffle_every=int(shuffle_every), num_noise=int(num_noise),
+                                            noise_std=float(noise_std)))
+    except ConfigError as e:
+        raise EvaluationError(f"condition {name!r}: {e}") from None
 
 
 _NAME_RE = re.compile(r"^(?:(no_shuffle)|(shuffle)|shuffle_every_(\d+)|noise_(\d+)(?:_every_(\d+))?(_no_shuffle)?)$")
 
 
-def parse_condition(name: str, noise_std: float = 0.1) -> Condition:
+def parse_condition(name: str, noise_std: float = ObsTransform.noise_std) -> Condition:
     """Condition from its name (see the module docstring)."""
     m = _NAME_RE.match(str(name).strip())
     if not m:
@@ -109,9 +104,8 @@ def parse_condition(name: str, noise_std: float = 0.1) -> Condition:
     return make_condition(not noise_plain, k, int(noise), noise_std)
 
 
-def default_conditions(shuffle_every: Sequence[int] = (50, 100, 250),
-                       noise: Sequence[int] = (0, 5, 10, 15, 20, 30),
-                       noise_std: float = 0.1) -> list[Condition]:
+def default_conditions(shuffle_every: Sequence[int] = SHUFFLE_PERIODS, noise: Sequence[int] = NOISE_COUNTS,
+                       noise_std: float = ObsTransform.noise_std) -> list[Condition]:
     """The study: no shuffle, shuffle once per episode, shuffle every k steps (each ``shuffle_every``)
     and, for each ``noise`` count N > 0, N noise features appended with the features shuffled once
     per episode (N = 0 of that series is the ``shuffle`` condition)."""

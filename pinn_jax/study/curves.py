@@ -55,9 +55,9 @@ def _stage(label: str, spec: str | pathlib.Path) -> tuple[pathlib.Path, list[dic
     text = str(spec)
     path, _, cut = text.rpartition("@") if "@" in pathlib.Path(text).name else (text, "", "")
     d = pathlib.Path(path)
-    rows = read_csv(d, "eval.csv")
+    rows = read_csv(d, artifacts.EVAL_FILE)
     if not rows:
-        raise UserError(f"--run {label}: {d} has no eval.csv rows (train with train.eval_every > 0)")
+        raise UserError(f"--run {label}: {d} has no {artifacts.EVAL_FILE} rows (train with train.eval_every > 0)")
     if not cut:
         return d, rows, None, None
     if not cut.isdigit() or int(cut) < 1:

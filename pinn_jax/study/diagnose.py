@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = diagnose(models, args.episodes, args.seed, None, args.upright_cos, tick=lambda n: bar.advance(1, n))
     print(format_table(report))
     if out is not None:
-        path = out / "diagnose.json"
+        path = out / artifacts.DIAGNOSE_JSON
         path.write_text(json.dumps(report, indent=2))
         print(f"wrote {path}")
     return 0

@@ -8,7 +8,7 @@ Every condition (:mod:`pinn_jax.study.conditions`) runs all its episodes in one 
 in every condition and for every model, so comparisons are paired: the same starts, the same permutation
 draws and the same noise. Models with a fixed input size (MLP, linear) are marked "n/a" in conditions
 that change the number of features. The env, its start and the episode length are the first model's
-unless ``--env``, ``--env-start`` or ``--max-steps`` say otherwise.
+unless ``--env``, ``--env-start`` or ``--max-steps`` say otherwise (with an ``--env`` of another task, the default start).
 
 Models are loaded by :mod:`pinn_jax.models`; single episodes (videos, attention maps) are in
 :mod:`pinn_jax.study.episodes`; the figures in :mod:`pinn_jax.study.plots`.
@@ -32,10 +32,10 @@ import numpy as np
 from pinn_jax import artifacts
 
 from pinn_jax.study import plots, video
-from pinn_jax.study.conditions import (DEFAULT_EPISODES, Condition, condition_env, default_conditions, episode_keys,
-                                 not_applicable, parse_condition)
+from pinn_jax.study.conditions import (DEFAULT_EPISODES, NOISE_COUNTS, SHUFFLE_PERIODS, Condition, condition_env,
+                                       default_conditions, episode_keys, not_applicable, parse_condition)
 from pinn_jax.config import STARTS, EnvConfig
-from pinn_jax.envs import label
+from pinn_jax.envs import ObsTransform, label, same_task
 from pinn_jax.study.episodes import plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
@@ -77,7 +77,7 @@ def _na_cell(reason: str) -> dict[str, Any]:
     return {"status": NA, "reason": reason, **{k: NA for k in STAT_KEYS}, "mean_length": NA}
 
 
-def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = None, episodes: int = 200,
+def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = None, episodes: int = DEFAULT_EPISODES,
              seed: int = 0, env_cfg: EnvConfig | None = None, log: Callable[[str], None] | None = None,
              tick: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Evaluate every model in every condition on the same ``episodes`` episode keys.
@@ -157,7 +157,7 @@ def save_report(report: dict[str, Any], out_dir: str | os.PathLike) -> tuple[pat
     """Write ``report.json`` (everything, with per-episode returns) and ``report.csv`` (statistics)."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jpath, cpath = out / "report.json", out / "report.csv"
+    jpath, cpath = out / artifacts.REPORT_JSON, out / artifacts.REPORT_CSV
     jpath.write_text(json.dumps(report, indent=1))
     with cpath.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -200,15 +200,15 @@ def write_plots(report: dict[str, Any], out_dir: str | os.PathLike,
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _msg: None)
-    paths = [plot_returns(report, out / "returns_box.png")]
+    paths = [plot_returns(report, out / artifacts.RETURNS_BOX_PNG)]
     if plots.noise_conditions(report):
-        paths.append(plot_noise(report, out / "returns_vs_noise.png"))
+        paths.append(plot_noise(report, out / artifacts.RETURNS_VS_NOISE_PNG))
     else:
-        say("no shuffled noise conditions: skipping returns_vs_noise.png")
+        say(f"no shuffled noise conditions: skipping {artifacts.RETURNS_VS_NOISE_PNG}")
     if len(plots.period_conditions(report)) >= 2:
-        paths.append(plot_shuffle_period(report, out / "returns_vs_shuffle_period.png"))
+        paths.append(plot_shuffle_period(report, out / artifacts.RETURNS_VS_PERIOD_PNG))
     else:
-        say("fewer than two shuffle settings without noise: skipping returns_vs_shuffle_period.png")
+        say(f"fewer than two shuffle settings without noise: skipping {artifacts.RETURNS_VS_PERIOD_PNG}")
     return paths
 
 
@@ -226,11 +226,11 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--env-start", choices=STARTS, default=None, help="start distribution (default: the "
                    "first model's)")
     p.add_argument("--max-steps", type=int, default=None, help="episode length limit (default: the first model's)")
-    p.add_argument("--shuffle-every", type=int, nargs="*", default=[50, 100, 250], metavar="K",
+    p.add_argument("--shuffle-every", type=int, nargs="*", default=list(SHUFFLE_PERIODS), metavar="K",
                    help="shuffle periods in steps, one condition each")
-    p.add_argument("--noise", type=int, nargs="*", default=[0, 5, 10, 15, 20, 30], metavar="N",
+    p.add_argument("--noise", type=int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
                    help="noise feature counts, shuffled once per episode")
-    p.add_argument("--noise-std", type=float, default=0.1, help="std of the noise features")
+    p.add_argument("--noise-std", type=float, default=ObsTransform.noise_std, help="std of the noise features")
     p.add_argument("--out", default=None, metavar="DIR", help="write report.json, report.csv and plots here")
     p.add_argument("--video", default=None, metavar="FILE", help="render one episode to FILE.mp4 or FILE.gif")
     p.add_argument("--video-condition", default="shuffle", metavar="NAME", help="condition of the video episode")
@@ -316,8 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = [load_model(spec, args.params) for spec in args.models]
     names = unique_names(models)
     first = models[0].env_cfg
-    env_cfg = EnvConfig(name=args.env or first.name, start=args.env_start or first.start,
-                        max_steps=args.max_steps or first.max_steps)
+    name = args.env or first.name
+    start = args.env_start or (first.start if same_task(name, first.name) else EnvConfig.start)
+    env_cfg = EnvConfig(name=name, start=start, max_steps=args.max_steps or first.max_steps)
     condition_env(env_cfg, conditions[0])  # a bad --env is one line before anything runs
     video_model = _pick(models, names, args.video_model, "--video-model") if args.video else None
     attn_model = _pick(models, names, args.attention_model, "--attention", True) if args.attention else None

@@ -363,10 +363,11 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "bench.json").write_text(json.dumps(report, indent=1))
-        (out / "bench.md").write_text(markdown(report))
-        plot(report, out / "bench_scaling.png")
-        log(f"wrote {out / 'bench.json'}, {out / 'bench.md'}, {out / 'bench_scaling.png'}")
+        json_path, md_path, png_path = out / artifacts.BENCH_JSON, out / artifacts.BENCH_MD, out / artifacts.BENCH_PNG
+        json_path.write_text(json.dumps(report, indent=1))
+        md_path.write_text(markdown(report))
+        plot(report, png_path)
+        log(f"wrote {json_path}, {md_path}, {png_path}")
     return report
 
 

@@ -95,7 +95,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
     writer = MetricsWriter(out, tables=("train", "eval"))
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
-    with (out / "pycma.csv").open("w", newline="") as f, Tracker(generations, "gen", bar=progress) as bar:
+    with (out / artifacts.PYCMA_LOG).open("w", newline="") as f, Tracker(generations, "gen", bar=progress) as bar:
         extra = csv.writer(f)
         extra.writerow(["generation", "sigma", "tell_s", "fitness_s"])
         for gen in range(1, generations + 1):
@@ -117,7 +117,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
                 rows.append(row)
                 writer.flush()
                 f.flush()
-                artifacts.save_flat(out / f"mean_{gen:06d}.npz", es.mean.astype(np.float32))
+                artifacts.save_flat(artifacts.pycma_mean_file(out, gen), es.mean.astype(np.float32))
             bar.advance(1, f"mean {fit.mean():.1f}  sigma {es.sigma:.4f}"
                         + (f"  held-out {rows[-1]['return_mean']:.1f}" if rows else ""))
     writer.close()

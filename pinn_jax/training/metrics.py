@@ -15,11 +15,13 @@ import numpy as np
 
 from tensorboardX import SummaryWriter
 
+from pinn_jax import artifacts
+
 COLUMNS = ("generation", "fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far",
            "gens_per_sec", "wall_time")
 EVAL_COLUMNS = ("generation", "return_mean", "return_std", "return_median", "return_min", "return_max",
                 "wall_time")
-_TABLES = {"train": ("metrics.csv", COLUMNS), "eval": ("eval.csv", EVAL_COLUMNS)}
+_TABLES = {"train": (artifacts.METRICS_FILE, COLUMNS), "eval": (artifacts.EVAL_FILE, EVAL_COLUMNS)}
 
 
 def eval_row(generation: int, returns: np.ndarray, wall_time: float) -> dict[str, float]:
@@ -61,7 +63,7 @@ class MetricsWriter:
             self._csv[table] = csv.DictWriter(self._files[table], fieldnames=columns, extrasaction="ignore")
             if new:
                 self._csv[table].writeheader()
-        self._tb = SummaryWriter(str(run_dir / "tb"))
+        self._tb = SummaryWriter(str(run_dir / artifacts.TB_DIR))
 
     def write(self, row: Mapping[str, float], table: str = "train") -> None:
         """Record one row of ``table`` (``"train"`` or ``"eval"``; ``row['generation']`` is the x-axis)."""
@@ -109,7 +111,7 @@ def _truncate_after(path: pathlib.Path, generation: int) -> None:
             csv.writer(f).writerows(keep)
 
 
-def read_csv(run_dir: str | pathlib.Path, name: str = "metrics.csv") -> list[dict[str, float]]:
+def read_csv(run_dir: str | pathlib.Path, name: str = artifacts.METRICS_FILE) -> list[dict[str, float]]:
     """The rows of a run's ``metrics.csv`` (or ``eval.csv``) as floats; none when the file does not exist."""
     path = pathlib.Path(run_dir) / name
     if not path.exists():

@@ -38,7 +38,7 @@ available = artifacts.shipped_names
 
 def info(name: str) -> dict[str, Any]:
     """The metadata stored with a shipped model (config, generations, evaluation notes)."""
-    return json.loads(artifacts.shipped_file(name, ".json").read_text())
+    return json.loads(artifacts.shipped_meta_file(name).read_text())
 
 
 def checks(name: str) -> list[dict[str, Any]]:
@@ -56,8 +56,9 @@ def load(name: str) -> tuple[Policy, Any, Config]:
 
 
 def _ship(dest: pathlib.Path, name: str, flat: Any, meta: dict[str, Any]) -> pathlib.Path:
-    path = artifacts.save_flat(dest / f"{name}.npz", flat)
-    (dest / f"{name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    path, meta_path = artifacts.agent_files(dest, name)
+    artifacts.save_flat(path, flat)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
 
