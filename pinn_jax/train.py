@@ -128,7 +128,7 @@ def _main(argv: list[str] | None) -> int:
 
 def _held_out_summary(cfg: Config) -> str:
     """What the run scored on its held-out episodes (when it evaluated) and the commands to look at it."""
-    evals = read_csv(cfg.run_dir, "eval.csv")
+    evals = read_csv(cfg.run_dir, artifacts.EVAL_FILE)
     which = "mean"
     lines = []
     if evals:

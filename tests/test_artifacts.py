@@ -17,7 +17,6 @@ PACKAGE = pathlib.Path(artifacts.__file__).parent
 FILE_NAME = re.compile(r"^[a-z0-9_]+\.(csv|npz|json|yaml|md|png)$")  # not placeholders (FILE.npz)
 ELSEWHERE = {  # file names that stay outside artifacts.py, and why
     "models/official.py": {"model.npz"},  # the authors' own file, in their repository and in our cache
-    "train.py": {"eval.csv"},  # being rewritten on another branch; artifacts.EVAL_FILE once it lands
 }
 
 
