@@ -23,25 +23,36 @@ __all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "t
            "fitness_params"]
 
 
-def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
+def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform(),
+              env: Any = None) -> tuple[ObsTransformWrapper, Any]:
     """The configured environment, its actions mapped from policy outputs (:class:`ActionWrapper`) and its
-    observations transformed, and its params. Only flat vector observations are supported; ``env.start`` must
-    agree with a swing-up name that fixes the start (``CartPoleSwingUp-easy``) and keep its default elsewhere."""
-    if env_cfg.name not in names():
-        raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
-    overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
-    if is_swingup(env_cfg.name):
-        overrides["hard"] = env_cfg.start == "hard"
-        overrides["upright"] = env_cfg.start == "upright"
-    env, params = make(env_cfg.name, **overrides)
+    observations transformed, and its params. ``env`` replaces the registry's: a user's own gymnax ``Environment``
+    (its ``default_params``) or an ``(env, env_params)`` pair; ``env.max_steps`` caps its episodes when its params
+    have ``max_steps_in_episode``. Only flat vector observations are supported; ``env.start`` must agree with a
+    swing-up name that fixes the start (``CartPoleSwingUp-easy``) and keep its default elsewhere."""
+    if env is None:
+        env, params = _registered_env(env_cfg)
+        name = env_cfg.name
+    else:
+        env, params = env if isinstance(env, tuple) else (env, env.default_params)
+        if hasattr(params, "max_steps_in_episode"):
+            params = params.replace(max_steps_in_episode=env_cfg.max_steps)
+        name = f"your env {type(env).__name__}"
     shape = tuple(env.observation_space(params).shape)
     if len(shape) != 1:
-        raise ConfigError(f"config key 'env.name': {env_cfg.name} observes arrays of shape {shape}; pinn_jax's "
+        raise ConfigError(f"config key 'env.name': {name} observes arrays of shape {shape}; pinn_jax's "
                           f"policies take flat vectors of features (vector-observation envs only)")
     try:
         spec = ActionSpec.from_space(env.action_space(params))
     except ValueError as e:
-        raise ConfigError(f"config key 'env.name': {env_cfg.name}: {e}") from None
+        raise ConfigError(f"config key 'env.name': {name}: {e}") from None
+    if name == env_cfg.name:
+        _check_start(env_cfg)
+    return ObsTransformWrapper(ActionWrapper(env, spec), transform), params
+
+
+def _check_start(env_cfg: EnvConfig) -> None:
+    """``env.start`` agrees with a swing-up name that fixes it, and keeps its default off the swing-up."""
     fixed = CARTPOLE_NAMES.get(env_cfg.name)
     if fixed is not None and env_cfg.start != fixed:
         raise ConfigError(f"config keys 'env.name' and 'env.start' disagree: {env_cfg.name} starts {fixed}, env.start "
@@ -49,7 +60,17 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> t
     if not is_swingup(env_cfg.name) and env_cfg.start != EnvConfig.start:
         raise ConfigError(f"config key 'env.start' chooses the swing-up's start; {env_cfg.name} has none, so it must "
                           f"be {EnvConfig.start!r} (the default), got {env_cfg.start!r}")
-    return ObsTransformWrapper(ActionWrapper(env, spec), transform), params
+
+
+def _registered_env(env_cfg: EnvConfig) -> tuple[Any, Any]:
+    """The registry's env of ``env.name`` with ``env.max_steps`` and, for the swing-up, ``env.start``."""
+    if env_cfg.name not in names():
+        raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
+    overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
+    if is_swingup(env_cfg.name):
+        overrides["hard"] = env_cfg.start == "hard"
+        overrides["upright"] = env_cfg.start == "upright"
+    return make(env_cfg.name, **overrides)
 
 
 def action_spec(env: ObsTransformWrapper) -> ActionSpec:
@@ -117,10 +138,15 @@ class Experiment:
     fitness_params: Any  # env params of the training fitness (:func:`fitness_params`)
 
 
-def setup(cfg: Config) -> Experiment:
-    """Build the experiment of ``cfg`` (training env and observation transform)."""
-    env, env_params = build_env(cfg.env, transform_from(cfg.train))
-    policy = build_policy(cfg.policy, action_spec(env))
+def setup(cfg: Config, env: Any = None, policy: Policy | None = None) -> Experiment:
+    """Build the experiment of ``cfg`` (training env and observation transform). ``env`` (a gymnax ``Environment``
+    or ``(env, env_params)``) and ``policy`` (an object meeting the :class:`~pinn_jax.policies.Policy` protocol)
+    replace the ones ``env.name`` and ``policy.name`` describe."""
+    env, env_params = build_env(cfg.env, transform_from(cfg.train), env)
+    if policy is None:
+        policy = build_policy(cfg.policy, action_spec(env))
+    elif not isinstance(policy, Policy):
+        raise ConfigError(f"policy: {type(policy).__name__} does not meet the Policy protocol (pinn_jax.policies.Policy)")
     obs_dim = obs_dim_of(env, env_params)
     template = policy.init(jax.random.PRNGKey(0), obs_dim)
     flat, unravel = ravel_pytree(template)

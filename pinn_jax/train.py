@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 import pathlib
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
@@ -27,25 +27,38 @@ from pinn_jax.training import process
 from pinn_jax.training.metrics import read_csv
 
 if TYPE_CHECKING:
-    from pinn_jax.experiment import Experiment
     from pinn_jax.training.trainer import Trainer, TrainState
 
 __all__ = ["train", "main", "resume_config", "TrainingError"]
 
 
-def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Trainer | None = None,
-          status: bool = False, exp: Experiment | None = None) -> tuple[Trainer, TrainState, list[dict[str, float]]]:
-    """Run (or, with ``resume``, continue) the experiment ``cfg`` in ``cfg.run_dir`` until ``cfg.train.generations``:
-    :func:`pinn_jax.training.loop.train` after ``jax.distributed`` is initialised (when ``cfg.distributed`` asks).
+def train(config: Config | str, resume: bool = False, progress: bool = True, trainer: Trainer | None = None,
+          status: bool = False, *, env: Any = None, policy: Any = None, run_dir: str | None = None,
+          overrides: Sequence[str] = ()) -> tuple[Trainer, TrainState, list[dict[str, float]]]:
+    """Train (or, with ``resume``, continue) until ``train.generations``; the run lives in ``run_dir`` (default: the
+    config's ``run_dir``). Returns the trainer, the final state and the metrics rows logged by this call::
 
-    Returns the trainer, the final state and the metrics rows logged by this call.
+        tr, state, rows = pinn_jax.fit("quick", run_dir="runs/q", overrides=["train.generations=20"])
+        params = tr.mean_params(state)
+
+    ``config``: a :class:`~pinn_jax.config.Config`, a shipped config's name or a YAML path; ``overrides`` are
+    ``"section.key=value"`` strings. ``env`` (a gymnax ``Environment``, or ``(env, env_params)``) and ``policy`` (an
+    object meeting :class:`~pinn_jax.policies.Policy`) replace the ones the config names; resuming such a run takes
+    the same objects again. ``progress`` shows a bar, ``status`` a line every 30 s. ``jax.distributed`` is
+    initialised first when ``config.distributed`` asks for it (:mod:`pinn_jax.training.loop` has the rest).
     """
+    if isinstance(config, Config):
+        cfg = config_lib.from_dict(config_lib.apply_overrides(config.to_dict(), list(overrides))) if overrides else config
+    else:
+        cfg = config_lib.load(config, list(overrides))
+    if run_dir is not None:
+        cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     process.initialize(cfg.distributed)  # no-op unless enabled and not yet initialised
     # The one lazy import: the training modules start JAX's backend on import (gymnax, evosax), which must wait
     # for jax.distributed.initialize.
     from pinn_jax.training import loop
 
-    return loop.train(cfg, resume=resume, progress=progress, trainer=trainer, status=status, exp=exp)
+    return loop.train(cfg, resume=resume, progress=progress, trainer=trainer, status=status, env=env, policy=policy)
 
 
 def resume_config(run_dir: pathlib.Path, overrides: list[str], config_path: str | None = None) -> Config:

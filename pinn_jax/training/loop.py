@@ -45,7 +45,7 @@ import yaml
 from pinn_jax import artifacts
 from pinn_jax.config import Config
 from pinn_jax.errors import CheckpointError, ConfigError, RunDirError, TrainingError, UserError, one_line
-from pinn_jax.experiment import Experiment
+from pinn_jax.experiment import setup
 from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.training import distributed, process, rundir
 from pinn_jax.training.metrics import MetricsWriter, eval_row, read_csv
@@ -145,12 +145,12 @@ def _is_main_process() -> bool:
 
 
 def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Trainer | None = None,
-          status: bool = False, exp: Experiment | None = None) -> tuple[Trainer, TrainState, list[dict[str, float]]]:
+          status: bool = False, env: Any = None, policy: Any = None) -> tuple[Trainer, TrainState, list[dict[str, float]]]:
     """Run (or, with ``resume``, continue) ``cfg`` in ``cfg.run_dir`` until ``cfg.train.generations``.
 
     ``progress`` shows a progress bar; ``status`` prints a one-line status on stderr every 30 s instead. ``trainer``
-    (or ``exp``, an experiment to build it from, e.g. with a user's own env or policy) replaces the one ``cfg``
-    describes. ``jax.distributed`` must be initialised before (:func:`pinn_jax.train.train` does it).
+    replaces the one ``cfg`` describes; ``env`` and ``policy`` (a user's own gymnax env and policy object, see
+    :func:`pinn_jax.experiment.setup`) replace the config's ``env.name`` and ``policy.name``. ``jax.distributed`` must be initialised before (:func:`pinn_jax.train.train` does it).
     Returns the trainer, the final state and the metrics rows logged by this call.
     """
     run_dir = pathlib.Path(cfg.run_dir)
@@ -166,7 +166,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                     raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
                                           f"one; delete the directory and start it again without resume=True")
             process.limit_lapack_threads()
-            tr = trainer or make_trainer(exp or cfg, mesh=distributed.mesh_for(cfg))
+            tr = trainer or make_trainer(setup(cfg, env, policy), mesh=distributed.mesh_for(cfg))
             if resume:
                 with interrupts.held():  # a restore is not cut short by a signal (it is raised once done)
                     state, _ = ckpt.restore(run_dir, tr.init(), set_aside=main)
