@@ -503,3 +503,15 @@ def test_start_scale_shrinks_the_training_starts_only(tmp_path):
         make_trainer(tiny(tmp_path / "v1", env={"name": "CartPole-v1", "start": "hard"}, train={"start_scale": 0.5}))
     with pytest.raises(ConfigError, match="'train.start_scale' must be <= 1, got 1.5"):
         tiny(tmp_path / "bad", train={"start_scale": 1.5})
+
+
+def test_eval_every_below_log_every_is_honoured_and_the_run_is_unchanged(tmp_path):
+    """train.eval_every 5 with log_every 10 scores the mean at 5, 10, 15, 20 (it was coarsened to 10 and 20), and
+    the shorter compiled chunks leave the search itself bit for bit as it was."""
+    coarse = tiny(tmp_path / "coarse", train={"generations": 20, "log_every": 10})
+    fine = tiny(tmp_path / "fine", train={"generations": 20, "log_every": 10, "eval_every": 5, "eval_episodes": 3})
+    tr_c, state_c, _ = train(coarse, progress=False)
+    tr_f, state_f, _ = train(fine, progress=False)
+    assert [int(r["generation"]) for r in read_csv(tmp_path / "fine", "eval.csv")] == [5, 10, 15, 20]
+    np.testing.assert_array_equal(np.asarray(tr_c.mean_flat(state_c)), np.asarray(tr_f.mean_flat(state_f)))
+    assert [r["generation"] for r in read_csv(tmp_path / "fine")] == list(range(1, 21))
