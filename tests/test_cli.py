@@ -90,3 +90,23 @@ def test_evaluate_without_progress_bar_reports_each_cell_and_the_end(tmp_path, c
     err = capsys.readouterr().err
     assert "evaluate 2/2  shuffle pretrained:cartpole_linear" in err  # the final status line
     assert "no_shuffle  pretrained:cartpole_linear:" in err  # each cell's line
+
+
+def test_the_dispatcher_runs_every_command_and_refuses_an_unknown_one(capsys):
+    """python -m pinn_jax CMD: every command's own main, the same console script (pyproject) for each, one line for
+    an unknown command."""
+    import tomllib
+
+    from pinn_jax.__main__ import COMMANDS, main as dispatch
+
+    assert dispatch(["--help"]) == 0
+    listing = capsys.readouterr().out
+    assert all(f"  {c} " in listing for c in COMMANDS)
+    assert dispatch(["nope"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: unknown command 'nope'; use one of {', '.join(COMMANDS)}"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for cmd, (module, _) in COMMANDS.items():
+        assert scripts[f"pinn-{cmd.replace('_', '-')}"] == f"{module}:main"
+        with pytest.raises(SystemExit) as e:
+            dispatch([cmd, "--help"])
+        assert e.value.code == 0 and "python -m pinn_jax" in capsys.readouterr().out
