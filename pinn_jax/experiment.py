@@ -15,16 +15,19 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
 from pinn_jax.envs import ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, is_swingup, make, names
+from pinn_jax.envs.fitness import Fitness, from_config
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
 __all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "transform_from", "obs_dim_of",
-           "fitness_params"]
+           "fitness_env"]
 
 
-def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> tuple[ObsTransformWrapper, Any]:
-    """The configured environment, its actions mapped from policy outputs (:class:`ActionWrapper`) and its
-    observations transformed, and its params. Only flat vector observations are supported."""
+def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform(),
+              fitness: Fitness = Fitness()) -> tuple[ObsTransformWrapper, Any]:
+    """The configured environment, its fitness shaped by ``fitness`` (not at all by default), its actions
+    mapped from policy outputs (:class:`ActionWrapper`) and its observations transformed, and its params.
+    Only flat vector observations are supported."""
     if env_cfg.name not in names():
         raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
     overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}
@@ -40,7 +43,7 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform()) -> t
         spec = ActionSpec.from_space(env.action_space(params))
     except ValueError as e:
         raise ConfigError(f"config key 'env.name': {env_cfg.name}: {e}") from None
-    return ObsTransformWrapper(ActionWrapper(env, spec), transform), params
+    return ObsTransformWrapper(ActionWrapper(fitness.wrap(env), spec), transform), params
 
 
 def action_spec(env: ObsTransformWrapper) -> ActionSpec:
@@ -57,27 +60,10 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
         raise ConfigError(f"config keys 'train.shuffle*' / 'train.num_noise': {e}") from None
 
 
-def fitness_params(cfg: Config, env_params: Any) -> Any:
-    """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power``,
-    ``train.fall_after``, ``train.fall_credit``, ``train.cart_only_steps`` and ``train.start_scale`` (swing-up
-    only; the last, hard start only). Held-out evaluation and every reported score use ``env_params``."""
-    tc = cfg.train
-    neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null"),
-               "fall_credit": (tc.fall_credit, 0.0, "0"), "cart_only_steps": (tc.cart_only_steps, 0, "0"),
-               "start_scale": (tc.start_scale, 1.0, "1")}
-    shaping = {k: value for k, (value, off, _) in neutral.items() if value != off}
-    if not shaping:
-        return env_params
-    if not is_swingup(cfg.env.name):
-        key = next(iter(shaping))
-        raise ConfigError(f"config key 'train.{key}' shapes the swing-up's fitness only; {cfg.env.name} needs "
-                          f"{neutral[key][2]}, got {shaping[key]}")
-    if "start_scale" in shaping and cfg.env.start != "hard":
-        raise ConfigError(f"config key 'train.start_scale' scales the hard start only; env.start is "
-                          f"{cfg.env.start!r}, so it needs 1, got {tc.start_scale}")
-    if "fall_credit" in shaping:  # the steps left are those of a training episode
-        shaping["max_steps_in_episode"] = cfg.train_steps
-    return env_params.replace(**shaping)
+def fitness_env(cfg: Config) -> ObsTransformWrapper:
+    """The env of the training fitness (:mod:`pinn_jax.envs.fitness`): the env of :func:`setup` shaped by the
+    ``train`` knobs, equal to it (no wrapper) when they are all neutral. Its params are the env's."""
+    return build_env(cfg.env, transform_from(cfg.train), from_config(cfg))[0]
 
 
 def build_policy(policy_cfg: PolicyConfig, actions: ActionSpec = ActionSpec()) -> Policy:
@@ -105,7 +91,7 @@ class Experiment:
     template: Any
     unravel: Callable[[jax.Array], Any]
     num_params: int
-    fitness_params: Any  # env params of the training fitness (:func:`fitness_params`)
+    fitness_env: ObsTransformWrapper  # the env of the training fitness (:func:`fitness_env`), with ``env_params``
 
 
 def setup(cfg: Config) -> Experiment:
@@ -117,4 +103,4 @@ def setup(cfg: Config) -> Experiment:
     flat, unravel = ravel_pytree(template)
     return Experiment(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
                       template=template, unravel=unravel, num_params=int(flat.size),
-                      fitness_params=fitness_params(cfg, env_params))
+                      fitness_env=fitness_env(cfg))
