@@ -119,6 +119,7 @@ class TrainConfig:
     shuffle: bool = False  # train-time augmentation: permute features once per episode
     shuffle_every: int = 0  # ... and again every k steps (0: never mid-episode)
     num_noise: int = 0  # append N Gaussian noise features
+    # the training fitness's knobs: what they do, their neutral values and envs live in pinn_jax/envs/fitness.py
     reward_power: float = 1.0  # swing-up only: the fitness's pole reward raised to this power (held-out: 1)
     fall_after: int | None = None  # swing-up only: training episodes end when the pole falls below horizontal
     # after this many steps (None: never; held-out episodes never do)

@@ -16,17 +16,18 @@ from jax.flatten_util import ravel_pytree
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
 from pinn_jax.envs import (CARTPOLE_NAMES, ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, is_swingup,
                            make, names)
+from pinn_jax.envs.fitness import Fitness, from_config
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
-__all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "transform_from", "obs_dim_of",
-           "fitness_params"]
+__all__ = ["Experiment", "setup", "build_env", "action_spec", "build_policy", "transform_from", "obs_dim_of"]
 
 
 def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform(),
-              env: Any = None) -> tuple[ObsTransformWrapper, Any]:
+              env: Any = None, fitness: Fitness = Fitness()) -> tuple[ObsTransformWrapper, Any]:
     """The configured environment, its actions mapped from policy outputs (:class:`ActionWrapper`) and its
-    observations transformed, and its params. ``env`` replaces the registry's: a user's own gymnax ``Environment``
+    observations transformed, and its params; ``fitness`` shapes its training fitness (not at all by default,
+    :mod:`pinn_jax.envs.fitness`). ``env`` replaces the registry's: a user's own gymnax ``Environment``
     (its ``default_params``) or an ``(env, env_params)`` pair; ``env.max_steps`` caps its episodes when its params
     have ``max_steps_in_episode``. Only flat vector observations are supported; ``env.start`` must agree with a
     swing-up name that fixes the start (``CartPoleSwingUp-easy``) and keep its default elsewhere."""
@@ -48,7 +49,7 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform(),
         raise ConfigError(f"config key 'env.name': {name}: {e}") from None
     if name == env_cfg.name:
         _check_start(env_cfg)
-    return ObsTransformWrapper(ActionWrapper(env, spec), transform), params
+    return ObsTransformWrapper(ActionWrapper(fitness.wrap(env), spec), transform), params
 
 
 def _check_start(env_cfg: EnvConfig) -> None:
@@ -87,29 +88,6 @@ def transform_from(train_cfg: TrainConfig) -> ObsTransform:
         raise ConfigError(f"config keys 'train.shuffle*' / 'train.num_noise': {e}") from None
 
 
-def fitness_params(cfg: Config, env_params: Any) -> Any:
-    """The env params of the training fitness: ``env_params`` shaped by ``train.reward_power``,
-    ``train.fall_after``, ``train.fall_credit``, ``train.cart_only_steps`` and ``train.start_scale`` (swing-up
-    only; the last, hard start only). Held-out evaluation and every reported score use ``env_params``."""
-    tc = cfg.train
-    neutral = {"reward_power": (tc.reward_power, 1.0, "1"), "fall_after": (tc.fall_after, None, "null"),
-               "fall_credit": (tc.fall_credit, 0.0, "0"), "cart_only_steps": (tc.cart_only_steps, 0, "0"),
-               "start_scale": (tc.start_scale, 1.0, "1")}
-    shaping = {k: value for k, (value, off, _) in neutral.items() if value != off}
-    if not shaping:
-        return env_params
-    if not is_swingup(cfg.env.name):
-        key = next(iter(shaping))
-        raise ConfigError(f"config key 'train.{key}' shapes the swing-up's fitness only; {cfg.env.name} needs "
-                          f"{neutral[key][2]}, got {shaping[key]}")
-    if "start_scale" in shaping and cfg.env.start != "hard":
-        raise ConfigError(f"config key 'train.start_scale' scales the hard start only; env.start is "
-                          f"{cfg.env.start!r}, so it needs 1, got {tc.start_scale}")
-    if "fall_credit" in shaping:  # the steps left are those of a training episode
-        shaping["max_steps_in_episode"] = cfg.train_steps
-    return env_params.replace(**shaping)
-
-
 def build_policy(policy_cfg: PolicyConfig, actions: ActionSpec = ActionSpec()) -> Policy:
     """The configured policy (the registry's list of the config fields it takes) for an env's actions."""
     fields = {f: getattr(policy_cfg, f) for f in REGISTRY[policy_cfg.name].fields}
@@ -135,14 +113,16 @@ class Experiment:
     template: Any
     unravel: Callable[[jax.Array], Any]
     num_params: int
-    fitness_params: Any  # env params of the training fitness (:func:`fitness_params`)
+    fitness_env: ObsTransformWrapper  # the training fitness's env (``env`` shaped by the ``train`` knobs, see
+    # :mod:`pinn_jax.envs.fitness`; equal to ``env`` when they are all neutral), with ``env_params``
 
 
 def setup(cfg: Config, env: Any = None, policy: Policy | None = None) -> Experiment:
     """Build the experiment of ``cfg`` (training env and observation transform). ``env`` (a gymnax ``Environment``
     or ``(env, env_params)``) and ``policy`` (an object meeting the :class:`~pinn_jax.policies.Policy` protocol)
     replace the ones ``env.name`` and ``policy.name`` describe."""
-    env, env_params = build_env(cfg.env, transform_from(cfg.train), env)
+    own_env, transform = env, transform_from(cfg.train)
+    env, env_params = build_env(cfg.env, transform, own_env)
     if policy is None:
         policy = build_policy(cfg.policy, action_spec(env))
     elif not isinstance(policy, Policy):
@@ -152,4 +132,4 @@ def setup(cfg: Config, env: Any = None, policy: Policy | None = None) -> Experim
     flat, unravel = ravel_pytree(template)
     return Experiment(cfg=cfg, policy=policy, env=env, env_params=env_params, obs_dim=obs_dim,
                       template=template, unravel=unravel, num_params=int(flat.size),
-                      fitness_params=fitness_params(cfg, env_params))
+                      fitness_env=build_env(cfg.env, transform, own_env, from_config(cfg))[0])

@@ -13,6 +13,7 @@ from pinn_jax.experiment import build_env
 
 from pinn_jax.envs import (
     CARTPOLE_NAMES, CartPoleSwingUp, EnvParams, EnvState, make, render)
+from pinn_jax.envs.fitness import Fitness, FitnessWrapper
 
 ENV = CartPoleSwingUp()
 P = EnvParams()
@@ -194,70 +195,6 @@ def test_reward_range_and_formula_random_states():
     np.testing.assert_allclose(r, exp, atol=1e-6)
 
 
-def test_reward_power_sharpens_the_pole_factor_only_and_one_is_the_papers_reward_exactly():
-    n = 4096
-    v = jax.random.uniform(jax.random.key(9), (n, 4), minval=jnp.array([-2.3, -5, -4, -5.0]),
-                           maxval=jnp.array([2.3, 5, 4, 5.0]))
-    s0 = EnvState(x=v[:, 0], x_dot=v[:, 1], theta=v[:, 2], theta_dot=v[:, 3], time=jnp.zeros(n, jnp.int32))
-    step = jax.jit(jax.vmap(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.3), p), in_axes=(0, None)))
-    _, s1, r1, _, _ = step(s0, P)
-    _, _, r_one, _, _ = step(s0, P.replace(reward_power=1.0))
-    _, _, r4, _, _ = step(s0, P.replace(reward_power=4.0))
-    np.testing.assert_array_equal(r_one, r1)  # the default is the paper's reward, bit for bit
-    pole = (np.cos(np.asarray(s1.theta, np.float64)) + 1) / 2
-    cart = np.cos(np.asarray(s1.x, np.float64) / 2.4 * np.pi / 2)
-    np.testing.assert_allclose(r4, pole**4 * cart, atol=1e-6)
-    near_top = np.cos(np.asarray(s1.theta)) > 0.999
-    assert near_top.any() and (~near_top).any()
-    np.testing.assert_allclose(np.asarray(r4)[near_top], np.asarray(r1)[near_top], atol=3e-3)  # the top keeps ~1
-    assert (np.asarray(r4)[~near_top] <= np.asarray(r1)[~near_top] + 1e-7).all()
-
-
-def test_fall_termination_only_after_fall_after_steps_and_never_by_default():
-    down = EnvState(x=jnp.float32(0.0), x_dot=jnp.float32(0.0), theta=jnp.float32(3.0), theta_dot=jnp.float32(0.0),
-                    time=jnp.int32(0))
-    up = down.replace(theta=jnp.float32(0.2))
-    shaped = P.replace(fall_after=100)
-    step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[3])
-    assert not bool(step(down, P)) and not bool(step(down.replace(time=jnp.int32(900)), P))  # the paper: never
-    assert not bool(step(down.replace(time=jnp.int32(99)), shaped))  # step 100 is not after 100 steps
-    assert bool(step(down.replace(time=jnp.int32(100)), shaped))  # the pole below horizontal at step 101
-    assert not bool(step(up.replace(time=jnp.int32(500)), shaped))  # an upright pole goes on
-    assert bool(step(up.replace(x=jnp.float32(2.4), x_dot=jnp.float32(1.0)), shaped))  # the track still ends it
-
-
-def test_fall_credit_pays_the_steps_left_when_the_fall_ends_an_episode_on_the_track():
-    down = EnvState(x=jnp.float32(0.5), x_dot=jnp.float32(0.0), theta=jnp.float32(3.0), theta_dot=jnp.float32(0.0),
-                    time=jnp.int32(300))
-    step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[2:4])
-    shaped = P.replace(fall_after=100, max_steps_in_episode=500)
-    r, done = step(down, shaped)
-    r_credit, done_credit = step(down, shaped.replace(fall_credit=0.25))
-    assert bool(done) and bool(done_credit)
-    np.testing.assert_allclose(float(r_credit), float(r) + 0.25 * (500 - 301), rtol=1e-6)  # 199 steps were left
-    off = down.replace(x=jnp.float32(2.4), x_dot=jnp.float32(1.0))  # the cart leaves the track as the pole is down
-    assert bool(step(off, shaped)[1]) and float(step(off, shaped.replace(fall_credit=0.25))[0]) == float(
-        step(off, shaped)[0])  # no credit for a lost cart
-    early = down.replace(time=jnp.int32(50))  # before fall_after: no ending, no credit
-    assert float(step(early, shaped.replace(fall_credit=0.25))[0]) == float(step(early, shaped)[0])
-
-
-def test_cart_only_steps_pay_the_cart_factor_alone_through_step_n_then_the_paper_reward():
-    tilted = EnvState(x=jnp.float32(1.2), x_dot=jnp.float32(0.0), theta=jnp.float32(2.0), theta_dot=jnp.float32(0.0),
-                      time=jnp.int32(0))
-    step = jax.jit(lambda s, p: ENV.step_env(KEY, s, jnp.float32(0.0), p)[2])
-    shaped = P.replace(cart_only_steps=75)
-    cart = float(np.cos(np.float32(1.2) / 2.4 * np.pi / 2))
-    paper = float(step(tilted, P))
-    assert paper < 0.5 * cart  # the hanging pole's factor is small
-    for t in (0, 40, 74):  # steps 1 .. 75 pay the cart factor only
-        r = float(step(tilted.replace(time=jnp.int32(t)), shaped))
-        np.testing.assert_allclose(r, cart, rtol=1e-6)
-    for t in (75, 500):  # from step 76 on, the paper's reward bit for bit
-        later = tilted.replace(time=jnp.int32(t))
-        assert float(step(later, shaped)) == float(step(later, P))
-
-
 def test_observation_layout():
     obs, s = ENV.reset(KEY, P)
     assert obs.shape == (5,) and obs.dtype == jnp.float32
@@ -271,9 +208,9 @@ def test_observation_layout():
 
 
 # ---------------------------------------------------------- start distribution
-def _starts(hard: bool, n: int = 20000, upright: bool = False, scale: float = 1.0) -> np.ndarray:
-    p = P.replace(hard=hard, upright=upright, start_scale=scale)
-    _, s = jax.jit(jax.vmap(lambda k: ENV.reset_env(k, p)))(
+def _starts(hard: bool, n: int = 20000, upright: bool = False, env=ENV) -> np.ndarray:
+    p = P.replace(hard=hard, upright=upright)
+    _, s = jax.jit(jax.vmap(lambda k: env.reset_env(k, p)))(
         jax.random.split(jax.random.key(5), n))
     assert s.x.dtype == jnp.float32 and s.time.dtype == jnp.int32
     assert (np.asarray(s.time) == 0).all()
@@ -297,13 +234,14 @@ def test_hard_start_distribution():
 
 
 def test_start_scale_shrinks_the_hard_start_around_hanging_at_rest_and_one_is_the_hard_start_exactly():
-    np.testing.assert_array_equal(_starts(True, 2000, scale=1.0), _starts(True, 2000))
+    scaled = lambda s: FitnessWrapper(ENV, Fitness(start_scale=s))  # noqa: E731
+    np.testing.assert_array_equal(_starts(True, 2000, env=scaled(1.0)), _starts(True, 2000))
     mid, half = np.array([0, 0, np.pi, 0]), np.array([2.4, 10, np.pi / 2, 10])
     for s in (0.25, 0.6):
-        dev = np.abs(_starts(True, scale=s) - mid)
+        dev = np.abs(_starts(True, env=scaled(s)) - mid)
         assert (dev <= s * half + 1e-5).all() and (dev.max(0) > 0.999 * s * half).all()
         np.testing.assert_allclose(dev.mean(0), s * half / 2, rtol=0.02)  # |U(-a, a)| has mean a/2
-    np.testing.assert_array_equal(_starts(False, 2000, scale=0.5), _starts(False, 2000))  # easy: untouched
+    np.testing.assert_array_equal(_starts(False, 2000, env=scaled(0.5)), _starts(False, 2000))  # easy: untouched
 
 
 def test_upright_start_distribution_and_its_config_name():

@@ -19,6 +19,7 @@ from pinn_jax.training import es
 from pinn_jax.models import pretrained
 from pinn_jax.config import ConfigError
 from pinn_jax.training.metrics import read_csv
+from pinn_jax.envs.fitness import Fitness
 from pinn_jax.experiment import build_env, build_policy
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
@@ -36,6 +37,11 @@ def tiny(run_dir, **sections) -> config_lib.Config:
     for k, v in sections.items():
         data.setdefault(k, {}).update(v)
     return config_lib.from_dict(tiny_dict(run_dir, **data))
+
+
+def fitness_of(tr) -> Fitness:
+    """The fitness a trainer's training env is shaped by (the wrapper under the action and observation ones)."""
+    return tr.exp.fitness_env.env.env.fitness
 
 
 def leaves_equal(a, b) -> bool:
@@ -426,7 +432,7 @@ def test_reward_power_shapes_the_fitness_and_never_the_held_out_score(tmp_path):
     cfg = tiny(tmp_path / "run", env={"start": "hard"}, train={"reward_power": 4.0})
     plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard"}))
     shaped = make_trainer(cfg)
-    assert shaped.exp.fitness_params.reward_power == 4.0 and shaped.env_params.reward_power == 1.0
+    assert fitness_of(shaped).reward_power == 4.0 and shaped.env == plain.env  # held-out: the bare env
     flat = shaped.mean_flat(shaped.init()) + 0.3
     assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: true reward
     (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
@@ -439,8 +445,7 @@ def test_fall_after_ends_training_episodes_only(tmp_path):
     cfg = tiny(tmp_path / "run", env={"start": "hard", "max_steps": 120}, train={"fall_after": 10})
     plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard", "max_steps": 120}))
     shaped = make_trainer(cfg)
-    fp = shaped.exp.fitness_params
-    assert fp.fall_after == 10 and shaped.env_params.fall_after is None
+    assert fitness_of(shaped).fall_after == 10 and shaped.env == plain.env
     flat = shaped.mean_flat(shaped.init())
     assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))
     (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
@@ -457,9 +462,9 @@ def test_fall_credit_shapes_the_training_fitness_only_over_the_training_episode(
     credit = make_trainer(tiny(tmp_path / "c", env=env, train={"fall_after": 10, "fall_credit": 0.5,
                                                                "episode_steps": 60}))
     fall = make_trainer(tiny(tmp_path / "f", env=env, train={"fall_after": 10, "episode_steps": 60}))
-    fp = credit.exp.fitness_params
-    assert fp.fall_credit == 0.5 and fp.max_steps_in_episode == 60  # the steps left are a training episode's
-    assert credit.env_params.fall_credit == 0.0 and credit.env_params.max_steps_in_episode == 120
+    f = fitness_of(credit)
+    assert f.fall_credit == 0.5 and f.episode_steps == 60  # the steps left are a training episode's
+    assert credit.env == fall.env and credit.env_params.max_steps_in_episode == 120
     (_, m_credit), (_, m_fall) = credit.run(credit.init(), 1), fall.run(fall.init(), 1)
     # hanging poles end at step 11 on the track: each such episode gains 0.5 * 49
     assert float(m_credit["fitness_mean"][0]) > float(m_fall["fitness_mean"][0]) + 5
@@ -473,7 +478,7 @@ def test_cart_only_steps_shape_the_training_fitness_only(tmp_path):
     env = {"start": "easy", "max_steps": 60}  # near hanging at rest: the pole factor is ~0, the cart factor ~1
     shaped = make_trainer(tiny(tmp_path / "run", env=env, train={"cart_only_steps": 20}))
     plain = make_trainer(tiny(tmp_path / "plain", env=env))
-    assert shaped.exp.fitness_params.cart_only_steps == 20 and shaped.env_params.cart_only_steps == 0
+    assert fitness_of(shaped).cart_only_steps == 20 and shaped.env == plain.env
     flat = shaped.mean_flat(shaped.init())
     assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: the paper's
     (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)
@@ -490,7 +495,7 @@ def test_start_scale_shrinks_the_training_starts_only(tmp_path):
     cfg = tiny(tmp_path / "run", env={"start": "hard", "max_steps": 60}, train={"start_scale": 0.2})
     plain = make_trainer(tiny(tmp_path / "plain", env={"start": "hard", "max_steps": 60}))
     shaped = make_trainer(cfg)
-    assert shaped.exp.fitness_params.start_scale == 0.2 and shaped.env_params.start_scale == 1.0
+    assert fitness_of(shaped).start_scale == 0.2 and shaped.env == plain.env
     flat = shaped.mean_flat(shaped.init())
     assert np.array_equal(make_evaluator(shaped, 8)(flat), make_evaluator(plain, 8)(flat))  # held-out: hard
     (_, m_shaped), (_, m_plain) = shaped.run(shaped.init(), 1), plain.run(plain.init(), 1)

@@ -5,28 +5,17 @@ and balanced while the cart stays on a track |x| <= 2.4.  The dynamics are a
 uniform rod of length ``l`` (centre of mass at l/2) on a cart with viscous
 friction ``b``, integrated with forward Euler (positions use the old
 velocities).  Reward per step, on the post-step state, is
-``(cos θ + 1)/2 · cos(x / 2.4 · π/2)``; it is also paid on the terminal step,
-where it can be slightly negative.  Episodes terminate when |x| > 2.4 and are
-truncated after 1000 steps.  ``EnvParams.reward_power`` p raises the pole
-factor to p (1 by default): a fitness sharper near the top, for training only
-(``train.reward_power``); every score pinn_jax reports uses p = 1.  Likewise
-``fall_after`` N ends an episode when the pole is below horizontal after N
-steps (``train.fall_after``; None, never, by default); ``fall_credit`` c pays
-such an ending, with the cart still on the track, c per step left before
-``max_steps_in_episode`` (``train.fall_credit``), so that after a fall the
-fitness still prefers keeping the cart; ``cart_only_steps`` N drops the pole
-factor for the episode's first N steps, which then pay only the cart factor
-(``train.cart_only_steps``; 0, never, by default): catching the cart first
-costs no reward.  All are static fields: at their defaults the compiled step
-is the paper's, with no extra work.
+``(cos θ + 1)/2 · cos(x / 2.4 · π/2)`` (the pole factor times the cart factor);
+it is also paid on the terminal step, where it can be slightly negative.
+Episodes terminate when |x| > 2.4 and are truncated after 1000 steps.  This is
+the paper's task, and every score pinn_jax reports is on it; the training-only
+fitness shaping (``train.reward_power``, ``fall_after``, ...) is a wrapper,
+:mod:`pinn_jax.envs.fitness`.
 
 Three start distributions, chosen by the static fields ``EnvParams.hard`` and ``upright``:
 
 * ``hard=True`` (default; the paper's ``CartPoleSwingUpHarder``):
   x ~ U(-2.4, 2.4), ẋ ~ U(-10, 10), θ = π + U(-π/2, π/2), θ̇ ~ U(-10, 10).
-  ``start_scale`` s < 1 (static, training only: ``train.start_scale``) shrinks
-  each range to s times its width around hanging at rest, a curriculum
-  between the easy start and the hard one.
   This is very harsh: with |ẋ| up to 10 near the track edge many episodes are
   lost within the first steps whatever the policy does.  The paper's best
   agent averages about 470 with a standard deviation of about 420 over 1000
@@ -50,7 +39,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 
-_HANGING = (0.0, 0.0, float(np.pi), 0.0)  # (x, ẋ, θ, θ̇) hanging at rest: the easy start's mean, start_scale's centre
+HANGING = (0.0, 0.0, float(np.pi), 0.0)  # (x, ẋ, θ, θ̇) hanging at rest: the easy start's mean
 
 
 @struct.dataclass
@@ -73,15 +62,8 @@ class EnvParams(environment.EnvParams):
     dt: float = 0.01
     x_threshold: float = 2.4
     max_steps_in_episode: int = 1000
-    # fitness shaping (static: the defaults compile to the paper's step)
-    reward_power: float = struct.field(pytree_node=False, default=1.0)  # the pole factor's power (>1: sharper top)
-    fall_after: int | None = struct.field(pytree_node=False, default=None)  # end when the pole is below
-    # horizontal after this many steps (None: never, the paper)
-    fall_credit: float = struct.field(pytree_node=False, default=0.0)  # paid per step left when that ends it
-    cart_only_steps: int = struct.field(pytree_node=False, default=0)  # the first N steps pay the cart factor only
     hard: bool = struct.field(pytree_node=False, default=True)
     upright: bool = struct.field(pytree_node=False, default=False)  # the balance task's start (over ``hard``)
-    start_scale: float = struct.field(pytree_node=False, default=1.0)  # the hard start's ranges scaled by this
 
 
 def accelerations(
@@ -102,6 +84,18 @@ def accelerations(
         + 6.0 * (force - b * x_dot) * c
     ) / (4.0 * l * total_m - 3.0 * m_p_l * c**2)
     return x_acc, theta_acc
+
+
+def hard_start_range(params: EnvParams) -> tuple[jax.Array, jax.Array]:
+    """The hard start's bounds (low, high) of (x, ẋ, θ, θ̇)."""
+    lo = jnp.array([-params.x_threshold, -10.0, jnp.pi / 2, -10.0], jnp.float32)
+    hi = jnp.array([params.x_threshold, 10.0, 1.5 * jnp.pi, 10.0], jnp.float32)
+    return lo, hi
+
+
+def start_state(v: jax.Array) -> EnvState:
+    """The state at step 0 from a vector (x, ẋ, θ, θ̇)."""
+    return EnvState(x=v[0], x_dot=v[1], theta=v[2], theta_dot=v[3], time=jnp.array(0, jnp.int32))
 
 
 class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
@@ -137,10 +131,6 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         )
         reward = self.reward(state, params)
         terminated = self.is_terminated(state, params)
-        if params.fall_credit:  # the fall ended it with the cart on the track: credit for the steps left
-            fell = terminated & ~self.off_track(state, params)
-            left = (params.max_steps_in_episode - state.time).astype(jnp.float32)
-            reward = jnp.where(fell, reward + params.fall_credit * left, reward)
         obs, state = self._apply_transition_gradient_policy(
             self.get_obs(state), state)
         return obs, state, reward, terminated, {
@@ -154,19 +144,10 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
             hi = jnp.array([1.5, 2.0, 0.5, 2.0], jnp.float32)
             v = jax.random.uniform(key, (4,), jnp.float32, -hi, hi)
         elif params.hard:
-            lo = jnp.array([-params.x_threshold, -10.0, jnp.pi / 2, -10.0],
-                           jnp.float32)
-            hi = jnp.array([params.x_threshold, 10.0, 1.5 * jnp.pi, 10.0],
-                           jnp.float32)
-            if params.start_scale != 1.0:  # shrink the ranges around hanging at rest
-                mid = jnp.array(_HANGING, jnp.float32)
-                lo = mid + params.start_scale * (lo - mid)
-                hi = mid + params.start_scale * (hi - mid)
-            v = jax.random.uniform(key, (4,), jnp.float32, lo, hi)
+            v = jax.random.uniform(key, (4,), jnp.float32, *hard_start_range(params))
         else:
-            v = jnp.array(_HANGING, jnp.float32) + 0.2 * jax.random.normal(key, (4,), jnp.float32)
-        state = EnvState(x=v[0], x_dot=v[1], theta=v[2], theta_dot=v[3],
-                         time=jnp.array(0, jnp.int32))
+            v = jnp.array(HANGING, jnp.float32) + 0.2 * jax.random.normal(key, (4,), jnp.float32)
+        state = start_state(v)
         return self.get_obs(state), state
 
     def get_obs(self, state: EnvState, params: Any = None, key: Any = None
@@ -177,16 +158,19 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         ]).astype(jnp.float32)
 
     @staticmethod
+    def pole_factor(state: EnvState) -> jax.Array:
+        """(cos θ + 1)/2: 1 upright, 0 hanging down."""
+        return (jnp.cos(state.theta) + 1.0) / 2.0
+
+    @staticmethod
+    def cart_factor(state: EnvState, params: EnvParams) -> jax.Array:
+        """cos(x / x_threshold · π/2): 1 at the centre, 0 at the track's ends."""
+        return jnp.cos(state.x / params.x_threshold * (jnp.pi / 2.0))
+
+    @staticmethod
     def reward(state: EnvState, params: EnvParams) -> jax.Array:
-        """((cos θ + 1)/2)^p · cos(x / x_threshold · π/2), p = ``reward_power`` (1 in the paper); the cart factor
-        alone in the first ``cart_only_steps`` steps (``state.time`` counts the step just taken)."""
-        r_theta = (jnp.cos(state.theta) + 1.0) / 2.0
-        if params.reward_power != 1.0:
-            r_theta = r_theta ** params.reward_power
-        if params.cart_only_steps:
-            r_theta = jnp.where(state.time <= params.cart_only_steps, 1.0, r_theta)
-        r_x = jnp.cos(state.x / params.x_threshold * (jnp.pi / 2.0))
-        return (r_theta * r_x).astype(jnp.float32)
+        """The pole factor times the cart factor."""
+        return (CartPoleSwingUp.pole_factor(state) * CartPoleSwingUp.cart_factor(state, params)).astype(jnp.float32)
 
     @staticmethod
     def off_track(state: EnvState, params: EnvParams) -> jax.Array:
@@ -194,11 +178,8 @@ class CartPoleSwingUp(environment.Environment[EnvState, EnvParams]):
         return jnp.abs(state.x) > params.x_threshold
 
     def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
-        """The cart left the track; or, with ``fall_after`` N, the pole is below horizontal after N steps."""
-        off_track = self.off_track(state, params)
-        if params.fall_after is None:
-            return off_track
-        return off_track | ((state.time > params.fall_after) & (jnp.cos(state.theta) < 0.0))
+        """The cart left the track."""
+        return self.off_track(state, params)
 
     @property
     def name(self) -> str:

@@ -54,7 +54,7 @@ def fitness_fn(exp: Experiment) -> Callable[[np.ndarray, jax.Array], jax.Array]:
 
     def fitness(flat: jax.Array, key: jax.Array) -> jax.Array:
         population = jax.vmap(exp.unravel)(flat)
-        returns = evaluate_population(exp.policy, exp.env, exp.fitness_params, population, key, tc.rollouts,
+        returns = evaluate_population(exp.policy, exp.fitness_env, exp.env_params, population, key, tc.rollouts,
                                       cfg.train_steps, tc.common_random_numbers)
         return returns.mean(axis=1)
 

@@ -181,7 +181,7 @@ def make_trainer(exp: Experiment | Config, constrain: Callable[[Any], Any] = lam
         user, shard = constrain, distributed.constrain(mesh)
         constrain, replicate = (lambda p: user(shard(p))), distributed.replicate(mesh)
         jit_kwargs["out_shardings"] = distributed.replicated(mesh)
-    generation = make_generation(cfg, exp.policy, exp.env, exp.fitness_params, strategy, constrain, replicate)
+    generation = make_generation(cfg, exp.policy, exp.fitness_env, exp.env_params, strategy, constrain, replicate)
 
     def run(state: TrainState, n: int) -> tuple[TrainState, dict[str, jax.Array]]:
         return jax.lax.scan(generation, state, None, length=n)
