@@ -520,3 +520,14 @@ def test_eval_every_below_log_every_is_honoured_and_the_run_is_unchanged(tmp_pat
     assert [int(r["generation"]) for r in read_csv(tmp_path / "fine", "eval.csv")] == [5, 10, 15, 20]
     np.testing.assert_array_equal(np.asarray(tr_c.mean_flat(state_c)), np.asarray(tr_f.mean_flat(state_f)))
     assert [r["generation"] for r in read_csv(tmp_path / "fine")] == list(range(1, 21))
+
+
+def test_metrics_csv_columns_are_the_trainers_metric_names():
+    """One definition of the logged statistics: the trainer's fitness_metrics, which metrics.csv, the host loop and
+    the pycma reference all write."""
+    from pinn_jax.training.metrics import COLUMNS
+    from pinn_jax.training.trainer import fitness_metrics
+
+    names = tuple(fitness_metrics(np.array([1.0, np.nan, 3.0]), 3.0, np))
+    assert COLUMNS == ("generation", *names, "gens_per_sec", "wall_time")
+    assert fitness_metrics(np.array([1.0, np.nan, 3.0]), 3.0, np)["fitness_mean"] == 2.0

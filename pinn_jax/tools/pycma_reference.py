@@ -38,7 +38,7 @@ from pinn_jax.training.metrics import MetricsWriter, eval_row
 from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.training.runs import resolve_start
-from pinn_jax.training.trainer import generation_keys, make_evaluator, start_keys
+from pinn_jax.training.trainer import fitness_metrics, generation_keys, make_evaluator, start_keys
 
 
 def _cma() -> Any:
@@ -107,8 +107,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
             t2 = time.perf_counter()
             es.tell(list(xs), list(-fit))  # pycma minimises
             t3 = time.perf_counter()
-            writer.write({"generation": gen, "fitness_max": fit.max(), "fitness_mean": fit.mean(),
-                          "fitness_min": fit.min(), "fitness_std": fit.std(), "best_so_far": -es.result.fbest,
+            writer.write({"generation": gen, **fitness_metrics(fit, -es.result.fbest, np),
                           "gens_per_sec": 1.0 / (t3 - t0), "wall_time": time.perf_counter() - start})
             extra.writerow([gen, es.sigma, (t1 - t0) + (t3 - t2), t2 - t1])
             if tc.eval_every and gen % tc.eval_every == 0:

@@ -17,6 +17,7 @@ from tensorboardX import SummaryWriter
 
 from pinn_jax import artifacts
 
+# metrics.csv: generation, the names of training.trainer.fitness_metrics (tests/test_train.py keeps them equal), speed
 COLUMNS = ("generation", "fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far",
            "gens_per_sec", "wall_time")
 EVAL_COLUMNS = ("generation", "return_mean", "return_std", "return_median", "return_min", "return_max",

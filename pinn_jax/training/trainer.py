@@ -119,14 +119,17 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
                                       cfg.train_steps, tc.common_random_numbers)
         fitness = replicate(returns.mean(axis=1))
         es_state = replicate(strategy.tell(k_tell, population, fitness, es_state))
-        metrics = {
-            "fitness_max": jnp.nanmax(fitness), "fitness_mean": jnp.nanmean(fitness),
-            "fitness_min": jnp.nanmin(fitness), "fitness_std": jnp.nanstd(fitness),
-            "best_so_far": strategy.best(es_state)[1], "nan_count": jnp.isnan(fitness).sum(),
-        }
+        metrics = {**fitness_metrics(fitness, strategy.best(es_state)[1]), "nan_count": jnp.isnan(fitness).sum()}
         return TrainState(es_state=es_state, key=key, generation=state.generation + 1), metrics
 
     return generation
+
+
+def fitness_metrics(fitness: Any, best_so_far: Any, xp: Any = jnp) -> dict[str, Any]:
+    """The statistics of one generation's fitness that every trainer logs, by name (``metrics.csv``'s columns
+    between ``generation`` and ``gens_per_sec``); ``xp`` is ``jax.numpy`` or ``numpy``. NaNs are left out."""
+    return {"fitness_max": xp.nanmax(fitness), "fitness_mean": xp.nanmean(fitness), "fitness_min": xp.nanmin(fitness),
+            "fitness_std": xp.nanstd(fitness), "best_so_far": best_so_far}
 
 
 def start_keys(key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
