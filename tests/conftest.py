@@ -24,6 +24,14 @@ def _private_cache(tmp_path_factory):
     os.environ["PINN_JAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """The host loop's process set-up, for tests that build trainers directly: CMA-ES's eigh on one BLAS thread."""
+    from pinn_jax.training.process import limit_lapack_threads
+
+    limit_lapack_threads()
+
+
 def tiny_dict(run_dir: str, **sections) -> dict:
     """The tiny config of the tests as a plain mapping: linear policy, pop 8, 2 rollouts of 50 steps."""
     data = {

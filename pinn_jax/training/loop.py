@@ -150,8 +150,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
 
     ``progress`` shows a progress bar; ``status`` prints a one-line status on stderr every 30 s instead. ``trainer``
     replaces the one ``cfg`` describes; ``env`` and ``policy`` (a user's own gymnax env and policy object, see
-    :func:`pinn_jax.experiment.setup`) replace the config's ``env.name`` and ``policy.name``. ``jax.distributed`` must be initialised before (:func:`pinn_jax.train.train` does it).
-    Returns the trainer, the final state and the metrics rows logged by this call.
+    :func:`pinn_jax.experiment.setup`) replace the config's ``env.name`` and ``policy.name``. ``jax.distributed``
+    must be initialised before (:func:`pinn_jax.train.train` does it). Returns the trainer, the final state and the metrics rows logged by this call.
     """
     run_dir = pathlib.Path(cfg.run_dir)
     main = _is_main_process()
