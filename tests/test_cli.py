@@ -110,3 +110,24 @@ def test_the_dispatcher_runs_every_command_and_refuses_an_unknown_one(capsys):
         with pytest.raises(SystemExit) as e:
             dispatch([cmd, "--help"])
         assert e.value.code == 0 and "python -m pinn_jax" in capsys.readouterr().out
+
+
+def test_help_states_each_default_once_and_names_the_program_as_invoked(capsys, monkeypatch):
+    """A help that says its default, or a None default, gets no second ``(default: ...)``; the usage line names the
+    console script that runs; descriptions read without reST markup."""
+    from pinn_jax.errors import ArgumentParser
+
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
+    assert "(default: the first model's)" in text and "(default: None)" not in text
+    assert text.count("(default:") == text.count("default:")  # no help says its default twice
+    assert "(default: mean)" in text  # a plain default is still shown
+    with pytest.raises(SystemExit):
+        distill.main(["--help"])
+    assert "``" not in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-evaluate", "--help"])
+    assert ArgumentParser(prog="python -m pinn_jax evaluate").prog == "pinn-evaluate"
+    assert ArgumentParser(prog="python -m pinn_jax.train").prog == "python -m pinn_jax.train"  # another command
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-train"])
+    assert ArgumentParser(prog="python -m pinn_jax.train").prog == "pinn-train"
