@@ -31,7 +31,7 @@ __all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "ST
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
            "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
-           "config_file", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
+           "config_file", "write_text", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
            "eval_best_score", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
            "output_file", "SHIPPED_DIR", "agent_files", "shipped_names", "shipped_file", "shipped_meta_file"]
 
@@ -67,11 +67,18 @@ def config_file(directory: Path) -> pathlib.Path:
     return pathlib.Path(directory) / CONFIG_FILE
 
 
+def write_text(path: Path, text: str) -> pathlib.Path:
+    """Write a text file atomically: a temporary file beside it, then ``os.replace`` (no half-written file)."""
+    path = pathlib.Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+    return path
+
+
 def write_config(directory: Path, cfg_dict: dict[str, Any]) -> pathlib.Path:
     """Write a config (as ``Config.to_dict()``) to the directory's ``config.yaml``."""
-    path = config_file(directory)
-    path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-    return path
+    return write_text(config_file(directory), yaml.safe_dump(cfg_dict, sort_keys=False))
 
 
 def save_flat(path: Path, flat: Any, **extra: Any) -> pathlib.Path:

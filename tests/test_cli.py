@@ -58,6 +58,11 @@ def test_list_configs_shows_every_shipped_config_with_a_line(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == configs.available()
     assert all(len(line.split()) > 3 for line in lines)
+    for name, line in zip(configs.available(), lines):  # a whole sentence of the config's leading comment
+        description = line[len(name):].strip()
+        comment = " ".join(" ".join(row.lstrip("# ") for row in (configs.HERE / f"{name}.yaml").read_text()
+                                    .splitlines() if row.startswith("#")).split())
+        assert description[-1] in ".!?" and comment.startswith(description), (name, description)
 
 
 def test_importing_the_training_cli_does_not_start_jax():
