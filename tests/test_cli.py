@@ -73,20 +73,35 @@ def test_importing_the_training_cli_does_not_start_jax():
     assert out.stdout.split() == ["False", "False", "False"], out.stderr
 
 
-def test_progress_without_a_bar_is_a_status_line_at_most_every_period_and_at_the_end(capsys):
+def test_progress_without_a_bar_is_a_status_line_at_once_then_at_most_every_period_and_at_the_end(capsys):
     from pinn_jax.training import progress
 
-    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0])
+    clock = iter([1.0, 2.0, 40.0, 41.0])
     with progress.Tracker(4, "evaluate", bar=False, every=30.0, clock=lambda: next(clock)) as t:
+        t.note("compiling…")
         for i in range(4):
             t.advance(1, f"cell {i}")
         t.log("a note")
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["evaluate 3/4  cell 2", "evaluate 4/4  cell 3", "a note"]  # after 30 s, then the last one
+    # the note and the first line at once, then one after 30 s, then the last one
+    assert lines == ["evaluate 0/4  compiling…", "evaluate 1/4  cell 0", "evaluate 3/4  cell 2", "evaluate 4/4  cell 3",
+                     "a note"]
     with progress.Tracker(2, "quiet", bar=False, enabled=False) as t:
         t.advance(2, "done")
         t.log("hidden")
     assert capsys.readouterr().err == ""
+
+
+def test_a_bar_written_to_a_file_does_not_wrap(capsys):
+    """Off a terminal (a batch or SLURM log) rich would wrap at 80 columns, mid-phrase: every line stays whole."""
+    from pinn_jax.training import progress
+
+    note, info = "held-out return of the search mean " * 5, "best 192.2  mean 123.6  best held-out 175.7  2.72 gen/s"
+    with progress.Tracker(2, "gen", bar=True) as t:
+        t.log(note.strip())
+        t.advance(2, info)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == note.strip() and len(lines) == 2 and info in lines[1]
 
 
 def test_evaluate_without_progress_bar_reports_each_cell_and_the_end(tmp_path, capsys):
