@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.errors import ArgumentParser, TrainingError, UserError, cli, one_line
+from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli, one_line
 from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.training import process
 from pinn_jax.training.metrics import read_csv
@@ -64,19 +64,22 @@ def train(config: Config | str, resume: bool = False, progress: bool = True, tra
 
 
 def resume_config(run_dir: pathlib.Path, overrides: list[str], config_path: str | None = None) -> Config:
-    """The saved config of ``run_dir`` with overrides; a different ``--config`` must be compatible."""
+    """The saved config of ``run_dir`` with overrides; a different ``--config`` must be compatible. A refusal says
+    how to go on with the new settings instead: a new run that starts from this one's search mean."""
     saved = ckpt.load_config(run_dir)
     cfg = config_lib.from_dict(config_lib.apply_overrides(saved.to_dict(), overrides))
+    instead = (f"to go on with new settings, start a new run from it: --config {config_path or run_dir / 'config.yaml'} "
+               f"--set strategy.init_mean={run_dir} --out NEW")
     if config_path is not None:
         given = config_lib.load(config_path, overrides)
         bad = ckpt.incompatible_keys(saved, given)
         if bad:
             raise ckpt.CheckpointError(f"cannot resume {run_dir} with {config_path}: incompatible config keys "
-                                       f"{', '.join(bad)}")
+                                       f"{', '.join(bad)}; {instead}")
         cfg = given
     bad = ckpt.incompatible_keys(saved, cfg)
     if bad:
-        raise ckpt.CheckpointError(f"cannot resume {run_dir}: overrides change {', '.join(bad)}")
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: overrides change {', '.join(bad)}; {instead}")
     return dataclasses.replace(cfg, run_dir=str(run_dir))
 
 
@@ -119,6 +122,10 @@ def _main(argv: list[str] | None) -> int:
         return 0
     overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.resume:
+        if args.run_dir and pathlib.Path(args.run_dir).resolve() != pathlib.Path(args.resume).resolve():
+            raise ConfigError(f"--resume continues {args.resume} in place, so --out {args.run_dir} would not be used; "
+                              f"drop --out, or start a new run from it: --config {args.resume}/config.yaml "
+                              f"--set strategy.init_mean={args.resume} --out {args.run_dir}")
         cfg = resume_config(pathlib.Path(args.resume), overrides, args.config)
     else:
         cfg = config_lib.load(args.config, overrides)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import pathlib
 import signal
 import sys
@@ -95,6 +96,27 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock 
         rundir.remove_created(run_dir, made)
         raise RunDirError(f"cannot write run directory {run_dir}: {e.strerror or one_line(e)}") from None
     return made
+
+
+def record_overrides(run_dir: pathlib.Path, cfg: Config, generation: int) -> list[str]:
+    """A resume that changes settings (``train.generations``, ...) writes them to ``config.yaml`` and adds them, as
+    ``KEY=VALUE`` at ``generation``, to the run's ``overrides.yaml``. Returns the changes (none: nothing written)."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    saved_cfg = ckpt.load_config(run_dir)
+    saved, now = flat(saved_cfg.to_dict()), flat(cfg.to_dict())
+    changes = [f"{k}={json.dumps(v)}" for k, v in now.items() if k != "run_dir" and saved.get(k) != v]
+    if changes:
+        try:
+            artifacts.write_config(run_dir, {**cfg.to_dict(), "run_dir": saved_cfg.run_dir})
+            artifacts.append_overrides(run_dir, generation, changes)
+        except OSError as e:
+            raise RunDirError(f"cannot write run directory {run_dir}: {e.strerror or one_line(e)}") from None
+    return changes
 
 
 class Interrupts:
@@ -172,6 +194,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
             if resume:
                 with interrupts.held():  # a restore is not cut short by a signal (it is raised once done)
                     state, _ = ckpt.restore(run_dir, tr.init(), set_aside=main)
+                    if main:
+                        record_overrides(run_dir, cfg, int(state.generation))
             else:  # config.yaml names the checkpoint a run-directory init_mean starts from
                 start = resolve_start(cfg.strategy.init_mean, tr.exp, start_keys(jax.random.PRNGKey(cfg.seed))[1])
                 cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, init_mean=start.init_mean))
