@@ -28,7 +28,8 @@ import yaml
 
 from pinn_jax.errors import CheckpointError, ModelError, UserError
 
-__all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
+__all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
+           "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
            "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",

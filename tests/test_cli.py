@@ -84,8 +84,8 @@ def test_progress_without_a_bar_is_a_status_line_at_once_then_at_most_every_peri
         t.log("a note")
     lines = capsys.readouterr().err.strip().splitlines()
     # the note and the first line at once, then one after 30 s, then the last one
-    assert lines == ["evaluate 0/4  compiling…", "evaluate 1/4  cell 0", "evaluate 3/4  cell 2", "evaluate 4/4  cell 3",
-                     "a note"]
+    assert lines == ["evaluate 0/4  compiling…", "evaluate 1/4  cell 0", "evaluate 3/4  cell 2",
+                     "evaluate 4/4  cell 3", "a note"]
     with progress.Tracker(2, "quiet", bar=False, enabled=False) as t:
         t.advance(2, "done")
         t.log("hidden")

@@ -60,7 +60,8 @@ def test_list_names_every_model_with_its_size_and_how_it_was_made(capsys):
         ev = meta.get("evaluation")
         if ev:  # its held-out score with the standard error of that mean
             mean, std = ev.get("no_shuffle") or ev["shuffle"]
-            assert f"{mean:.1f} ± {std / (ev['episodes'] - 1) ** 0.5:.1f} (s.e.) over {ev['episodes']} episodes" in line
+            sem = std / (ev["episodes"] - 1) ** 0.5
+            assert f"{mean:.1f} ± {sem:.1f} (s.e.) over {ev['episodes']} episodes" in line
     assert sum("(s.e.)" in line for line in lines) >= len(NAMES) - 1  # only pendulum_pi_es has no score recorded
 
 

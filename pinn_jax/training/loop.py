@@ -315,8 +315,8 @@ class Session:
 
     def run(self, state: TrainState, progress: bool, status: bool,
             first_lines: str = "") -> tuple[TrainState, list[dict[str, float]]]:
-        """Advance ``state`` to ``train.generations``: compiled chunks, each followed by the host steps. With a bar or
-        status lines, ``first_lines`` (:func:`header`) come first, and ``compiling…`` until the first chunk is done."""
+        """Advance ``state`` to ``train.generations``: compiled chunks, each followed by the host steps. With a bar
+        or status lines, ``first_lines`` (:func:`header`) come first, and ``compiling…`` until the first chunk ends."""
         tc, main = self.cfg.train, _is_main_process()
         gen = int(state.generation)
         rows: list[dict[str, float]] = []
