@@ -88,15 +88,16 @@ def _plain(text: str) -> str:
 
 
 def _invoked(prog: str) -> str:
-    """``prog`` as the user typed it: ``pinn-evaluate ...`` for ``python -m pinn_jax evaluate ...`` when the console
-    script ``pinn-evaluate`` is running."""
+    """``prog`` as the user typed it: ``python -m pinn_jax evaluate ...`` (or ``python -m pinn_jax.train``) reads
+    ``pinn-evaluate ...`` when that console script runs, ``pinn evaluate ...`` under the ``pinn`` dispatcher."""
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if script.startswith("pinn-"):
-        cmd = script.removeprefix("pinn-")
-        for spelled in (f"python -m pinn_jax {cmd}", f"python -m pinn_jax.{cmd}"):
-            if prog == spelled or prog.startswith(spelled + " "):
-                return script + prog[len(spelled):]
-    return prog
+    match = re.fullmatch(r"python -m pinn_jax[ .](\S+)(.*)", prog, re.S)
+    if match is None:
+        return prog
+    cmd, rest = match.groups()
+    if script == "pinn":
+        return f"pinn {cmd}{rest}"
+    return script + rest if script == f"pinn-{cmd.replace('_', '-')}" else prog
 
 
 class ArgumentParser(argparse.ArgumentParser):

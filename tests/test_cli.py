@@ -151,3 +151,7 @@ def test_help_states_each_default_once_and_names_the_program_as_invoked(capsys, 
     assert ArgumentParser(prog="python -m pinn_jax.train").prog == "python -m pinn_jax.train"  # another command
     monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-train"])
     assert ArgumentParser(prog="python -m pinn_jax.train").prog == "pinn-train"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-pycma-reference"])
+    assert ArgumentParser(prog="python -m pinn_jax pycma_reference").prog == "pinn-pycma-reference"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn", "pretrained", "list"])  # the dispatcher
+    assert ArgumentParser(prog="python -m pinn_jax pretrained fetch-official").prog == "pinn pretrained fetch-official"
