@@ -5,7 +5,8 @@ and npz keys.
   the layout of :func:`pinn_jax.experiment.setup` (``eval_best.npz``, ``student.npz``,
   ``rounds/NNN.npz``, ``pinn_jax/models/pretrained/NAME.npz``); a finished run's ``params.npz`` holds two,
   ``mean`` and ``best``. :func:`load_flat` reads any of them.
-* A run directory holds ``config.yaml``, ``checkpoints/`` (orbax, :mod:`pinn_jax.training.checkpoint`),
+* A run directory holds ``config.yaml`` (the settings it runs with now; after a resume that changed some, also
+  ``overrides.yaml``, their history), ``checkpoints/`` (orbax, :mod:`pinn_jax.training.checkpoint`),
   ``metrics.csv`` / ``eval.csv`` / ``tb/`` (:mod:`pinn_jax.training.metrics`), ``params.npz`` and ``eval_best.npz``;
   a pycma reference run also ``pycma.csv`` and ``mean_NNNNNN.npz``.
 * A distillation directory holds ``config.yaml``, ``distill.csv``, ``student.npz`` and ``rounds/NNN.npz``.
@@ -27,17 +28,19 @@ import yaml
 
 from pinn_jax.errors import CheckpointError, ModelError, UserError
 
-__all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
+__all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
+           "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
            "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
-           "config_file", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
+           "config_file", "write_text", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
            "eval_best_score", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
            "output_file", "SHIPPED_DIR", "agent_files", "shipped_names", "shipped_file", "shipped_meta_file"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
 EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean"
+OVERRIDES_FILE = "overrides.yaml"  # a resumed run's changed settings: a list of {generation, set: [KEY=VALUE, ...]}
 INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "params", "source" (its init_mean)
 STUDENT_FILE = "student.npz"
 DISTILL_LOG = "distill.csv"
@@ -67,11 +70,26 @@ def config_file(directory: Path) -> pathlib.Path:
     return pathlib.Path(directory) / CONFIG_FILE
 
 
+def write_text(path: Path, text: str) -> pathlib.Path:
+    """Write a text file atomically: a temporary file beside it, then ``os.replace`` (no half-written file)."""
+    path = pathlib.Path(path)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+    return path
+
+
 def write_config(directory: Path, cfg_dict: dict[str, Any]) -> pathlib.Path:
     """Write a config (as ``Config.to_dict()``) to the directory's ``config.yaml``."""
-    path = config_file(directory)
-    path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-    return path
+    return write_text(config_file(directory), yaml.safe_dump(cfg_dict, sort_keys=False))
+
+
+def append_overrides(directory: Path, generation: int, changes: list[str]) -> pathlib.Path:
+    """Add one entry to the run directory's ``overrides.yaml``: the settings a resume at ``generation`` changed."""
+    path = pathlib.Path(directory) / OVERRIDES_FILE
+    history = yaml.safe_load(path.read_text()) if path.is_file() else []
+    history.append({"generation": generation, "set": changes})
+    return write_text(path, yaml.safe_dump(history, sort_keys=False, allow_unicode=True))
 
 
 def save_flat(path: Path, flat: Any, **extra: Any) -> pathlib.Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
+import re
 import sys
 from typing import Callable, NoReturn, Sequence
 
@@ -70,12 +72,46 @@ def cli(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] 
     return wrapped
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults formatter, except where the help already says its default or the default is None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _plain(text: str) -> str:
+    """reST markup (``code``, :role:`target`) as the plain text a terminal shows."""
+    return re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
+
+
+def _invoked(prog: str) -> str:
+    """``prog`` as the user typed it: ``python -m pinn_jax evaluate ...`` (or ``python -m pinn_jax.train``) reads
+    ``pinn-evaluate ...`` when that console script runs, ``pinn evaluate ...`` under the ``pinn`` dispatcher."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    match = re.fullmatch(r"python -m pinn_jax[ .](\S+)(.*)", prog, re.S)
+    if match is None:
+        return prog
+    cmd, rest = match.groups()
+    if script == "pinn":
+        return f"pinn {cmd}{rest}"
+    return script + rest if script == f"pinn-{cmd.replace('_', '-')}" else prog
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse`` with the house conventions: defaults shown in ``--help``, bad options reported on one
-    line (``error: ...``, exit 2) instead of the usage block."""
+    """``argparse`` with the house conventions: defaults shown in ``--help`` (once: not where the help says it
+    already, nor a None default), the program named as it was invoked (``pinn-CMD`` or ``python -m ...``), the
+    description without reST markup, and bad options reported on one line (``error: ...``, exit 2) instead of the
+    usage block."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        if kwargs.get("prog"):
+            kwargs["prog"] = _invoked(kwargs["prog"])
+        if kwargs.get("description"):
+            kwargs["description"] = _plain(kwargs["description"])
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

@@ -14,7 +14,8 @@ import jax
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
-from pinn_jax.envs import (CARTPOLE_NAMES, ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, is_swingup,
+from pinn_jax.envs import (CARTPOLE_NAMES, NOT_VECTOR, ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper,
+                           is_swingup,
                            make, names)
 from pinn_jax.envs.fitness import Fitness, from_config
 from pinn_jax.errors import ConfigError
@@ -41,8 +42,7 @@ def build_env(env_cfg: EnvConfig, transform: ObsTransform = ObsTransform(),
         name = f"your env {type(env).__name__}"
     shape = tuple(env.observation_space(params).shape)
     if len(shape) != 1:
-        raise ConfigError(f"config key 'env.name': {name} observes arrays of shape {shape}; pinn_jax's "
-                          f"policies take flat vectors of features (vector-observation envs only)")
+        raise _not_vector(name, f"arrays of shape {shape}")
     try:
         spec = ActionSpec.from_space(env.action_space(params))
     except ValueError as e:
@@ -63,8 +63,15 @@ def _check_start(env_cfg: EnvConfig) -> None:
                           f"be {EnvConfig.start!r} (the default), got {env_cfg.start!r}")
 
 
+def _not_vector(name: str, observes: str) -> ConfigError:
+    return ConfigError(f"config key 'env.name': {name} observes {observes}; pinn_jax's policies take flat vectors of "
+                       f"features (vector-observation envs only)")
+
+
 def _registered_env(env_cfg: EnvConfig) -> tuple[Any, Any]:
     """The registry's env of ``env.name`` with ``env.max_steps`` and, for the swing-up, ``env.start``."""
+    if env_cfg.name in NOT_VECTOR:  # refused before it is built (MNISTBandit-bsuite would download its data)
+        raise _not_vector(env_cfg.name, NOT_VECTOR[env_cfg.name])
     if env_cfg.name not in names():
         raise ConfigError(f"config key 'env.name' must be one of {', '.join(names())}, got {env_cfg.name!r}")
     overrides: dict[str, Any] = {"max_steps_in_episode": env_cfg.max_steps}

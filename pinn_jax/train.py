@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.errors import ArgumentParser, TrainingError, UserError, cli, one_line
+from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli, one_line
 from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.training import process
 from pinn_jax.training.metrics import read_csv
@@ -34,7 +34,7 @@ __all__ = ["train", "main", "resume_config", "TrainingError"]
 
 def train(config: Config | str, resume: bool = False, progress: bool = True, trainer: Trainer | None = None,
           status: bool = False, *, env: Any = None, policy: Any = None, run_dir: str | None = None,
-          overrides: Sequence[str] = ()) -> tuple[Trainer, TrainState, list[dict[str, float]]]:
+          overrides: Sequence[str] = (), note: str = "") -> tuple[Trainer, TrainState, list[dict[str, float]]]:
     """Train (or, with ``resume``, continue) until ``train.generations``; the run lives in ``run_dir`` (default: the
     config's ``run_dir``). Returns the trainer, the final state and the metrics rows logged by this call::
 
@@ -44,7 +44,8 @@ def train(config: Config | str, resume: bool = False, progress: bool = True, tra
     ``config``: a :class:`~pinn_jax.config.Config`, a shipped config's name or a YAML path; ``overrides`` are
     ``"section.key=value"`` strings. ``env`` (a gymnax ``Environment``, or ``(env, env_params)``) and ``policy`` (an
     object meeting :class:`~pinn_jax.policies.Policy`) replace the ones the config names; resuming such a run takes
-    the same objects again. ``progress`` shows a bar, ``status`` a line every 30 s. ``jax.distributed`` is
+    the same objects again. ``progress`` shows a bar, ``status`` a line every 30 s; either starts with ``note`` (when
+    given) and a line saying what the run trains. ``jax.distributed`` is
     initialised first when ``config.distributed`` asks for it (:mod:`pinn_jax.training.loop` has the rest).
     """
     if isinstance(config, Config):
@@ -58,23 +59,27 @@ def train(config: Config | str, resume: bool = False, progress: bool = True, tra
     # for jax.distributed.initialize.
     from pinn_jax.training import loop
 
-    return loop.train(cfg, resume=resume, progress=progress, trainer=trainer, status=status, env=env, policy=policy)
+    return loop.train(cfg, resume=resume, progress=progress, trainer=trainer, status=status, env=env, policy=policy,
+                      note=note)
 
 
 def resume_config(run_dir: pathlib.Path, overrides: list[str], config_path: str | None = None) -> Config:
-    """The saved config of ``run_dir`` with overrides; a different ``--config`` must be compatible."""
+    """The saved config of ``run_dir`` with overrides; a different ``--config`` must be compatible. A refusal says
+    how to go on with the new settings instead: a new run that starts from this one's search mean."""
     saved = ckpt.load_config(run_dir)
     cfg = config_lib.from_dict(config_lib.apply_overrides(saved.to_dict(), overrides))
+    instead = (f"to go on with new settings, start a new run from it: --config "
+               f"{config_path or run_dir / 'config.yaml'} --set strategy.init_mean={run_dir} --out NEW")
     if config_path is not None:
         given = config_lib.load(config_path, overrides)
         bad = ckpt.incompatible_keys(saved, given)
         if bad:
             raise ckpt.CheckpointError(f"cannot resume {run_dir} with {config_path}: incompatible config keys "
-                                       f"{', '.join(bad)}")
+                                       f"{', '.join(bad)}; {instead}")
         cfg = given
     bad = ckpt.incompatible_keys(saved, cfg)
     if bad:
-        raise ckpt.CheckpointError(f"cannot resume {run_dir}: overrides change {', '.join(bad)}")
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: overrides change {', '.join(bad)}; {instead}")
     return dataclasses.replace(cfg, run_dir=str(run_dir))
 
 
@@ -117,13 +122,18 @@ def _main(argv: list[str] | None) -> int:
         return 0
     overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
     if args.resume:
+        if args.run_dir and pathlib.Path(args.run_dir).resolve() != pathlib.Path(args.resume).resolve():
+            raise ConfigError(f"--resume continues {args.resume} in place, so --out {args.run_dir} would not be used; "
+                              f"drop --out, or start a new run from it: --config {args.resume}/config.yaml "
+                              f"--set strategy.init_mean={args.resume} --out {args.run_dir}")
         cfg = resume_config(pathlib.Path(args.resume), overrides, args.config)
     else:
         cfg = config_lib.load(args.config, overrides)
         if args.run_dir:
             cfg = dataclasses.replace(cfg, run_dir=args.run_dir)
     try:
-        _, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress, status=args.no_progress)
+        _, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress, status=args.no_progress,
+                               note="" if args.resume else _kept_from_base(args.config, cfg))
     except UserError as e:  # the library names Python arguments: say it in this command's flags
         message = one_line(e)
         for python, flag in _FLAGS.items():
@@ -137,6 +147,18 @@ def _main(argv: list[str] | None) -> int:
           f"last mean {last['fitness_mean']:.2f}; run directory {cfg.run_dir}")
     print(_held_out_summary(cfg))
     return 0
+
+
+def _kept_from_base(config: str, cfg: Config) -> str:
+    """When ``--set env.name=...`` moved the config to another env: one line saying what the rest of the base
+    config still sets (made for its own env: episode length, policy, search), else ''."""
+    base = config_lib.load(config)
+    if cfg.env.name == base.env.name:
+        return ""
+    return (f"note: env.name {cfg.env.name} replaces {base.env.name}; the rest comes from {config}: env.max_steps "
+            f"{cfg.env.max_steps}, policy {cfg.policy.name}, {cfg.strategy.name} population "
+            f"{cfg.strategy.population_size} × {cfg.train.rollouts} rollouts, {cfg.train.generations} generations "
+            f"(change any with --set)")
 
 
 def _held_out_summary(cfg: Config) -> str:

@@ -18,6 +18,20 @@ os.environ.setdefault("PINN_JAX_REFERENCE_DIR", str(REPO.parent / "shared" / "re
 sys.path.insert(0, str(TESTS))  # tests/_dist_worker.py, run as a script by test_distributed.py, imports this too
 
 
+def reference_weights() -> pathlib.Path:
+    """Where the tests look for the authors' released weights (``$PINN_JAX_REFERENCE_DIR``)."""
+    return pathlib.Path(os.environ["PINN_JAX_REFERENCE_DIR"]) / "attentionneuron_cartpole" / "model.npz"
+
+
+def pytest_report_header(config) -> str:
+    """Say up front whether the tests that need the authors' weights will run (a fresh clone has none)."""
+    path = reference_weights()
+    if path.is_file():
+        return f"authors' reference weights: {path}"
+    return (f"authors' reference weights absent ({path}): the tests that score them are skipped "
+            f"(set PINN_JAX_REFERENCE_DIR to a folder holding attentionneuron_cartpole/model.npz)")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Never read or write the user's cache (pinn_jax.models.official) from tests."""

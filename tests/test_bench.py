@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from pinn_jax.tools import bench
+from pinn_jax.tools import bench, bench_report
 
 
-def test_tiny_benchmark_writes_complete_report(tmp_path):
-    assert bench.main(["--tiny", "--out", str(tmp_path)]) == 0
+def test_tiny_benchmark_writes_complete_report(tmp_path, capsys):
+    assert bench.main(["--tiny", "--out", str(tmp_path), "--no-progress"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
+    err = capsys.readouterr().err  # --no-progress: status lines, and the results' lines, on stderr
+    n = bench.measurements(bench.SETTINGS["tiny"])
+    assert "bench 1/" in err and f"bench {n}/{n}  features=7" in err
+    assert re.search(r"\| load \d+\.\d\d/\d+\.\d\d/\d+\.\d\d\n", err) and "load [" not in err  # not raw floats
     assert set(bench.REPORT_KEYS) <= set(report)
     meta = report["meta"]
     for key in ("backend", "device", "cpu_model", "cpu_count", "jax", "evosax", "loadavg_start", "loadavg_end"):
@@ -40,6 +45,9 @@ def test_tiny_benchmark_writes_complete_report(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "| attention_neuron | 913 |" in md and "speed-up" in md
     assert (tmp_path / "bench_scaling.png").stat().st_size > 0
+    assert "20 instead of 20 steps" not in md and "Shorter episodes" not in md  # the curves' episodes are not shorter
+    # one panel per axis measured at two values or more: tiny's rollouts and features are single points
+    assert bench_report.curve_axes(report) == ["population"] and len(bench_report.figure(report).axes) == 1
 
 
 def test_bad_arguments_exit_with_usage(capsys):

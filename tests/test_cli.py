@@ -58,6 +58,11 @@ def test_list_configs_shows_every_shipped_config_with_a_line(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == configs.available()
     assert all(len(line.split()) > 3 for line in lines)
+    for name, line in zip(configs.available(), lines):  # a whole sentence of the config's leading comment
+        description = line[len(name):].strip()
+        comment = " ".join(" ".join(row.lstrip("# ") for row in (configs.HERE / f"{name}.yaml").read_text()
+                                    .splitlines() if row.startswith("#")).split())
+        assert description[-1] in ".!?" and comment.startswith(description), (name, description)
 
 
 def test_importing_the_training_cli_does_not_start_jax():
@@ -68,20 +73,35 @@ def test_importing_the_training_cli_does_not_start_jax():
     assert out.stdout.split() == ["False", "False", "False"], out.stderr
 
 
-def test_progress_without_a_bar_is_a_status_line_at_most_every_period_and_at_the_end(capsys):
+def test_progress_without_a_bar_is_a_status_line_at_once_then_at_most_every_period_and_at_the_end(capsys):
     from pinn_jax.training import progress
 
-    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0])
+    clock = iter([1.0, 2.0, 40.0, 41.0])
     with progress.Tracker(4, "evaluate", bar=False, every=30.0, clock=lambda: next(clock)) as t:
+        t.note("compiling…")
         for i in range(4):
             t.advance(1, f"cell {i}")
         t.log("a note")
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["evaluate 3/4  cell 2", "evaluate 4/4  cell 3", "a note"]  # after 30 s, then the last one
+    # the note and the first line at once, then one after 30 s, then the last one
+    assert lines == ["evaluate 0/4  compiling…", "evaluate 1/4  cell 0", "evaluate 3/4  cell 2",
+                     "evaluate 4/4  cell 3", "a note"]
     with progress.Tracker(2, "quiet", bar=False, enabled=False) as t:
         t.advance(2, "done")
         t.log("hidden")
     assert capsys.readouterr().err == ""
+
+
+def test_a_bar_written_to_a_file_does_not_wrap(capsys):
+    """Off a terminal (a batch or SLURM log) rich would wrap at 80 columns, mid-phrase: every line stays whole."""
+    from pinn_jax.training import progress
+
+    note, info = "held-out return of the search mean " * 5, "best 192.2  mean 123.6  best held-out 175.7  2.72 gen/s"
+    with progress.Tracker(2, "gen", bar=True) as t:
+        t.log(note.strip())
+        t.advance(2, info)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == note.strip() and len(lines) == 2 and info in lines[1]
 
 
 def test_evaluate_without_progress_bar_reports_each_cell_and_the_end(tmp_path, capsys):
@@ -110,3 +130,28 @@ def test_the_dispatcher_runs_every_command_and_refuses_an_unknown_one(capsys):
         with pytest.raises(SystemExit) as e:
             dispatch([cmd, "--help"])
         assert e.value.code == 0 and "python -m pinn_jax" in capsys.readouterr().out
+
+
+def test_help_states_each_default_once_and_names_the_program_as_invoked(capsys, monkeypatch):
+    """A help that says its default, or a None default, gets no second ``(default: ...)``; the usage line names the
+    console script that runs; descriptions read without reST markup."""
+    from pinn_jax.errors import ArgumentParser
+
+    with pytest.raises(SystemExit):
+        evaluate.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare words
+    assert "(default: the first model's)" in text and "(default: None)" not in text
+    assert text.count("(default:") == text.count("default:")  # no help says its default twice
+    assert "(default: mean)" in text  # a plain default is still shown
+    with pytest.raises(SystemExit):
+        distill.main(["--help"])
+    assert "``" not in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-evaluate", "--help"])
+    assert ArgumentParser(prog="python -m pinn_jax evaluate").prog == "pinn-evaluate"
+    assert ArgumentParser(prog="python -m pinn_jax.train").prog == "python -m pinn_jax.train"  # another command
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-train"])
+    assert ArgumentParser(prog="python -m pinn_jax.train").prog == "pinn-train"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn-pycma-reference"])
+    assert ArgumentParser(prog="python -m pinn_jax pycma_reference").prog == "pinn-pycma-reference"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pinn", "pretrained", "list"])  # the dispatcher
+    assert ArgumentParser(prog="python -m pinn_jax pretrained fetch-official").prog == "pinn pretrained fetch-official"

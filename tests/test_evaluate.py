@@ -390,3 +390,27 @@ def test_pretrained_spec(monkeypatch):
         mdl.load_model("pretrained:")
 
 
+
+
+def test_the_table_names_each_model_in_full_with_mean_and_standard_error(report):
+    """Cells are mean ± s.e., as study, training and the README give them, and the table says so; a long model
+    name is not cut (it used to read ``…ned:cartpole_pi_catch``)."""
+    long_name = "pretrained:cartpole_pi_catch_large_es"
+    renamed = {**report, "results": {long_name if m == "attn" else m: r for m, r in report["results"].items()}}
+    table = ev.format_table(renamed)
+    head, rule, *rows = table.splitlines()
+    assert long_name in head and "…" not in table
+    cell = report["results"]["attn"]["shuffle"]
+    assert f"{cell['mean']:.1f} ± {cell['sem']:.1f}" in next(r for r in rows if r.startswith("shuffle "))
+    assert cell["sem"] < cell["std"] and "mean ± s.e." in table and "± std" not in table
+    assert all(len(r) == len(head) for r in rows[:3])  # the columns line up under their full names
+
+
+def test_error_bars_are_standard_errors_kept_within_the_returns_seen():
+    from pinn_jax.study.plots import error_bars
+
+    cells = [{"mean": 10.0, "sem": 4.0, "min": 0.0, "max": 30.0},   # the s.e. fits: plain s.e. bars
+             {"mean": 1.0, "sem": 4.0, "min": 0.0, "max": 30.0},    # below: no lower than the lowest return
+             {"mean": 499.0, "sem": 4.0, "min": 300.0, "max": 500.0},  # above: no higher than the highest
+             {"mean": 5.0, "sem": float("nan"), "min": 5.0, "max": 5.0}]  # one episode: no bar
+    np.testing.assert_allclose(error_bars(cells), [[4.0, 1.0, 4.0, 0.0], [4.0, 4.0, 1.0, 0.0]])

@@ -145,3 +145,50 @@ def test_the_cross_env_study_groups_by_env_and_shows_the_paper_claim(tmp_path, c
     table = (tmp_path / "s" / "study.md").read_text()
     assert table.count("| CartPole-v1, max 500 steps |") == 2 and " ± " in table
     assert (tmp_path / "s" / "study.png").stat().st_size > 10_000
+
+
+def test_only_vector_observation_envs_are_offered_and_the_others_are_refused_unbuilt():
+    """``names()`` (the unknown-env error's list) holds exactly the envs whose observations are flat vectors;
+    ``make`` still builds the others, and a config naming one is refused before it is built (MNISTBandit-bsuite
+    would download its data set)."""
+    import gymnax
+
+    from pinn_jax.envs import NOT_VECTOR, names
+
+    offered = names()
+    assert set(NOT_VECTOR) <= set(gymnax.registered_envs) and not set(NOT_VECTOR) & set(offered)
+    assert "MNISTBandit-bsuite" not in offered and "Pong-misc" not in offered and "Reacher-misc" in offered
+    for name in gymnax.registered_envs:
+        if name == "MNISTBandit-bsuite":
+            continue
+        env, params = make(name)
+        shape = tuple(env.observation_space(params).shape)
+        assert (len(shape) == 1) == (name in offered), (name, shape)
+        if name in NOT_VECTOR:
+            assert f"shape {shape}" in NOT_VECTOR[name]
+    with pytest.raises(ConfigError, match="MNISTBandit-bsuite observes MNIST images"):
+        build_env(config_lib.EnvConfig(name="MNISTBandit-bsuite"))
+
+
+def test_training_says_what_it_starts_and_what_another_env_keeps_from_the_base_config(tmp_path, capsys):
+    """Switching env with --set keeps the base config's other settings: one line says which; the run's first line
+    names policy, env (and an episode limit other than the env's own), strategy, population and run directory;
+    then ``compiling…`` and, without a bar, the first status line at once."""
+    import re
+
+    import yaml
+    from conftest import tiny_dict
+
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump(tiny_dict("runs/unused")))  # a swing-up config (easy start, 50 steps, linear)
+    run = tmp_path / "run"
+    assert train_main(["--config", str(base), "--set", "env.name=Pendulum-v1", "--set", "env.start=hard",
+                       "--out", str(run), "--no-progress"]) == 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (f"note: env.name Pendulum-v1 replaces CartPoleSwingUp-v0; the rest comes from {base}: "
+                        f"env.max_steps 50, policy linear, CMA_ES population 8 × 2 rollouts, 3 generations "
+                        f"(change any with --set)")
+    assert re.fullmatch(r"training \w+Policy \(4 parameters\) on Pendulum-v1, max 50 steps \(env.max_steps; "
+                        r"Pendulum-v1's own limit is 200\) with CMA_ES, population 8 × 2 rollouts of 50 steps, "
+                        rf"3 generations; run directory {re.escape(str(run))}", lines[1]), lines[1]
+    assert lines[2] == "gen 0/3  compiling…" and lines[3].startswith("gen 1/3  best ")  # not after 30 s

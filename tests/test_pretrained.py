@@ -56,6 +56,26 @@ def test_list_names_every_model_with_its_size_and_how_it_was_made(capsys):
         made = f"distillation round {meta['distill_rounds'] - 1}" if "distill_rounds" in meta else \
             f"{meta['generations']} generations"
         assert made in line, line
+        assert meta["config"]["env"]["name"] in line and meta["description"] in line  # where it acts, what it is
+        ev = meta.get("evaluation")
+        if ev:  # its held-out score with the standard error of that mean
+            mean, std = ev.get("no_shuffle") or ev["shuffle"]
+            sem = std / (ev["episodes"] - 1) ** 0.5
+            assert f"{mean:.1f} ± {sem:.1f} (s.e.) over {ev['episodes']} episodes" in line
+    assert sum("(s.e.)" in line for line in lines) >= len(NAMES) - 1  # only pendulum_pi_es has no score recorded
+
+
+def test_a_one_stage_agent_is_named_after_the_config_that_made_it():
+    """``--config NAME`` makes ``pretrained:NAME``: a shipped agent made by one stage of a shipped config has its
+    name (``cartpole_pi_es`` is the ten-stage agent; the one-stage spinner's config is ``cartpole_pi_es_spinner``)."""
+    from pinn_jax import configs
+
+    one_stage = {n: pretrained.info(n)["lineage"][0]["config"] for n in NAMES
+                 if len(pretrained.info(n).get("lineage", [])) == 1}
+    assert "cartpole_pi_es_spinner" in one_stage and len(one_stage) >= 10
+    for name, config in one_stage.items():
+        assert config == f"{name}.yaml" and name in configs.available(), (name, config)
+    assert "cartpole_pi_es" not in configs.available()  # the staged agent has no config of its name
 
 
 def test_the_es_only_agent_has_an_es_only_lineage_from_zeros():

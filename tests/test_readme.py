@@ -82,3 +82,44 @@ def test_an_object_that_is_not_a_policy_is_one_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"^policy: object does not meet the Policy protocol"):
         setup(config_lib.load("quick"), policy=object())
+
+
+def test_the_first_run_paragraph_quotes_what_the_quick_run_prints(tmp_path):
+    """The README quotes the quick run's closing line as train.py words it (the held-out numbers of the deterministic
+    run, fed back through the same function), and its settings are quick.yaml's, as the guide's row says them."""
+    import yaml
+
+    from pinn_jax import config as config_lib
+    from pinn_jax.train import _held_out_summary
+
+    text = " ".join((REPO / "README.md").read_text().split())
+    quoted = re.search(r"`(held-out return of the search mean over [^`]*)`", text).group(1)
+    m = re.fullmatch(r"held-out return of the search mean over (\d+) episodes: (\d+\.\d) at generation (\d+) -> best "
+                     r"(\d+\.\d) ± (\d+\.\d) \(s\.e\.\) at generation (\d+)", quoted)
+    assert m, quoted
+    episodes, first, first_gen, best, sem, best_gen = m.groups()
+    cfg = config_lib.from_dict({**config_lib.load("quick").to_dict(), "run_dir": str(tmp_path)})
+    assert int(episodes) == cfg.train.eval_episodes and int(first_gen) == cfg.train.eval_every
+    assert int(best_gen) % cfg.train.eval_every == 0 and int(best_gen) <= cfg.train.generations
+    std = float(sem) * (int(episodes) - 1) ** 0.5
+    (tmp_path / "eval.csv").write_text("generation,return_mean,return_std\n"
+                                       f"{first_gen},{first},0\n{best_gen},{best},{std}\n")
+    assert _held_out_summary(cfg).startswith(quoted + " (kept in eval_best.npz)")
+    guide = (REPO / "docs" / "guide.md").read_text()
+    row = next(line for line in guide.splitlines() if line.startswith("| `quick.yaml`"))
+    data = yaml.safe_load((REPO / "pinn_jax" / "configs" / "quick.yaml").read_text())
+    assert f"{data['env']['start']}, {data['env']['max_steps']} steps" in row
+    assert (f"pop {data['strategy']['population_size']} × {data['train']['rollouts']} rollouts × "
+            f"{data['train']['generations']} generations") in row
+    assert f"{data['env']['max_steps']}-step episodes" in text and f"plays {episodes} held-out episodes" in text
+
+
+def test_the_readme_installs_what_training_needs_and_its_test_command_shows_skip_reasons():
+    """The first command installs the package alone; the test command (one line, run verbatim by .ci/run) installs
+    the dev extras and lists skipped tests with their reasons."""
+    text = (REPO / "README.md").read_text()
+    first = re.search(r"```bash\n(.*?)\n```", text, re.S).group(1)
+    assert "pip install -e . &&" in first and "[dev]" not in first and "pinn_jax.train --config quick" in first
+    test_command = re.search(r"<!-- test-command -->\n```bash\n(.*?)\n```", text, re.S).group(1)
+    assert "\n" not in test_command and "'.[dev]'" in test_command and " -rs" in test_command
+    assert re.search(r"in about \d+ minutes on 2 CPU cores", text)

@@ -194,7 +194,9 @@ def test_keep_every_keeps_those_checkpoints_for_good_beside_the_newest_three(tmp
     assert run_params(kept / "checkpoints" / "3")[3] == 3  # a kept checkpoint is a model to evaluate or start from
     capsys.readouterr()
     assert main(["--resume", str(kept), "--set", "train.generations=9", "--set", "train.keep_every=4"]) == 2
-    assert capsys.readouterr().err.strip() == f"error: cannot resume {kept}: overrides change train.keep_every"
+    assert capsys.readouterr().err.strip() == (f"error: cannot resume {kept}: overrides change train.keep_every; to go "
+                                               f"on with new settings, start a new run from it: --config "
+                                               f"{kept / 'config.yaml'} --set strategy.init_mean={kept} --out NEW")
     assert steps(kept) == [3, 6, 7, 8]
     with pytest.raises(ConfigError, match="'train.keep_every' must be >= 0, got -1"):
         tiny(tmp_path / "neg", train={"keep_every": -1})
@@ -531,3 +533,27 @@ def test_metrics_csv_columns_are_the_trainers_metric_names():
     names = tuple(fitness_metrics(np.array([1.0, np.nan, 3.0]), 3.0, np))
     assert COLUMNS == ("generation", *names, "gens_per_sec", "wall_time")
     assert fitness_metrics(np.array([1.0, np.nan, 3.0]), 3.0, np)["fitness_mean"] == 2.0
+
+
+def test_a_resume_records_the_settings_it_changes_and_refuses_another_out(tmp_path, capsys):
+    """config.yaml holds the settings a run goes on with; overrides.yaml the history of what each resume changed.
+    ``--resume RUN --out OTHER`` is refused in one line (it used to ignore --out)."""
+    run = tmp_path / "run"
+    train(tiny(run, train={"generations": 2, "log_every": 1}), progress=False)
+    assert not (run / artifacts.OVERRIDES_FILE).exists()
+    assert main(["--resume", str(run), "--set", "train.generations=3", "--no-progress"]) == 0
+    assert main(["--resume", str(run), "--set", "train.generations=4", "--set", "train.eval_every=2",
+                 "--no-progress"]) == 0
+    assert ckpt.load_config(run).train.generations == 4 and ckpt.load_config(run).train.eval_every == 2
+    history = yaml.safe_load((run / artifacts.OVERRIDES_FILE).read_text())
+    assert history == [{"generation": 2, "set": ["train.generations=3"]},
+                       {"generation": 3, "set": ["train.generations=4", "train.eval_every=2"]}]
+    assert main(["--resume", str(run), "--no-progress"]) == 0  # nothing to do, nothing changed: nothing recorded
+    assert len(yaml.safe_load((run / artifacts.OVERRIDES_FILE).read_text())) == 2
+    capsys.readouterr()
+    other = tmp_path / "other"
+    assert main(["--resume", str(run), "--out", str(other), "--set", "train.generations=5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: --resume continues {run} in place, so --out {other} would not be used; drop --out, or "
+                   f"start a new run from it: --config {run}/config.yaml --set strategy.init_mean={run} --out {other}")
+    assert not other.exists() and ckpt.load_config(run).train.generations == 4

@@ -7,6 +7,7 @@ checkout is the same folder). ``--config NAME`` picks one by name, ``--config PA
 from __future__ import annotations
 
 import pathlib
+import re
 
 from pinn_jax.errors import ConfigError
 
@@ -33,8 +34,13 @@ def resolve(name_or_path: str | pathlib.Path) -> pathlib.Path:
 
 
 def describe(name: str) -> str:
-    """The first comment line of a shipped config: what it trains."""
+    """What a shipped config trains: the first sentence of its leading comment block, whole however many lines it
+    spans."""
+    lines = []
     for line in (HERE / f"{name}.yaml").read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    text = " ".join(" ".join(lines).split())
+    match = re.match(r".+?[.!?](?=\s|$)", text)
+    return match.group(0) if match else text

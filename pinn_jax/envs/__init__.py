@@ -22,9 +22,20 @@ CARTPOLE_NAMES: dict[str, str | None] = {
 }
 
 
+# gymnax ids whose observations are not flat feature vectors, which pinn_jax's policies cannot take: ``make`` builds
+# them, ``names`` does not offer them. What each one observes:
+NOT_VECTOR: dict[str, str] = {
+    **{f"{game}-MinAtar": f"arrays of shape (10, 10, {channels})"
+       for game, channels in (("Asterix", 4), ("Breakout", 4), ("Freeway", 7), ("Seaquest", 10), ("SpaceInvaders", 6))},
+    "Catch-bsuite": "arrays of shape (10, 5)", "DeepSea-bsuite": "arrays of shape (8, 8)",
+    "SimpleBandit-bsuite": "arrays of shape (1, 1)", "MNISTBandit-bsuite": "MNIST images (a data set it downloads)",
+    "Pong-misc": "arrays of shape (30, 40, 3)", "FrozenLake-misc": "a bare position index, shape ()",
+}
+
+
 def names() -> list[str]:
-    """Every environment name ``make`` takes: the swing-up names, then gymnax's registered ids."""
-    return [*CARTPOLE_NAMES, *gymnax.registered_envs]
+    """The environment names a config may use: the swing-up names, then gymnax's vector-observation ids."""
+    return [*CARTPOLE_NAMES, *(n for n in gymnax.registered_envs if n not in NOT_VECTOR)]
 
 
 def is_swingup(name: str) -> bool:
@@ -59,7 +70,7 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
 
 
 __all__ = [
-    "ActionSpec", "ActionWrapper", "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
+    "ActionSpec", "ActionWrapper", "CARTPOLE_NAMES", "NOT_VECTOR", "CartPoleSwingUp", "EnvParams", "EnvState",
     "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
     "accelerations", "is_swingup", "label", "make", "names", "same_task", "render", "transform_reset", "transform_step",
 ]

@@ -24,6 +24,7 @@ from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condi
 from pinn_jax.envs import label
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.study.evaluate import evaluate
+from pinn_jax.study.plots import error_bars
 from pinn_jax.models import Model, load_model
 from pinn_jax.training.progress import Tracker
 
@@ -88,7 +89,7 @@ def plot(result: dict[str, dict[str, Any]], path: Any) -> Any:
                 if cell["status"] != "ok":
                     ax.text(x, 0.02, "n/a", transform=ax.get_xaxis_transform(), ha="center", fontsize=7, rotation=90)
                     continue
-                ax.bar(x, cell["mean"], width * 0.9, yerr=cell["sem"], color=colors[j % len(colors)], capsize=2,
+                ax.bar(x, cell["mean"], width * 0.9, yerr=error_bars([cell]), color=colors[j % len(colors)], capsize=2,
                        label=c["label"] if i == 0 else None)
         ax.set_xticks(range(len(models)), [m.removeprefix("pretrained:") for m in models], fontsize=8)
         ax.set_title(env, fontsize=9)

@@ -122,7 +122,7 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
             cell = summarize(ret, length)
             results[name][cond.name] = cell
             returns[name][cond.name] = [float(x) for x in np.asarray(ret)]
-            say(f"{cond.name:>22s}  {name}: {cell['mean']:8.1f} ± {cell['std']:6.1f}  "
+            say(f"{cond.name:>22s}  {name}: {cell['mean']:8.1f} ± {cell['sem']:6.1f} (s.e.)  "
                 f"({episodes} episodes, {time.perf_counter() - t0:.1f}s)")
             done(f"{cond.name} {name}")
     meta = {
@@ -166,28 +166,29 @@ def save_report(report: dict[str, Any], out_dir: str | os.PathLike) -> tuple[pat
     return jpath, cpath
 
 
-def format_table(report: dict[str, Any], width: int = 22) -> str:
-    """Compact text table: one row per condition, one ``mean ± std`` column per model."""
+def format_table(report: dict[str, Any]) -> str:
+    """Compact text table: one row per condition, one ``mean ± s.e.`` column per model, each named in full."""
     models = list(report["results"])
     conds = [c["name"] for c in report["meta"]["conditions"]]
-    short = lambda s: s if len(s) <= width else "…" + s[-(width - 1):]  # noqa: E731
-    cw = max([len("condition")] + [len(c) for c in conds])
-    head = f"{'condition':<{cw}} | " + " | ".join(f"{short(m):>{width}}" for m in models)
-    lines = [head, "-" * len(head)]
+    cells: dict[str, list[str]] = {}
     notes: dict[str, list[str]] = {}
     for c in conds:
-        cells = []
+        cells[c] = []
         for m in models:
             cell = report["results"][m][c]
             if cell["status"] == "ok":
-                cells.append(f"{cell['mean']:.1f} ± {cell['std']:.1f}")
+                cells[c].append(f"{cell['mean']:.1f}" + (f" ± {cell['sem']:.1f}" if np.isfinite(cell["sem"]) else ""))
             else:
-                cells.append(NA)
+                cells[c].append(NA)
                 notes.setdefault(f"{m}: {cell['reason'].split(' (')[0]}", []).append(c)
-        lines.append(f"{c:<{cw}} | " + " | ".join(f"{s:>{width}}" for s in cells))
+    widths = [max([len(m)] + [len(cells[c][j]) for c in conds]) for j, m in enumerate(models)]
+    cw = max([len("condition")] + [len(c) for c in conds])
+    head = f"{'condition':<{cw}} | " + " | ".join(f"{m:>{w}}" for m, w in zip(models, widths))
+    lines = [head, "-" * len(head)]
+    lines += [f"{c:<{cw}} | " + " | ".join(f"{s:>{w}}" for s, w in zip(cells[c], widths)) for c in conds]
     meta = report["meta"]
     env = meta["env"]
-    lines.append(f"mean ± std of the return over {meta['episodes']} episodes per cell "
+    lines.append(f"mean ± s.e. (standard error of the mean) of the return over {meta['episodes']} episodes per cell "
                  f"({label(env['name'], env['start'], env['max_steps'])}, seed {meta['seed']})")
     for note, cs in notes.items():
         lines.append(f"n/a  {note} ({', '.join(cs)})")

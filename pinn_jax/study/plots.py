@@ -144,8 +144,17 @@ def plot_returns(report: dict[str, Any], path: str | os.PathLike, conditions: Se
     return _save(fig, path)
 
 
+def error_bars(cells: Sequence[dict[str, Any]]) -> np.ndarray:
+    """``yerr`` (2 × n: below, above) of cells' means: the standard error, cut at the lowest and highest return
+    seen, so that no bar reaches a return the episodes never had (a bar below a swing-up's 0, above CartPole's 500)."""
+    sem = np.nan_to_num([c["sem"] for c in cells])  # one episode: no standard error, no bar
+    below = np.minimum(sem, [c["mean"] - c["min"] for c in cells])
+    above = np.minimum(sem, [c["max"] - c["mean"] for c in cells])
+    return np.array([below, above]).clip(min=0.0)
+
+
 def _series_plot(report: dict[str, Any], conds: Sequence[dict], xs: Sequence[float], ax: Any) -> None:
-    """Mean ± std per model over ``conds`` at ``xs`` (models slightly offset so bars stay apart)."""
+    """Mean ± s.e. per model over ``conds`` at ``xs`` (models slightly offset so bars stay apart)."""
     models = list(report["results"])
     span = (max(xs) - min(xs)) if len(xs) > 1 else 1.0
     for i, m in enumerate(models):
@@ -159,15 +168,15 @@ def _series_plot(report: dict[str, Any], conds: Sequence[dict], xs: Sequence[flo
                if _cell(report, m, c["name"])["status"] == "ok"]
         x = [p[0] for p in pts]
         mean = [p[1]["mean"] for p in pts]
-        std = [p[1]["std"] for p in pts]
-        ax.errorbar(x, mean, yerr=std, color=color, marker="o", capsize=4, linewidth=1.5, label=m)
+        ax.errorbar(x, mean, yerr=error_bars([p[1] for p in pts]), color=color, marker="o", capsize=4,
+                    linewidth=1.5, label=m)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
 
 
 def plot_noise(report: dict[str, Any], path: str | os.PathLike,
                figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 100) -> pathlib.Path:
-    """Mean return (± std over episodes) against the number of noise features appended to the
+    """Mean return (± s.e.) against the number of noise features appended to the
     shuffled observation, one line per model."""
     conds = noise_conditions(report)
     if not conds:
@@ -178,7 +187,7 @@ def plot_noise(report: dict[str, Any], path: str | os.PathLike,
     _series_plot(report, conds, xs, ax)
     ax.set_xticks(xs)
     ax.set_xlabel("number of noise features appended (observation shuffled once per episode)")
-    ax.set_ylabel("episode return (mean ± std)")
+    ax.set_ylabel("episode return (mean ± s.e.)")
     ax.set_title("Return vs number of noise features\n" + _subtitle(report), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
@@ -186,7 +195,7 @@ def plot_noise(report: dict[str, Any], path: str | os.PathLike,
 
 def plot_shuffle_period(report: dict[str, Any], path: str | os.PathLike,
                         figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 100) -> pathlib.Path:
-    """Mean return (± std) against how often the observation is re-permuted during the episode:
+    """Mean return (± s.e.) against how often the observation is re-permuted during the episode:
     never, once per episode, every k steps (rarer to more frequent), one line per model."""
     conds = period_conditions(report)
     if not conds:
@@ -197,7 +206,7 @@ def plot_shuffle_period(report: dict[str, Any], path: str | os.PathLike,
     _series_plot(report, conds, xs, ax)
     ax.set_xticks(xs, [_period_label(c) for c in conds])
     ax.set_xlabel("shuffle period (how often the features are re-permuted)")
-    ax.set_ylabel("episode return (mean ± std)")
+    ax.set_ylabel("episode return (mean ± s.e.)")
     ax.set_title("Return vs shuffle period\n" + _subtitle(report), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

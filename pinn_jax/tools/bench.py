@@ -49,11 +49,12 @@ import numpy as np
 from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax import configs
-from pinn_jax.tools.bench_report import markdown, plot, range_text as _range, g as _g, times as _times
+from pinn_jax.tools.bench_report import load_text, markdown, plot, range_text as _range, g as _g, times as _times
 from pinn_jax.errors import ArgumentParser, cli
 from pinn_jax.experiment import setup
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.training.process import limit_lapack_threads
+from pinn_jax.training.progress import Tracker
 from pinn_jax.training.trainer import make_trainer
 
 __all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]
@@ -300,7 +301,13 @@ def _block_times(run_steps: Callable[[int], None], n: int, blocks: int) -> list[
     return out
 
 
-def measure_curves(s: Settings, log: Callable[[str], None]) -> dict[str, list[dict[str, Any]]]:
+def measurements(s: Settings) -> int:
+    """How many configs ``run`` measures: one generation per policy, then each point of the scaling grids."""
+    return len(s.policies) + len(s.grid_population) + len(s.grid_rollouts) + len(s.grid_features)
+
+
+def measure_curves(s: Settings, log: Callable[[str], None],
+                   done: Callable[[str], None] = lambda what: None) -> dict[str, list[dict[str, Any]]]:
     """Seconds per generation against population, rollouts and features (attention neuron)."""
     policy, curves = "attention_neuron", {"population": [], "rollouts": [], "features": []}
     grids = [("population", s.grid_population), ("rollouts", s.grid_rollouts), ("features", s.grid_features)]
@@ -315,6 +322,7 @@ def measure_curves(s: Settings, log: Callable[[str], None]) -> dict[str, list[di
             r["value"] = v
             curves[axis].append(_compact(r))
             log(f"  {axis}={v}: {_range(r['sec_per_gen'])} s/gen ({r['env_steps_per_sec']:.3g} steps/s)")
+            done(f"{axis}={v}")
     return curves
 
 
@@ -325,14 +333,16 @@ def _compact(r: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ the run
-def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure everything in ``s``; write ``bench.json``, ``bench.md`` and ``bench_scaling.png`` to ``out``."""
+def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print,
+        done: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """Measure everything in ``s``; write ``bench.json``, ``bench.md`` and ``bench_scaling.png`` to ``out``. ``log``
+    takes each line of results, ``done`` the name of each of the :func:`measurements` as it ends."""
     t_start = time.perf_counter()
     blas = limit_lapack_threads()
     meta = device_info()
     meta["lapack_threads_limited"] = blas
     log(f"pinn_jax.tools.bench ({s.mode}): {meta['backend']} {meta['device']} | {meta['cpu_model']} "
-        f"({meta['cpu_affinity']} cores) | jax {meta['jax']} | load {meta['loadavg_start']}")
+        f"({meta['cpu_affinity']} cores) | jax {meta['jax']} | load {load_text(meta['loadavg_start'])}")
     generation, compile_times, memory, baseline, speedup = {}, {}, {"peak_rss_bytes": {}}, {}, {}
     for name in s.policies:
         log(f"generation: {name}, population {s.population} x {s.rollouts} rollouts x {s.steps} steps ...")
@@ -351,8 +361,9 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
         speedup[name] = b["extrapolated_sec_per_gen"] / r["sec_per_gen"]["median"]
         log(f"  Python-loop baseline: {b['sec_per_step']['median'] * 1e6:.0f} us/step -> "
             f"{_g(b['extrapolated_sec_per_gen'])} s/gen extrapolated; speed-up {_times(speedup[name])}")
+        done(name)
     log(f"scaling curves ({s.curve_steps} steps per episode) ...")
-    scaling = measure_curves(s, log)
+    scaling = measure_curves(s, log, done)
     memory["peak_rss_bytes"]["end"] = peak_rss_bytes()
     memory["device"] = device_memory()
     meta["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -364,8 +375,8 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         json_path, md_path, png_path = out / artifacts.BENCH_JSON, out / artifacts.BENCH_MD, out / artifacts.BENCH_PNG
-        json_path.write_text(json.dumps(report, indent=1))
-        md_path.write_text(markdown(report))
+        artifacts.write_text(json_path, json.dumps(report, indent=1))
+        artifacts.write_text(md_path, markdown(report))
         plot(report, png_path)
         log(f"wrote {json_path}, {md_path}, {png_path}")
     return report
@@ -391,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grid-rollouts", type=_ints, help="e.g. 1,4,16,64")
     p.add_argument("--grid-features", type=_ints, help="e.g. 5,10,20,50,100")
     p.add_argument("--no-split", action="store_true", help="skip the ask+tell / evaluation split")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
     s = SETTINGS["tiny" if args.tiny else "quick" if args.quick else "full"]
     updates: dict[str, Any] = {}
@@ -414,7 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(v < 5 for v in updates.get("grid_features", s.grid_features)):
         p.error("feature counts must be >= 5 (the environment's observations)")
     updates["seed"] = args.seed
-    run(dataclasses.replace(s, **updates), artifacts.output_dir(args.out, "--out"))
+    s = dataclasses.replace(s, **updates)
+    out = artifacts.output_dir(args.out, "--out")
+    with Tracker(measurements(s), "bench", bar=not args.no_progress) as t:
+        run(s, out, log=t.log, done=lambda what: t.advance(1, what))
     return 0
 
 

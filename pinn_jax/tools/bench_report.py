@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["markdown", "plot", "g", "range_text", "times"]
+__all__ = ["markdown", "figure", "plot", "g", "range_text", "times", "load_text", "curve_axes"]
 
 
 def g(x: float) -> str:
@@ -27,7 +27,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# pinn_jax benchmark", "",
         f"Device: **{_device_line(m)}**; jax {m['jax']}, jaxlib {m['jaxlib']}, evosax {m['evosax']}"
         + (f"; XLA_FLAGS `{m['xla_flags']}`" if m.get("xla_flags") else "") + ".  ",
-        f"Load average (1/5/15 min) at start {_load(m['loadavg_start'])}, at end {_load(m['loadavg_end'])}; "
+        f"Load average (1/5/15 min) at start {load_text(m['loadavg_start'])}, at end {load_text(m['loadavg_end'])}; "
         f"mode `{s['mode']}`, {s['repeats']} timed repetitions after a warm-up (median, min–max); "
         f"whole run {m['wall_s']:.0f} s.", "",
         f"## One generation: population {s['population']} × {s['rollouts']} rollouts × {s['steps']} steps, "
@@ -52,8 +52,9 @@ def markdown(report: dict[str, Any]) -> str:
               + (f"; device peak {mem['device']['peak_bytes_in_use'] / 2**20:.0f} MiB"
                  if mem.get("device") and "peak_bytes_in_use" in mem["device"] else "") + ".", ""]
     lines += [f"## Scaling (attention neuron, {s['curve_steps']} steps per episode, {s['curve_repeats']} repetitions)",
-              "", f"Shorter episodes than above ({s['curve_steps']} instead of {s['steps']} steps) keep the grid "
-              "affordable; the cost per step does not depend on the episode length. Population and features at "
+              "", (f"Shorter episodes than above ({s['curve_steps']} instead of {s['steps']} steps) keep the grid "
+                   "affordable; the cost per step does not depend on the episode length. "
+                   if s["curve_steps"] < s["steps"] else "") + "Population and features at "
               f"{s['rollouts']} rollouts; rollouts and features at population {s['population']}; "
               "features beyond the 5 observations are noise features.", ""]
     titles = {"population": "population", "rollouts": "rollouts", "features": "features"}
@@ -77,18 +78,27 @@ def times(x: float) -> str:
     return f"×{x:,.0f}" if x >= 10 else f"×{x:.2g}"
 
 
-def _load(avg: Sequence[float] | None) -> str:
+def load_text(avg: Sequence[float] | None) -> str:
+    """A load average (1/5/15 min) as ``2.10/1.95/1.80``."""
     return "n/a" if avg is None else "/".join(f"{x:.2f}" for x in avg)
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
-    """Seconds per generation against population, rollouts and features (log-log, min–max bars)."""
+def curve_axes(report: dict[str, Any]) -> list[str]:
+    """The scaling axes measured at two values or more: those that make a curve (the others are in the tables)."""
+    return [axis for axis, rows in report["scaling"].items() if len(rows) >= 2]
+
+
+def figure(report: dict[str, Any]) -> Figure:
+    """Seconds per generation against population, rollouts and features (log-log, min–max bars): one panel per
+    axis of :func:`curve_axes`."""
     s, m = report["settings"], report["meta"]
-    fig = Figure(figsize=(14, 4.2))
-    axes = fig.subplots(1, 3)
+    shown = curve_axes(report) or list(report["scaling"])[:1]  # a grid of single points: its first, alone
+    fig = Figure(figsize=(14 * len(shown) / 3 + 1, 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(shown)))
     labels = {"population": "population size", "rollouts": "rollouts per member",
               "features": "observation features (5 + noise)"}
-    for ax, (axis, rows) in zip(axes, report["scaling"].items()):
+    for ax, axis in zip(axes, shown):
+        rows = report["scaling"][axis]
         x = np.array([r["value"] for r in rows], float)
         med = np.array([r["sec_per_gen"]["median"] for r in rows])
         lo = med - np.array([r["sec_per_gen"]["min"] for r in rows])
@@ -103,6 +113,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.suptitle(f"attention neuron, CMA-ES, {s['curve_steps']} steps per episode — {_device_line(m)}, "
-                 f"load {_load(m['loadavg_start'])}", fontsize=10)
+                 f"load {load_text(m['loadavg_start'])}", fontsize=10)
     fig.tight_layout()
-    FigureCanvasAgg(fig).print_figure(str(path), dpi=110)
+    return fig
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Write :func:`figure` to ``path``."""
+    FigureCanvasAgg(figure(report)).print_figure(str(path), dpi=110)

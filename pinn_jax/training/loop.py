@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import pathlib
 import signal
 import sys
@@ -42,7 +43,7 @@ import jax
 import numpy as np
 import yaml
 
-from pinn_jax import artifacts
+from pinn_jax import artifacts, envs
 from pinn_jax.config import Config
 from pinn_jax.errors import CheckpointError, ConfigError, RunDirError, TrainingError, UserError, one_line
 from pinn_jax.experiment import setup
@@ -97,6 +98,27 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock 
     return made
 
 
+def record_overrides(run_dir: pathlib.Path, cfg: Config, generation: int) -> list[str]:
+    """A resume that changes settings (``train.generations``, ...) writes them to ``config.yaml`` and adds them, as
+    ``KEY=VALUE`` at ``generation``, to the run's ``overrides.yaml``. Returns the changes (none: nothing written)."""
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    saved_cfg = ckpt.load_config(run_dir)
+    saved, now = flat(saved_cfg.to_dict()), flat(cfg.to_dict())
+    changes = [f"{k}={json.dumps(v)}" for k, v in now.items() if k != "run_dir" and saved.get(k) != v]
+    if changes:
+        try:
+            artifacts.write_config(run_dir, {**cfg.to_dict(), "run_dir": saved_cfg.run_dir})
+            artifacts.append_overrides(run_dir, generation, changes)
+        except OSError as e:
+            raise RunDirError(f"cannot write run directory {run_dir}: {e.strerror or one_line(e)}") from None
+    return changes
+
+
 class Interrupts:
     """SIGINT and SIGTERM as :class:`KeyboardInterrupt`: at once while generations are computed, but held back
     inside :meth:`held` blocks (logging, evaluation, checkpoint writes) until the block is done, so an interrupt
@@ -145,10 +167,12 @@ def _is_main_process() -> bool:
 
 
 def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Trainer | None = None,
-          status: bool = False, env: Any = None, policy: Any = None) -> tuple[Trainer, TrainState, list[dict[str, float]]]:
+          status: bool = False, env: Any = None, policy: Any = None,
+          note: str = "") -> tuple[Trainer, TrainState, list[dict[str, float]]]:
     """Run (or, with ``resume``, continue) ``cfg`` in ``cfg.run_dir`` until ``cfg.train.generations``.
 
-    ``progress`` shows a progress bar; ``status`` prints a one-line status on stderr every 30 s instead. ``trainer``
+    ``progress`` shows a progress bar; ``status`` prints a one-line status on stderr every 30 s instead; either one
+    starts with ``note`` (when given) and :func:`header`, once the run's config has been found usable. ``trainer``
     replaces the one ``cfg`` describes; ``env`` and ``policy`` (a user's own gymnax env and policy object, see
     :func:`pinn_jax.experiment.setup`) replace the config's ``env.name`` and ``policy.name``. ``jax.distributed``
     must be initialised before (:func:`pinn_jax.train.train` does it). Returns the trainer, the final state and the metrics rows logged by this call.
@@ -170,6 +194,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
             if resume:
                 with interrupts.held():  # a restore is not cut short by a signal (it is raised once done)
                     state, _ = ckpt.restore(run_dir, tr.init(), set_aside=main)
+                    if main:
+                        record_overrides(run_dir, cfg, int(state.generation))
             else:  # config.yaml names the checkpoint a run-directory init_mean starts from
                 start = resolve_start(cfg.strategy.init_mean, tr.exp, start_keys(jax.random.PRNGKey(cfg.seed))[1])
                 cfg = dataclasses.replace(cfg, strategy=dataclasses.replace(cfg.strategy, init_mean=start.init_mean))
@@ -177,19 +203,35 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 with interrupts.held():
                     created = prepare_run_dir(run_dir, cfg, lock, start.flat)
             with Session.open(cfg, tr, interrupts, state, resume) as session:
-                state, rows = session.run(state, progress, status)
+                first_lines = "\n".join(filter(None, [note, header(cfg, tr, env)]))
+                state, rows = session.run(state, progress, status, first_lines)
         return tr, state, rows
     except BaseException as e:
         if created is not None and main and not has_checkpoint(run_dir) and rundir.remove_created(run_dir, created):
-            note = (f"removed {run_dir}, which it created" if created
-                    else f"emptied {run_dir} again") + " (the run stopped before its first checkpoint)"
+            undone = (f"removed {run_dir}, which it created" if created
+                      else f"emptied {run_dir} again") + " (the run stopped before its first checkpoint)"
             if isinstance(e, UserError):
-                e.args = (f"{one_line(e)}; {note}",)
+                e.args = (f"{one_line(e)}; {undone}",)
             else:
-                print(f"note: {note}", file=sys.stderr, flush=True)
+                print(f"note: {undone}", file=sys.stderr, flush=True)
         raise
     finally:
         lock.release()
+
+
+def header(cfg: Config, tr: Trainer, env: Any = None) -> str:
+    """The line a run starts with: policy and its size, env, strategy, population × rollouts, run directory. An
+    ``env.max_steps`` other than a gymnax env's own episode limit is pointed out (a config made for another env)."""
+    if env is None:
+        where = envs.label(cfg.env.name, cfg.env.start, cfg.env.max_steps)
+        own = None if envs.is_swingup(cfg.env.name) else envs.make(cfg.env.name)[1].max_steps_in_episode
+        if own is not None and own != cfg.env.max_steps:
+            where += f" (env.max_steps; {cfg.env.name}'s own limit is {own})"
+    else:
+        where = f"your env {type(env[0] if isinstance(env, tuple) else env).__name__}, max {cfg.env.max_steps} steps"
+    return (f"training {type(tr.policy).__name__} ({tr.num_params} parameters) on {where} with {cfg.strategy.name}, "
+            f"population {cfg.strategy.population_size} × {cfg.train.rollouts} rollouts of {cfg.train_steps} steps, "
+            f"{cfg.train.generations} generations; run directory {cfg.run_dir}")
 
 
 def next_stop(gen: int, cfg: Config) -> int:
@@ -271,14 +313,20 @@ class Session:
                 raise RunDirError(f"cannot write to {self.run_dir}: {e.strerror or one_line(e)} "
                                   f"({self.last_saved()})") from None
 
-    def run(self, state: TrainState, progress: bool, status: bool) -> tuple[TrainState, list[dict[str, float]]]:
-        """Advance ``state`` to ``train.generations``: compiled chunks, each followed by the host steps."""
+    def run(self, state: TrainState, progress: bool, status: bool,
+            first_lines: str = "") -> tuple[TrainState, list[dict[str, float]]]:
+        """Advance ``state`` to ``train.generations``: compiled chunks, each followed by the host steps. With a bar
+        or status lines, ``first_lines`` (:func:`header`) come first, and ``compiling…`` until the first chunk ends."""
         tc, main = self.cfg.train, _is_main_process()
         gen = int(state.generation)
         rows: list[dict[str, float]] = []
         bar = Tracker(tc.generations, "gen", bar=progress, completed=gen, enabled=main and (progress or status))
         try:
             with bar:
+                if first_lines:
+                    bar.log(first_lines)
+                if gen < tc.generations:
+                    bar.note("compiling…")
                 while gen < tc.generations:
                     n = next_stop(gen, self.cfg) - gen
                     t0 = time.perf_counter()
@@ -302,7 +350,8 @@ class Session:
         return state, rows
 
     def log(self, metrics: dict[str, np.ndarray], first: int, dt: float) -> list[dict[str, float]]:
-        """One ``metrics.csv`` row per generation of the chunk that started after generation ``first``."""
+        """One ``metrics.csv`` row per generation of the chunk that started after generation ``first``; its
+        ``gens_per_sec`` is the chunk's (its generations over its ``dt``), the same on each of its rows."""
         n = len(metrics["nan_count"])
         rows = []
         for i in range(n):

@@ -2,7 +2,9 @@
 
 ``metrics.csv`` (TensorBoard tag prefix ``train/``) has one row per generation; ``eval.csv``
 (prefix ``eval/``) one row per held-out evaluation of the distribution mean, and exists only for runs
-that evaluate (``train.eval_every > 0``).
+that evaluate (``train.eval_every > 0``). The generations between two log points run as one compiled call, so
+``gens_per_sec`` is that chunk's rate (its generations over its wall time, the first chunk's with compilation),
+the same on each of the chunk's rows.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Progress of a long command, one way for every entry point: a rich progress bar, or (``bar=False``,
-``--no-progress``) one status line on stderr at most every 30 s and at the end."""
+``--no-progress``) one status line on stderr at once, then at most every 30 s, and at the end. Lines never wrap, so a
+log redirected to a file (a batch or SLURM job) keeps each line whole."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ import sys
 import time
 from typing import Any, Callable
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 __all__ = ["Tracker"]
+
+
+def _console() -> Console:
+    """rich's console on stdout; off a terminal (a log file) as wide as any line, where rich would wrap at 80."""
+    console = Console()
+    return console if console.is_terminal else Console(width=_UNWRAPPED)
+
+
+_UNWRAPPED = 100_000  # columns of a console that writes to a file
 
 
 class Tracker:
@@ -23,10 +34,10 @@ class Tracker:
         self.bar = bar and enabled
         self._progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not self.bar,
-                                  console=None)
+                                  console=_console())
         self._task: Any = None
         self._clock = clock
-        self._last = clock()
+        self._last: float | None = None  # when the last status line was printed (None: none yet)
 
     def __enter__(self) -> "Tracker":
         self._progress.__enter__()
@@ -41,15 +52,25 @@ class Tracker:
         self.done += n
         self._progress.update(self._task, completed=self.done, info=info)
         now = self._clock()
-        if self.enabled and not self.bar and (self.done >= self.total or now - self._last >= self.every):
-            print(f"{self.label} {self.done}/{self.total}  {info}".rstrip(), file=sys.stderr, flush=True)
+        if self.enabled and not self.bar and (self._last is None or self.done >= self.total
+                                              or now - self._last >= self.every):
+            self._status(info)
             self._last = now
+
+    def note(self, info: str) -> None:
+        """Show ``info`` now without advancing (e.g. ``compiling…``): beside the bar, or as a status line at once."""
+        self._progress.update(self._task, info=info)
+        if self.enabled and not self.bar:
+            self._status(info)
+
+    def _status(self, info: str) -> None:
+        print(f"{self.label} {self.done}/{self.total}  {info}".rstrip(), file=sys.stderr, flush=True)
 
     def log(self, msg: str) -> None:
         """A line of its own, above the bar."""
         if not self.enabled:
             return
         if self.bar:
-            self._progress.console.print(msg, highlight=False, markup=False)
+            self._progress.console.print(msg, highlight=False, markup=False, soft_wrap=True)
         else:
             print(msg, file=sys.stderr, flush=True)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import jax.numpy as jnp
 
-from pinn_jax import artifacts
+from pinn_jax import artifacts, envs
 
 from pinn_jax.models import official
 from pinn_jax.training import checkpoint as ckpt
@@ -58,7 +58,7 @@ def load(name: str) -> tuple[Policy, Any, Config]:
 def _ship(dest: pathlib.Path, name: str, flat: Any, meta: dict[str, Any]) -> pathlib.Path:
     path, meta_path = artifacts.agent_files(dest, name)
     artifacts.save_flat(path, flat)
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    artifacts.write_text(meta_path, json.dumps(meta, indent=2) + "\n")
     return path
 
 
@@ -108,11 +108,30 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
     return _ship(dest, name, flat, meta)
 
 
+def held_out(name: str) -> tuple[float, float, int] | None:
+    """``(mean, standard error, episodes)`` of the return a shipped model's metadata reports on episodes it was not
+    chosen on (``evaluation``: unshuffled, else shuffled; ``[mean, std]``); None when it reports none."""
+    ev = info(name).get("evaluation") or {}
+    cell = ev.get("no_shuffle") or ev.get("shuffle")
+    if not cell:
+        return None
+    mean, std = cell
+    return mean, std / max(ev["episodes"] - 1, 1) ** 0.5, ev["episodes"]
+
+
 def describe(name: str) -> str:
-    """One line about a shipped model: policy, parameter count, how it was made."""
+    """One line about a shipped model: policy, parameter count, how it was made, its env, its held-out score
+    (± s.e.) and its description."""
     m = info(name)
     made = m["params"] if "distill_rounds" in m else f"{m['generations']} generations, {m['params']} params"
-    return f"{name}: {m['config']['policy']['name']} ({m['num_params']} parameters), {made}"
+    env = m["config"]["env"]
+    ev = m.get("evaluation") or {}
+    score = held_out(name)
+    shown = ("no score recorded" if score is None else
+             f"{score[0]:.1f} ± {score[1]:.1f} (s.e.) over {score[2]} episodes")
+    return (f"{name}: {m['config']['policy']['name']} ({m['num_params']} parameters), {made}; "
+            f"{envs.label(env['name'], ev.get('start', env['start']), env['max_steps'])}: {shown}; "
+            f"{m.get('description', '')}").rstrip("; ")
 
 
 @cli
