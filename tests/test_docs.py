@@ -1,0 +1,56 @@
+"""The documents stay true to the code: the guide's config reference is config.py's fields, and the ES-only recipe
+replays its stages, each from the previous stage's mean."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import pathlib
+
+import pytest
+
+from pinn_jax import config as config_lib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+config_table = load_script(ROOT / "docs" / "config_table.py")
+
+
+def test_the_guides_config_table_is_config_py():
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    assert config_table.updated(guide) == guide, "docs/guide.md is out of date: run python docs/config_table.py"
+
+
+def test_the_config_table_has_one_row_per_key_with_its_default_and_meaning():
+    rows = [line.split(" | ") for line in config_table.table().splitlines()[2:]]
+    keys = [row[0].strip("| `") for row in rows]
+    expected = []
+    for section in dataclasses.fields(config_lib.Config):
+        if dataclasses.is_dataclass(section.default_factory):
+            expected += [f"{section.name}.{f.name}" for f in dataclasses.fields(section.default_factory)]
+        else:
+            expected.append(section.name)
+    assert keys == expected
+    by_key = dict(zip(keys, rows))
+    assert by_key["strategy.sigma_init"][1:3] == ["float", "`0.1`"]
+    assert by_key["train.fall_after"][1:3] == ["int or null", "`null`"]
+    assert by_key["policy.hidden_dim"][2] == "`16`"  # the policy class's own default, evaluated
+    meaning = by_key["strategy.init_mean"][3]
+    assert meaning.startswith('"zeros", "random"') and "staged ES" in meaning
+    assert all(row[3].strip(" |") for row in rows)
+
+
+def test_a_field_without_a_comment_is_refused_and_a_comment_after_a_blank_line_is_no_fields():
+    source = ("class A:\n    x: int = 1  # the x\n    # more about x\n    y: float = 2.0\n\n    # a heading\n"
+              "    z: str | None = None  # the z\n")
+    assert config_table.field_comments(source) == {"A": {"x": ("int", "the x more about x"), "y": ("float", ""),
+                                                         "z": ("str | None", "the z")}}
+    assert config_table._type("tuple[int, ...]") == "list of int" and config_table._type("int | None") == "int or null"
