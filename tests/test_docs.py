@@ -54,3 +54,33 @@ def test_a_field_without_a_comment_is_refused_and_a_comment_after_a_blank_line_i
     assert config_table.field_comments(source) == {"A": {"x": ("int", "the x more about x"), "y": ("float", ""),
                                                          "z": ("str | None", "the z")}}
     assert config_table._type("tuple[int, ...]") == "list of int" and config_table._type("int | None") == "int or null"
+
+
+TINY = ["strategy.population_size=8", "train.rollouts=2", "env.max_steps=20", "train.episode_steps=20",
+        "train.eval_every=0"]
+
+
+def test_the_es_only_recipe_chains_its_stages_resumes_a_stopped_one_and_skips_a_finished_one(tmp_path):
+    import numpy as np
+
+    from pinn_jax.training import checkpoint as ckpt
+    from pinn_jax.training.metrics import read_csv
+
+    recipe = load_script(ROOT / "docs" / "es_alone" / "recipe.py")
+    stages = recipe.stages()
+    assert [s["stage"] for s in stages] == list(range(1, 11))
+    (stopped,) = recipe.replay(tmp_path, TINY + ["train.generations=1"], last=1)  # stage 1 stopped at generation 1
+    before = read_csv(stopped)
+    one, two = recipe.replay(tmp_path, TINY + ["train.generations=2"], last=2)
+    assert one == stopped and one.name == "01_upright_fall_act10" and two.name == "02_bal_s2_easy_fall250"
+    rows = read_csv(one)
+    assert [r["generation"] for r in rows] == [1, 2] and rows[0] == before[0]  # resumed, not restarted
+    # stage 2 starts from stage 1's last mean, with its own recorded settings
+    assert np.array_equal(np.load(two / "init_mean.npz")["params"], np.load(one / "params.npz")["mean"])
+    cfg = ckpt.load_config(two)
+    assert cfg.strategy.init_mean == str(one / "checkpoints" / "2")
+    assert (cfg.seed, cfg.env.start, cfg.train.fall_after) == (2, "easy", 250) == (
+        stages[1]["seed"], stages[1]["config"]["env"]["start"], stages[1]["config"]["train"]["fall_after"])
+    logs = [(d / "metrics.csv").read_bytes() for d in (one, two)]
+    assert recipe.replay(tmp_path, TINY + ["train.generations=2"], last=2) == [one, two]
+    assert [(d / "metrics.csv").read_bytes() for d in (one, two)] == logs  # both finished: nothing ran
