@@ -84,3 +84,21 @@ def test_the_es_only_recipe_chains_its_stages_resumes_a_stopped_one_and_skips_a_
     logs = [(d / "metrics.csv").read_bytes() for d in (one, two)]
     assert recipe.replay(tmp_path, TINY + ["train.generations=2"], last=2) == [one, two]
     assert [(d / "metrics.csv").read_bytes() for d in (one, two)] == logs  # both finished: nothing ran
+
+
+def test_agents_md_presents_every_shipped_agent_and_the_docs_name_only_agents_that_exist():
+    import re
+
+    from pinn_jax.models import pretrained
+
+    shipped = set(pretrained.available())
+    text = (ROOT / "docs" / "agents.md").read_text()
+    headings = {name for line in text.splitlines() if line.startswith("## ") for name in line[3:].split(" and ")}
+    rows = set(re.findall(r"^\| `(\w+)` \|", text, re.M))
+    assert shipped <= headings | rows, sorted(shipped - headings - rows)
+    assert {h for h in headings if re.fullmatch(r"\w+", h)} <= shipped
+    kept = {p.name for p in (ROOT / "docs" / "agents").iterdir()}
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        body = doc.read_text()
+        assert set(re.findall(r"pretrained:(\w+)", body)) - {"NAME"} <= shipped, doc
+        assert set(re.findall(r"\bagents/(\w+)", body)) - {"NAME"} <= kept, doc
