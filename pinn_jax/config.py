@@ -36,9 +36,9 @@ STARTS = ("hard", "easy", "upright")  # the swing-up's start distributions (env.
 class EnvConfig:
     """Environment: cart-pole swing-up (``start`` hard, easy or upright) or any gymnax env by name."""
 
-    name: str = "CartPoleSwingUp-v0"
+    name: str = "CartPoleSwingUp-v0"  # the swing-up (CartPoleSwingUp-v0, -easy, -hard) or a gymnax env id
     start: str = "hard"  # "hard" (paper's CartPoleSwingUpHarder), "easy" or "upright" (balance only)
-    max_steps: int = 1000
+    max_steps: int = 1000  # steps of an episode (held-out and reported episodes are this long)
 
     def __post_init__(self) -> None:
         _check(self.start in STARTS, "env.start", f"must be 'hard', 'easy' or 'upright', got {self.start!r}")
@@ -54,11 +54,11 @@ class PolicyConfig:
     the policy classes' own."""
 
     name: str = "attention_neuron"  # attention_neuron | mlp | linear
-    hidden: tuple[int, ...] = MLPPolicy.hidden
-    hidden_dim: int = _AN.hidden_dim
-    msg_dim: int = _AN.msg_dim
-    pos_em_dim: int = _AN.pos_em_dim
-    scale: bool = _AN.scale
+    hidden: tuple[int, ...] = MLPPolicy.hidden  # mlp: widths of its tanh hidden layers
+    hidden_dim: int = _AN.hidden_dim  # number of queries: the width of the latent and of head layers
+    msg_dim: int = _AN.msg_dim  # width of the key and query projections W_k, W_q
+    pos_em_dim: int = _AN.pos_em_dim  # size of the per-feature LSTM state and of the fixed query table
+    scale: bool = _AN.scale  # divide the attention logits by sqrt(msg_dim)
     attention_gain: float = _AN.attention_gain  # fixed factor on the attention logits (1 in the paper)
     action_gain: float = _AN.action_gain  # fixed factor on the output layer's pre-activation (1 in the paper)
     head_layers: int = _AN.head_layers  # tanh layers of width hidden_dim before the output layer (0 in the paper's
@@ -91,13 +91,13 @@ def pretrained_name(spec: str) -> str | None:
 class StrategyConfig:
     """Evolution strategy: any evosax algorithm by name (CMA_ES by default)."""
 
-    name: str = "CMA_ES"
-    population_size: int = 256
-    sigma_init: float = 0.1
+    name: str = "CMA_ES"  # an evosax algorithm (CMA_ES, Sep_CMA_ES, PGPE, Open_ES, SNES, ...)
+    population_size: int = 256  # members per generation
+    sigma_init: float = 0.1  # the search distribution's initial step size
     init_mean: str = "zeros"  # "zeros", "random" (the policy's own initialiser), a .npz of flat params, a run
     # directory (its newest checkpoint's mean: staged ES) or "pretrained:NAME" (runs from a pip install)
     optimizer: str | None = None  # gradient-based ES (Open_ES, PGPE, SNES, ...): an optax name or "clipup"
-    learning_rate: float = 0.01  # of that optimizer
+    learning_rate: float = 0.01  # that optimizer's learning rate
 
     def __post_init__(self) -> None:
         _check(self.population_size >= 2, "strategy.population_size", f"must be >= 2, got {self.population_size}")
@@ -112,13 +112,14 @@ class StrategyConfig:
 class TrainConfig:
     """Evaluation protocol and loop lengths."""
 
-    generations: int = 1000
-    rollouts: int = 16
+    generations: int = 1000  # train until this generation (a resume may raise it)
+    rollouts: int = 16  # episodes per member; its fitness is their mean return
     episode_steps: int | None = None  # cut training episodes to this many steps (None: env.max_steps)
     common_random_numbers: bool = True  # every member sees the same starts and permutations
     shuffle: bool = False  # train-time augmentation: permute features once per episode
-    shuffle_every: int = 0  # ... and again every k steps (0: never mid-episode)
+    shuffle_every: int = 0  # train-time augmentation: permute them again every k steps (0: never mid-episode)
     num_noise: int = 0  # append N Gaussian noise features
+
     # the training fitness's knobs: what they do, their neutral values and envs live in pinn_jax/envs/fitness.py
     reward_power: float = 1.0  # swing-up only: the fitness's pole reward raised to this power (held-out: 1)
     fall_after: int | None = None  # swing-up only: training episodes end when the pole falls below horizontal
@@ -127,11 +128,12 @@ class TrainConfig:
     # much per training step it had left (0: nothing), so a lost cart costs more than a fallen pole
     start_scale: float = 1.0  # hard start only: training episodes start in its ranges scaled by this (held-out: 1)
     cart_only_steps: int = 0  # swing-up only: the first N steps of a training episode pay only the cart factor
+    # (the paper's reward after them)
     log_every: int = 10  # generations folded into one compiled scan between log points
-    checkpoint_every: int = 100
+    checkpoint_every: int = 100  # generations between orbax checkpoints (orbax keeps the newest 3)
     keep_every: int = 0  # also keep for good every checkpoint whose generation is a multiple of this (0: the newest 3 only)
     eval_every: int = 0  # evaluate the distribution mean on held-out episodes every k generations (0: never)
-    eval_episodes: int = 128  # number of those fixed held-out episodes
+    eval_episodes: int = 128  # number of those fixed held-out episodes (whole env.max_steps episodes)
 
     def __post_init__(self) -> None:
         for k in ("generations", "rollouts", "log_every", "checkpoint_every", "eval_episodes"):
@@ -161,12 +163,12 @@ class DistillConfig:
     teacher: str | None = None  # model spec: run directory, FILE.npz, pretrained:NAME or official
     lqr_above: float | None = None  # cart-pole: an LQR balancer labels the steps where cos θ > this (null: none)
     init: str = "random"  # the student's start, as strategy.init_mean ("random": its policy's initialiser)
-    rounds: int = 8
+    rounds: int = 8  # DAgger rounds (round 0 records the teacher's episodes)
     episodes: int = 64  # episodes recorded per round
     updates: int = 100  # Adam updates per round
     batch: int = 32  # episodes per update
-    learning_rate: float = 3e-3  # Adam's
-    loss: str = "mse"  # one of LOSSES
+    learning_rate: float = 3e-3  # Adam's learning rate
+    loss: str = "mse"  # "mse" (squared action error) or "bce" (cross-entropy, for bang-bang teachers)
     eval_episodes: int = 128  # fixed held-out episodes scored after every round
 
     def __post_init__(self) -> None:
@@ -188,18 +190,19 @@ class DistillConfig:
 class DistributedConfig:
     """Multi-process set-up through ``jax.distributed`` (off by default)."""
 
-    enabled: bool = False
-    coordinator_address: str | None = None
-    num_processes: int | None = None
-    process_id: int | None = None
+    enabled: bool = False  # initialise jax.distributed and shard the population over every process's devices
+    coordinator_address: str | None = None  # host:port of process 0 (None: JAX_COORDINATOR_ADDRESS or
+    # cluster detection)
+    num_processes: int | None = None  # None: JAX_NUM_PROCESSES or cluster detection
+    process_id: int | None = None  # this process's rank (None: JAX_PROCESS_ID or cluster detection)
 
 
 @dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 
-    seed: int = 0
-    run_dir: str = "runs/default"
+    seed: int = 0  # the run's PRNG seed: training and held-out episodes, the search
+    run_dir: str = "runs/default"  # where the run lives (--out)
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
+
 import jax
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
-from pinn_jax.models import pretrained
+from pinn_jax import configs
+from pinn_jax.models import load_model, pretrained
 from pinn_jax.errors import ModelError
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform
 from pinn_jax.experiment import build_env
+from pinn_jax.experiment import setup
 from pinn_jax.rollout import episode
+from pinn_jax.training.runs import resolve_start
 
 NAMES = pretrained.available()
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+KEPT = sorted(p.parent for p in (ROOT / "docs" / "agents").glob("*/*.json"))  # stages kept beside the docs
 
 
 def test_some_models_are_shipped():
@@ -26,19 +34,56 @@ def test_some_models_are_shipped():
 CHECKS = [(name, i) for name in NAMES for i in range(len(pretrained.checks(name)))]
 
 
+def mean_return(policy, params, cfg, check) -> float:
+    """The mean return over the episodes a ``check`` entry of an agent's metadata names."""
+    transform = ObsTransform(shuffle=check["shuffle"], num_noise=check.get("num_noise", 0))
+    env_cfg = EnvConfig(name=cfg.env.name, start=check.get("start", cfg.env.start), max_steps=cfg.env.max_steps)
+    env, env_params = build_env(env_cfg, transform)
+    run = jax.jit(jax.vmap(lambda k: episode(policy, env, env_params, params, k, env_cfg.max_steps).ret))
+    keys = jax.random.split(jax.random.PRNGKey(check["seed"]), check["episodes"])
+    return float(np.asarray(run(keys)).mean())
+
+
 @pytest.mark.parametrize("name,index", CHECKS)
 def test_shipped_model_scores_above_its_threshold(name, index):
     policy, params, cfg = pretrained.load(name)
     meta = pretrained.info(name)
     check = pretrained.checks(name)[index]
     assert ravel_pytree(params)[0].size == meta["num_params"]
-    transform = ObsTransform(shuffle=check["shuffle"], num_noise=check.get("num_noise", 0))
-    env_cfg = EnvConfig(name=cfg.env.name, start=check.get("start", cfg.env.start), max_steps=cfg.env.max_steps)
-    env, env_params = build_env(env_cfg, transform)
-    run = jax.jit(jax.vmap(lambda k: episode(policy, env, env_params, params, k, env_cfg.max_steps).ret))
-    keys = jax.random.split(jax.random.PRNGKey(check["seed"]), check["episodes"])
-    returns = np.asarray(run(keys))
-    assert returns.mean() > check["min_mean"], (name, check, returns.mean())
+    score = mean_return(policy, params, cfg, check)
+    assert score > check["min_mean"], (name, check, score)
+
+
+def test_intermediate_stages_are_kept_beside_the_docs_and_not_shipped():
+    kept = {d.name for d in KEPT}
+    assert {"cartpole_pi_stage1", "cartpole_pi_catch_stage1", "cartpole_pi_catch_large", "cartpole_pi_gain5",
+            "cartpole_mlp2_easy"} <= kept
+    assert not kept & set(NAMES)
+
+
+@pytest.mark.parametrize("directory", KEPT, ids=[d.name for d in KEPT])
+def test_a_kept_stage_loads_from_its_file_and_still_scores_its_threshold(directory):
+    meta = json.loads((directory / f"{directory.name}.json").read_text())
+    model = load_model(str(directory / f"{directory.name}.npz"))  # the config.yaml beside it names the policy
+    assert model.config == config_lib.from_dict(meta["config"])
+    assert ravel_pytree(model.params)[0].size == meta["num_params"]
+    check = meta["check"][0] if isinstance(meta["check"], list) else meta["check"]
+    score = mean_return(model.policy, model.params, model.config, check)
+    assert score > check["min_mean"], (directory.name, check, score)
+
+
+def test_shipped_configs_that_start_from_a_kept_stage_read_it(monkeypatch):
+    """A config whose start is no longer shipped names the kept file, relative to a checkout's root."""
+    monkeypatch.chdir(ROOT)
+    kept = {str(d.relative_to(ROOT) / f"{d.name}.npz"): d for d in KEPT}
+    starts = {name: cfg.strategy.init_mean for name in configs.available()
+              if (cfg := config_lib.load(name)).strategy.init_mean.startswith("docs/")}
+    assert set(starts) == {"cartpole_pi_bc2", "cartpole_pi_catch", "cartpole_pi_catch_large"}
+    for name, init_mean in starts.items():
+        assert init_mean in kept, (name, init_mean)
+        exp = setup(config_lib.load(name))
+        start = resolve_start(init_mean, exp, jax.random.PRNGKey(0))
+        assert np.array_equal(start.flat, np.load(ROOT / init_mean)["params"])
 
 
 def test_unknown_model_is_a_clear_error():
