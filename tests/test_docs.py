@@ -102,3 +102,16 @@ def test_agents_md_presents_every_shipped_agent_and_the_docs_name_only_agents_th
         body = doc.read_text()
         assert set(re.findall(r"pretrained:(\w+)", body)) - {"NAME"} <= shipped, doc
         assert set(re.findall(r"\bagents/(\w+)", body)) - {"NAME"} <= kept, doc
+
+
+def test_the_readme_reads_as_a_document():
+    """At most 220 lines, no line over 400 characters, no paragraph (or list item) over 150 words; tables and code
+    blocks aside."""
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(text.splitlines()) <= 220
+    assert max(len(line) for line in text.splitlines()) <= 400
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    long = [p[:60] for p in re.split(r"\n\s*\n|\n(?=- )", prose) if "|---" not in p and len(p.split()) > 150]
+    assert not long, long
