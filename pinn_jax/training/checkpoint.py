@@ -24,8 +24,9 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -68,8 +69,11 @@ def manager(run_dir: str | pathlib.Path, max_to_keep: int | None = 3, create: bo
     (a process killed while saving), so a step can be written again; a reading one touches nothing.
     """
     path = pathlib.Path(run_dir).absolute() / artifacts.CHECKPOINTS_DIR
+    # Synchronous saves (save() waits for the commit anyway): orbax then creates a step's directory before its
+    # writer threads start, so one that cannot be created fails at once; asynchronously, the writers would wait
+    # five minutes for it and then log tracebacks.
     opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, keep_period=keep_every or None, create=create,
-                                        cleanup_tmp_directories=create)
+                                        cleanup_tmp_directories=create, enable_async_checkpointing=False)
     with _quiet():  # e.g. warnings about a step whose deletion a killed process left half done
         return ocp.CheckpointManager(path, options=opts, item_names=("state", "meta"))
 
@@ -99,13 +103,7 @@ def save(mngr: ocp.CheckpointManager, state: Any, meta: dict[str, Any]) -> None:
         return
     try:
         with _quiet():
-            try:
-                mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        meta=ocp.args.JsonSave(meta)))
-                mngr.wait_until_finished()
-            except Exception:
-                _join_orbax_threads()  # the step's other writers may still be busy (and logging) in its directory
-                raise
+            mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     except Exception as e:
         why = _storage_failure(e)
         if why is None:
@@ -119,15 +117,10 @@ def save(mngr: ocp.CheckpointManager, state: Any, meta: dict[str, Any]) -> None:
 
 
 def close(mngr: ocp.CheckpointManager | None) -> None:
-    """Close a manager, quietly: a save that failed has been reported already."""
-    if mngr is None:
-        return
-    try:
+    """Close a manager (None: nothing to close)."""
+    if mngr is not None:
         with _quiet():
             mngr.close()
-    except Exception as e:
-        if _storage_failure(e) is None:  # the failed save it re-raises was turned into a CheckpointError
-            raise
 
 
 # Messages of storage failures (OSError strerror, TensorStore status texts) that make a save a user problem.
@@ -165,18 +158,6 @@ def _short(text: str, limit: int = 200) -> str:
     return first if len(first) <= limit else first[:limit - 1] + "…"
 
 
-def _join_orbax_threads(timeout: float = 60.0) -> None:
-    """Wait (up to ``timeout`` seconds in all) for orbax's per-save background threads to end: after one part
-    of a save failed, the others go on writing for a moment."""
-    deadline = time.monotonic() + timeout
-    for t in threading.enumerate():
-        if t is not threading.current_thread() and type(t).__module__.startswith("orbax."):
-            try:
-                t.join(max(0.0, deadline - time.monotonic()))
-            except Exception:  # noqa: BLE001 - orbax's threads re-raise their own failure on join: the same one
-                pass
-
-
 def _remove_incomplete(ckpt_dir: pathlib.Path, step: int) -> None:
     """Remove the temporary directories a failed save of ``step`` left (never a committed checkpoint)."""
     if not ckpt_dir.is_dir():
@@ -186,60 +167,66 @@ def _remove_incomplete(ckpt_dir: pathlib.Path, step: int) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-_ORBAX_NOISE_INSTALLED = False
-
-
-class _OrbaxTaskNoise(logging.Filter):
-    """asyncio's "Task exception was never retrieved" for orbax's own tasks (logged when they are collected)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return not ("exception was never retrieved" in text and "orbax" in text)
-
-
-def _install_noise_filter() -> None:
-    """Drop the "Event loop is closed", never-awaited-coroutine and never-retrieved-task errors that orbax's
-    asyncio machinery reports (through ``sys.unraisablehook`` and the ``asyncio`` logger, often seconds later,
-    from TensorStore's threads or the garbage collector) after a read or write failed; the failure itself is
-    raised as one line. Anything else goes on as before.
-
-    A never-awaited coroutine is a ``RuntimeWarning`` that names no module; made an error, CPython hands it to
-    ``sys.unraisablehook`` with the coroutine itself, which tells orbax's apart. Others are still printed there,
-    as ``Exception ignored in: <coroutine ...>``."""
-    global _ORBAX_NOISE_INSTALLED
-    if _ORBAX_NOISE_INSTALLED:
-        return
-    logging.getLogger("asyncio").addFilter(_OrbaxTaskNoise())
-    warnings.filterwarnings("error", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
-    previous = sys.unraisablehook
-
-    def hook(u: Any) -> None:
-        exc, obj = u.exc_value, u.object
-        code = getattr(obj, "cr_code", None)
-        if (isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc)) or (
-                code is not None and "orbax" in code.co_filename):
-            return
-        previous(u)
-
-    sys.unraisablehook = hook
-    _ORBAX_NOISE_INSTALLED = True
-
-
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """While reading or writing checkpoints: no absl log lines from orbax (a failure is raised, and reported
-    by the caller as one line) and no asyncio noise after a failure."""
-    _install_noise_filter()
+def _quiet(join_timeout: float = 60.0) -> Iterator[None]:
+    """Run an orbax operation with nothing of orbax's on stderr: its failure is raised, for a one-line report.
+
+    Orbax logs through absl, muted here. After a failure, the threads the operation started are waited for
+    (up to ``join_timeout`` seconds), so that they neither log later nor write into files the caller removes,
+    and what it abandoned is collected at once (:func:`_collect_leftovers`)."""
+    if not isinstance(sys.unraisablehook, _DropClosedLoopErrors):
+        sys.unraisablehook = _DropClosedLoopErrors(sys.unraisablehook)
     absl = logging.getLogger("absl")
-    level = absl.level
+    level, before = absl.level, set(threading.enumerate())
     absl.setLevel(logging.CRITICAL)
     try:
         yield
-    except BaseException:
-        gc.collect()  # collect the failed operation's coroutines now, while the filter is there
+    except Exception as e:
+        deadline = time.monotonic() + join_timeout
+        for t in set(threading.enumerate()) - before:
+            with contextlib.suppress(Exception):  # orbax's threads raise their own failure again on join
+                t.join(max(0.0, deadline - time.monotonic()))
+        _collect_leftovers(e)
         raise
     finally:
         absl.setLevel(level)
+
+
+def _collect_leftovers(failure: BaseException) -> None:
+    """Collect the tasks, futures and coroutines that a failed orbax operation abandoned (the frames of
+    ``failure`` and of the exceptions chained to it hold them) now, with asyncio's log and warnings off, not
+    whenever the garbage collector meets them (at exit, after the one-line error): asyncio would log
+    "exception was never retrieved" and warn "coroutine ... was never awaited"."""
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            e, seen = failure, set()
+            while e is not None and id(e) not in seen:
+                seen.add(id(e))
+                traceback.clear_frames(e.__traceback__)
+                e = e.__cause__ or e.__context__
+            gc.collect()
+    finally:
+        asyncio_log.setLevel(level)
+
+
+class _DropClosedLoopErrors:
+    """``sys.unraisablehook`` that drops TensorStore's "Event loop is closed" errors and passes on the rest.
+
+    When one read or write of an orbax operation fails, orbax closes the operation's event loop while others
+    are still under way in TensorStore's threads; each of those, finishing any time later, calls back into the
+    closed loop and reports the error here, with no object."""
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, u: Any) -> None:
+        if not (u.object is None and isinstance(u.exc_value, RuntimeError)
+                and str(u.exc_value) == "Event loop is closed"):
+            self.previous(u)
 
 
 def resolve(path: str | pathlib.Path) -> tuple[pathlib.Path, int | None]:
