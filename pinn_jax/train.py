@@ -69,7 +69,7 @@ def resume_config(run_dir: pathlib.Path, overrides: list[str], config_path: str 
     saved = ckpt.load_config(run_dir)
     cfg = config_lib.from_dict(config_lib.apply_overrides(saved.to_dict(), overrides))
     instead = (f"to go on with new settings, start a new run from it: --config "
-               f"{config_path or run_dir / 'config.yaml'} --set strategy.init_mean={run_dir} --out NEW")
+               f"{config_path or artifacts.config_file(run_dir)} --set strategy.init_mean={run_dir} --out NEW")
     if config_path is not None:
         given = config_lib.load(config_path, overrides)
         bad = ckpt.incompatible_keys(saved, given)
