@@ -109,6 +109,42 @@ def test_held_out_evaluation_of_the_mean(tmp_path):
     assert not train_keys & {tuple(np.asarray(k)) for k in held_out_keys(cfg.seed, 5)}
 
 
+def tb_events(directory: pathlib.Path) -> list:
+    """The events of the TensorBoard event files in ``directory`` (TFRecords: length, its CRC, data, its CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    events = []
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (n,) = struct.unpack("<Q", data[at:at + 8])
+            events.append(Event.FromString(data[at + 12:at + 12 + n]))
+            at += 12 + n + 4
+    return events
+
+
+def test_tensorboard_hparams_hold_the_config_and_final_scores(tmp_path):
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    cfg = tiny(tmp_path / "run", train={"generations": 4, "eval_every": 2, "eval_episodes": 3})
+    _, _, rows = train(cfg, progress=False)
+    values = [v for e in tb_events(tmp_path / "run" / artifacts.TB_DIR / "hparams") for v in e.summary.value]
+    start = [HParamsPluginData.FromString(v.metadata.plugin_data.content).session_start_info
+             for v in values if v.tag == "_hparams_/session_start_info"]
+    assert len(start) == 1
+    hp = start[0].hparams
+    assert hp["strategy.name"].string_value == "CMA_ES" and hp["env.start"].string_value == "easy"
+    assert hp["strategy.population_size"].number_value == 8 and hp["train.eval_every"].number_value == 2
+    assert hp["train.common_random_numbers"].bool_value is True
+    scores = {v.tag: v.simple_value for v in values if v.tag.startswith("hparam/")}
+    held_out = read_csv(tmp_path / "run", "eval.csv")
+    assert scores["hparam/held_out_return"] == pytest.approx(held_out[-1]["return_mean"], rel=1e-6)
+    assert scores["hparam/best_held_out_return"] == pytest.approx(max(r["return_mean"] for r in held_out), rel=1e-6)
+    assert scores["hparam/best_fitness"] == pytest.approx(rows[-1]["best_so_far"], rel=1e-6)
+
+
 def test_episode_steps_cut_training_episodes_but_not_held_out_ones(tmp_path):
     cfg = tiny(tmp_path / "run", env={"max_steps": 60},
                train={"generations": 2, "episode_steps": 5, "eval_every": 2, "eval_episodes": 4})
