@@ -145,6 +145,14 @@ def test_tensorboard_hparams_hold_the_config_and_final_scores(tmp_path):
     assert scores["hparam/best_fitness"] == pytest.approx(rows[-1]["best_so_far"], rel=1e-6)
 
 
+def test_tensorboard_leaves_out_the_step_size_of_a_strategy_without_one(tmp_path):
+    train(tiny(tmp_path / "run", strategy={"name": "PSO"}), progress=False)
+    values = [v for e in tb_events(tmp_path / "run" / artifacts.TB_DIR) for v in e.summary.value]
+    assert {"train/fitness_mean", "train/center_norm"} <= {v.tag for v in values}
+    assert "train/step_size" not in {v.tag for v in values}
+    assert all(np.isfinite(v.simple_value) for v in values if v.tag.startswith("train/"))
+
+
 def test_episode_steps_cut_training_episodes_but_not_held_out_ones(tmp_path):
     cfg = tiny(tmp_path / "run", env={"max_steps": 60},
                train={"generations": 2, "episode_steps": 5, "eval_every": 2, "eval_episodes": 4})

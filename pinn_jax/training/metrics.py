@@ -91,10 +91,12 @@ class MetricsWriter:
                 self._tb.add_scalar(f"{table}/{k}", float(v), step)
 
     def scalars(self, values: Mapping[str, float], step: int, table: str = "train") -> None:
-        """TensorBoard-only scalars (e.g. the strategy's step size), not part of the CSV tables."""
+        """TensorBoard-only scalars (e.g. the strategy's step size), not part of the CSV tables; a NaN (the step size
+        of a strategy without one, such as PSO) is left out."""
         if self.enabled:
             for k, v in values.items():
-                self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
+                if not np.isnan(v):
+                    self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
 
     def hparams(self, config: Mapping[str, Any], scores: Mapping[str, float], step: int) -> None:
         """The run's ``config`` (nested, see :func:`flat_hparams`) as TensorBoard hparams with its final ``scores``
