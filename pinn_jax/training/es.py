@@ -24,7 +24,6 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import ConfigError, StrategyConfig
 
-
 UNSUPPORTED = {  # evosax algorithms a pinn_jax run (one search, one fitness per member) cannot drive, and why
     "GuidedES": "it needs a surrogate gradient every generation",
     "RandomSearch": "it samples from a distribution of its own (a sampling_fn), not around strategy.init_mean",
