@@ -339,9 +339,11 @@ for path in figures:
 
 `record_episode` replays episode *i* of the study (here the attention neuron's best one): the same
 start state whatever the condition, so the unshuffled and shuffled runs begin from identical physics
-and differ only in the order of the features. The attention neuron's first action is the same; the
-MLP's is not. Later the two runs can drift apart through float rounding (the sum over features runs
-in another order), which the chaotic swing-up dynamics amplify."""),
+and differ only in the order of the features. The attention neuron's actions are the same step after
+step; they can drift apart only late, through float rounding (the sum over features runs in another
+order), which the chaotic swing-up dynamics amplify. The MLP reads its inputs by position: its first
+actions may coincide while it pushes at full force (saturated at ±1 from the hanging start), but they
+part after a few steps, and its shuffled episode goes another way."""),
     ("code", """\
 EPISODE = int(np.argmax(report["returns"][pi.name]["no_shuffle"]))
 STEPS = min(300, EVAL_ENV.max_steps)
@@ -358,7 +360,7 @@ for m in (pi, mlp):
     n = min(recs[m.name, "no_shuffle"].length, recs[m.name, "shuffle"].length)
     same = int(np.argmax(np.abs(a[:n] - b[:n]) > 1e-4)) if np.any(np.abs(a[:n] - b[:n]) > 1e-4) else n
     first[m.name] = {"unshuffled": float(a[0]), "shuffled": float(b[0]), "abs_diff": float(abs(a[0] - b[0])),
-                     "steps_equal": same}
+                     "steps_equal": same, "steps": n}
     print(f"{m.name:>16s} first action: unshuffled {a[0]:+.6f}  shuffled {b[0]:+.6f}  "
           f"|difference| {abs(a[0] - b[0]):.1e}; equal (to 1e-4) for the first {same} of {n} steps")
 

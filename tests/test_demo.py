@@ -7,6 +7,7 @@ The page runs in headless Chromium (Debian's ``chromium``; CI installs it, see `
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import os
@@ -24,13 +25,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pinn_jax.errors import ModelError
 from pinn_jax.tools import demo
 from pinn_jax.envs import EnvState, make
 from pinn_jax.policies.attention_neuron import reference_step
 
-MODELS = ("pretrained:cartpole_pi_catch", "pretrained:cartpole_mlp", "pretrained:cartpole_linear")
+MODELS = ("pretrained:cartpole_pi_catch", "pretrained:cartpole_mlp", "pretrained:cartpole_linear",
+          "pretrained:cartpole_pi_es")  # the last: the headline ES agent, policy.action_gain 10
 STATE_TOL = 1e-4  # max abs state difference over 1000 steps
-ACTION_TOL = 1e-5  # max abs action (and attention) difference
+ACTION_TOL = 1e-5  # max abs action (and recurrent state) difference
+ATTENTION_TOL = 2e-5  # max abs attention difference: pretrained:cartpole_pi_es's larger logits (W_q, W_k) reach 1.0e-5
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
@@ -217,7 +221,7 @@ def test_env_matches_jax(parity):
 
 def test_policies_match_jax(parity):
     """From the same observation, recurrent state and previous action, the page's policy step gives JAX's
-    action, attention and next recurrent state within 1e-5, at each of the 200 steps of every sequence."""
+    action and next recurrent state within 1e-5 (attention 2e-5), at each of the 200 steps of every sequence."""
     figures = []
     for k, ((i, obs), ref) in enumerate(zip(parity["cases"], parity["jax"])):
         model, free, forced = parity["models"][i], parity["js"]["policy"][2 * k], parity["js"]["policy"][2 * k + 1]
@@ -235,7 +239,7 @@ def test_policies_match_jax(parity):
                     / max(1.0, np.abs(ref[k2 + "_next"]).max()) for k2 in ("h", "c"))
         line += f", attention {attn:.1e}, next h/c {state:.1e} (relative to max(1, |c|))"
         figures.append(line)
-        assert diff <= ACTION_TOL and attn <= ACTION_TOL and state <= ACTION_TOL, line
+        assert diff <= ACTION_TOL and attn <= ATTENTION_TOL and state <= ACTION_TOL, line
         # Free-running, the recurrent loop amplifies float32 rounding: JAX's own fused step and its unfused
         # reference_step drift apart alike. The page's drift must stay of that order.
         own = np.abs(jax_policy_run(model, obs, reference=True)["action"] - ref["action"]).max()
@@ -292,11 +296,57 @@ def test_written_files_are_self_contained(page, data):
         assert not re.search(r"fetch\(|XMLHttpRequest|import\(|<link", text), f"{name} loads something"
     scripts = re.findall(r"<script[^>]*src=\"([^\"]+)\"", (page / "index.html").read_text())
     assert scripts == [demo.DATA_FILE, "demo.js"]  # the data as a script: works from file://
-    assert [m["kind"] for m in data["models"]] == ["attention_neuron", "mlp", "linear"]
+    assert [m["kind"] for m in data["models"]] == ["attention_neuron", "mlp", "linear", "attention_neuron"]
     assert data["models"][0]["num_params"] == 913
     size = sum(p.stat().st_size for p in page.iterdir() if p.name in (*demo.ASSETS, demo.DATA_FILE))
     print(f"\noutput folder: {size / 1024:.1f} KiB")
     assert size < 200_000
+
+
+def test_export_folds_the_gains(data):
+    """The page knows no gains: the exported config has gains 1 and, with the exported parameters, acts as the
+    model does (pretrained:cartpole_pi_es has action_gain 10)."""
+    from pinn_jax.models import load_model
+    from pinn_jax.policies import AttentionNeuronPolicy
+
+    model = load_model(MODELS[3])
+    assert model.policy.action_gain == 10.0
+    exported = data["models"][3]
+    cfg = {k: v for k, v in exported["policy"].items() if k != "logit_scale"}
+    assert cfg["action_gain"] == cfg["attention_gain"] == 1.0 and exported["policy"]["logit_scale"] == 1.0
+    policy = AttentionNeuronPolicy(**cfg)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), exported["params"],
+                          is_leaf=lambda x: isinstance(x, list))
+    obs = recorded_observations(model, steps=50)
+    ours, theirs = jax_policy_run(model, obs), jax_policy_run(dataclasses.replace(model, policy=policy, params=params), obs)
+    np.testing.assert_array_equal(ours["action"], theirs["action"])
+    assert (np.abs(ours["action"]) > 0.9).mean() > 0.5  # the gain matters: mostly saturated actions
+
+
+def models_the_page_cannot_run():
+    from pinn_jax.config import EnvConfig
+    from pinn_jax.models import Model, load_model
+    from pinn_jax.policies import AttentionNeuronPolicy
+
+    deep = AttentionNeuronPolicy(head_layers=1)
+    base = load_model(MODELS[0])
+    return [(Model("deep", deep, deep.init(jax.random.PRNGKey(0), 5)), "policy.head_layers 1"),
+            (dataclasses.replace(base, name="upright", env_cfg=EnvConfig(start="upright")), "'upright' start")]
+
+
+@pytest.mark.parametrize("case", [0, 1], ids=["head_layers", "upright_start"])
+def test_check_model_refuses_what_the_page_cannot_run(case, tmp_path):
+    model, message = models_the_page_cannot_run()[case]
+    with pytest.raises(ModelError) as e:
+        demo.write_page(tmp_path / "out", [model])
+    assert message in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_page_offers_the_starts_it_accepts():
+    options = re.findall(r'<option value="(\w+)">', re.search(r'<select id="start">(.*?)</select>',
+                                                              (demo.HERE / "index.html").read_text()).group(1))
+    assert tuple(options) == demo.STARTS
 
 
 def test_serve_binds_localhost(page):

@@ -254,6 +254,27 @@ def test_video_file(models, tmp_path, suffix, stride):
             reader.close()
 
 
+def test_video_films_the_whole_episode_by_default(tmp_path):
+    """Without ``steps`` the video is the whole episode (here 400 steps, beyond the old 300-step cut)."""
+    model = mdl.load_model("pretrained:cartpole_mlp_easy")
+    env_cfg = EnvConfig(start="easy", max_steps=400)
+    length = eps.record_episode(model, "no_shuffle", env_cfg, SEED).length
+    assert length == 400  # it balances to the time limit
+    path = eps.render_episode_video(model, tmp_path / "ep.gif", "no_shuffle", env_cfg, SEED, stride=50,
+                                    width=32, height=32)
+    assert iio.imread(path, index=None).shape[0] == len(range(0, length, 50))
+
+
+def test_video_of_an_env_without_rendering_fails_before_the_evaluation(models, tmp_path, capsys, monkeypatch):
+    evaluated = []
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: evaluated.append(a))
+    code = ev.main(["pretrained:pendulum_mlp", "--episodes", "2", "--shuffle-every", "--noise", "0",
+                    "--no-progress", "--video", str(tmp_path / "v.gif")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: video rendering is only available for CartPoleSwingUp, not Pendulum-v1"
+    assert not evaluated and not (tmp_path / "v.gif").exists()
+
+
 def test_attention_plot(models, tmp_path):
     an, mlp = models
     path = eps.plot_attention(an, tmp_path / "attn.png", "shuffle_every_20", ENV, SEED, figsize=(8, 5), dpi=50)
@@ -325,6 +346,7 @@ def test_cli_end_to_end(run, tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     frames = iio.imread(out / "v.gif", index=None)
     assert frames.shape[1:3] == (48, 64) and 1 <= frames.shape[0] <= 5
+    assert f"wrote {out / 'v.gif'} (its first 20 steps at most)" in captured.out
 
 
 def test_cli_attention_needs_attention_model(run, capsys):

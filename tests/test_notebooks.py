@@ -172,6 +172,10 @@ def test_permutation_invariance_runs(tmp_path, monkeypatch):
     assert first["abs_diff"] <= 1e-5 and first["unshuffled"] == pytest.approx(first["shuffled"], abs=1e-5)
     assert re.search(rf"{pi} first action: unshuffled [-+][\d.]+  shuffled [-+][\d.]+", out)
     assert first["steps_equal"] >= 1
+    # as the narrative says: the MLP's actions part (its first ones may coincide, saturated), long before the
+    # attention neuron's do, if they do at all
+    assert s["first_action"][mlp]["steps_equal"] < s["first_action"][mlp]["steps"]
+    assert first["steps_equal"] > s["first_action"][mlp]["steps_equal"]
     # noise features: the attention neuron runs them, the MLP is n/a
     noise = [c for c in s["mean_return"][pi] if c.startswith("noise_")]
     assert noise

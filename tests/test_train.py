@@ -7,6 +7,7 @@ import pathlib
 import shutil
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -112,6 +113,50 @@ def test_held_out_evaluation_of_the_mean(tmp_path):
     # held-out episodes are not the training episodes of any generation
     train_keys = {tuple(np.asarray(k)) for k in jax.random.split(jax.random.PRNGKey(cfg.seed), 4)}
     assert not train_keys & {tuple(np.asarray(k)) for k in held_out_keys(cfg.seed, 5)}
+
+
+def tb_events(directory: pathlib.Path) -> list:
+    """The events of the TensorBoard event files in ``directory`` (TFRecords: length, its CRC, data, its CRC)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    events = []
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (n,) = struct.unpack("<Q", data[at:at + 8])
+            events.append(Event.FromString(data[at + 12:at + 12 + n]))
+            at += 12 + n + 4
+    return events
+
+
+def test_tensorboard_hparams_hold_the_config_and_final_scores(tmp_path):
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    cfg = tiny(tmp_path / "run", train={"generations": 4, "eval_every": 2, "eval_episodes": 3})
+    _, _, rows = train(cfg, progress=False)
+    values = [v for e in tb_events(tmp_path / "run" / artifacts.TB_DIR / "hparams") for v in e.summary.value]
+    start = [HParamsPluginData.FromString(v.metadata.plugin_data.content).session_start_info
+             for v in values if v.tag == "_hparams_/session_start_info"]
+    assert len(start) == 1
+    hp = start[0].hparams
+    assert hp["strategy.name"].string_value == "CMA_ES" and hp["env.start"].string_value == "easy"
+    assert hp["strategy.population_size"].number_value == 8 and hp["train.eval_every"].number_value == 2
+    assert hp["train.common_random_numbers"].bool_value is True
+    scores = {v.tag: v.simple_value for v in values if v.tag.startswith("hparam/")}
+    held_out = read_csv(tmp_path / "run", "eval.csv")
+    assert scores["hparam/held_out_return"] == pytest.approx(held_out[-1]["return_mean"], rel=1e-6)
+    assert scores["hparam/best_held_out_return"] == pytest.approx(max(r["return_mean"] for r in held_out), rel=1e-6)
+    assert scores["hparam/best_fitness"] == pytest.approx(rows[-1]["best_so_far"], rel=1e-6)
+
+
+def test_tensorboard_leaves_out_the_step_size_of_a_strategy_without_one(tmp_path):
+    train(tiny(tmp_path / "run", strategy={"name": "PSO"}), progress=False)
+    values = [v for e in tb_events(tmp_path / "run" / artifacts.TB_DIR) for v in e.summary.value]
+    assert {"train/fitness_mean", "train/center_norm"} <= {v.tag for v in values}
+    assert "train/step_size" not in {v.tag for v in values}
+    assert all(np.isfinite(v.simple_value) for v in values if v.tag.startswith("train/"))
 
 
 def test_episode_steps_cut_training_episodes_but_not_held_out_ones(tmp_path):
@@ -269,12 +314,69 @@ def test_common_random_numbers_switch():
     assert not np.array_equal(ind[0], ind[1])
 
 
-@pytest.mark.parametrize("name", ["Sep_CMA_ES", "PGPE", "Open_ES", "SNES", "sep-cma-es"])
+@pytest.mark.parametrize("name", ["Sep_CMA_ES", "PGPE", "Open_ES", "SNES", "sep-cma-es", "SimpleGA", "PSO",
+                                  "DiffusionEvolution"])
 def test_other_strategies_by_name(tmp_path, name):
     tr = make_trainer(tiny(tmp_path, strategy={"name": name}))
     state, m = tr.run(tr.init(), 2)
     assert np.all(np.isfinite(m["fitness_mean"]))
     assert int(state.generation) == 2
+    assert np.isfinite(float(tr.strategy.best(state.es_state)[1]))
+
+
+def quadratic(population, key) -> jax.Array:
+    """Fitness to maximise, best at every parameter 1."""
+    return -sum(jnp.sum((leaf - 1.0) ** 2, axis=tuple(range(1, leaf.ndim))) for leaf in jax.tree.leaves(population))
+
+
+@pytest.mark.parametrize("name", es.available())
+def test_every_supported_strategy_runs(name):
+    """Every evosax algorithm pinn_jax offers runs two generations of ask, evaluate, tell on a 10-parameter
+    pytree: the fitness stays finite, the best is an evaluated member, and the search moves."""
+    template = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(4)}
+    strategy = es.make_strategy(config_lib.StrategyConfig(name=name, population_size=8, sigma_init=0.5), template)
+    key = jax.random.PRNGKey(0)
+    state = s0 = strategy.init(key, template, quadratic)
+    seen = []
+    for k in jax.random.split(key, 2):
+        k_ask, k_eval, k_tell = jax.random.split(k, 3)
+        population, state = strategy.ask(k_ask, state)
+        fitness = quadratic(population, k_eval)
+        seen.append(np.asarray(fitness))
+        state = strategy.tell(k_tell, population, fitness, state)
+    assert int(state.generation_counter) == 2 and np.isfinite(seen).all()
+    best, best_fitness = strategy.best(state)
+    unravel = jax.flatten_util.ravel_pytree(template)[1]
+    recomputed = quadratic(jax.tree.map(lambda x: x[None], unravel(best)), None)[0]
+    assert float(best_fitness) == pytest.approx(float(recomputed), rel=1e-5)
+    assert float(best_fitness) >= max(f.max() for f in seen) - 1e-5
+    searched = "population" if strategy.mean(state) is None else "mean"  # population-based: no mean
+    assert not np.array_equal(getattr(s0, searched), getattr(state, searched)), f"the {searched} did not move"
+
+
+@pytest.mark.parametrize("name", ["Open_ES", "PGPE"])
+def test_small_step_strategies_default_to_adam_steps_of_a_fifth_of_sigma(name):
+    """Without strategy.optimizer, the gradient ES whose evosax optimizer steps 1e-3 to 1e-2 whatever sigma
+    (from zeros they learn nothing in 30 generations of configs/quick.yaml) move each coordinate by
+    ADAM_STEP_PER_SIGMA * sigma_init in the first generation (Adam's first step: lr * sign(gradient))."""
+    assert name in es.SMALL_STEP_DEFAULTS
+    template = {"w": jnp.zeros((2, 3)), "b": jnp.zeros(4)}
+    strategy = es.make_strategy(config_lib.StrategyConfig(name=name, population_size=16, sigma_init=0.5), template)
+    key = jax.random.PRNGKey(1)
+    state = s0 = strategy.init(key, template, quadratic)
+    population, state = strategy.ask(key, state)
+    state = strategy.tell(key, population, quadratic(population, key), state)
+    step = np.abs(np.asarray(strategy.mean(state) - strategy.mean(s0)))
+    np.testing.assert_allclose(step, es.ADAM_STEP_PER_SIGMA * 0.5, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(es.UNSUPPORTED))
+def test_unsupported_strategies_are_refused_in_one_line(name):
+    with pytest.raises(ConfigError) as e:
+        es.make_strategy(config_lib.StrategyConfig(name=name), {"w": jnp.zeros(3)})
+    message = str(e.value)
+    assert "\n" not in message and es.UNSUPPORTED[name] in message
+    assert name not in message.split("all supported: ")[1].split(", ")
 
 
 def test_gradient_optimizer_is_configurable(tmp_path):
@@ -300,8 +402,10 @@ def test_bad_optimizer_is_a_config_error(tmp_path, strategy, message):
 
 
 def test_unknown_strategy_is_a_config_error():
-    with pytest.raises(ConfigError, match="strategy.name.*not an evosax algorithm"):
+    with pytest.raises(ConfigError, match="strategy.name.*not an evosax algorithm") as e:
         es.make_strategy(config_lib.StrategyConfig(name="NoSuchES"), {"w": jnp.zeros(3)})
+    offered = str(e.value).split("all supported: ")[1].rstrip(")").split(", ")
+    assert offered == es.available() and not set(offered) & set(es.UNSUPPORTED)
 
 
 def test_nan_fitness_stops_without_touching_checkpoints(tmp_path):

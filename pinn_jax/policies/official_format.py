@@ -12,7 +12,7 @@ import numpy as np
 
 from pinn_jax.policies.attention_neuron import AttentionNeuronPolicy
 
-__all__ = ["OFFICIAL_NUM_PARAMS", "from_official_flat", "to_official", "load_official"]
+__all__ = ["OFFICIAL_NUM_PARAMS", "fold_gains", "from_official_flat", "to_official", "load_official"]
 
 OFFICIAL_NUM_PARAMS = 913
 
@@ -43,7 +43,7 @@ def _official_slices(policy: AttentionNeuronPolicy) -> list[tuple[tuple, tuple[i
     ]
 
 
-def _fold_gains(params: dict, policy: AttentionNeuronPolicy, unfold: bool = False) -> dict:
+def fold_gains(params: dict, policy: AttentionNeuronPolicy, unfold: bool = False) -> dict:
     """``W_q`` times ``attention_gain`` and the output layer times ``action_gain``: the policy's fixed gains
     folded into the parameters (the authors' layout has none); ``unfold`` divides them out instead."""
     def scaled(x: Any, gain: float) -> Any:
@@ -75,14 +75,14 @@ def from_official_flat(flat: np.ndarray, policy: AttentionNeuronPolicy | None = 
         arr = jnp.asarray(arr.T if transpose else arr, jnp.float32)
         _walk(params, path[:-1])[path[-1]] = arr
     assert off == expected
-    return _fold_gains(params, policy, unfold=True)
+    return fold_gains(params, policy, unfold=True)
 
 
 def to_official(params: dict, policy: AttentionNeuronPolicy | None = None) -> np.ndarray:
     """Inverse of :func:`from_official_flat`: params -> authors' flat float32 vector (``attention_gain``
     folded into ``W_q``, ``action_gain`` into the output layer)."""
     policy = policy or AttentionNeuronPolicy()
-    params = _fold_gains(params, policy)
+    params = fold_gains(params, policy)
     parts = []
     for path, shape, transpose in _official_slices(policy):
         arr = np.asarray(_walk(params, path), np.float32)

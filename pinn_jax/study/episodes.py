@@ -25,7 +25,8 @@ from pinn_jax.models import Model
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import episode
 
-__all__ = ["Recording", "record_episode", "render_episode_video", "feature_names", "plot_attention"]
+__all__ = ["Recording", "record_episode", "check_filmable", "render_episode_video", "feature_names",
+           "plot_attention"]
 
 SWINGUP_FEATURES = ("x", "ẋ", "cos θ", "sin θ", "θ̇")
 
@@ -69,12 +70,19 @@ def record_episode(model: Model, condition: Condition | str = "no_shuffle", env_
                      length=int(out.length), trajectory=traj)
 
 
+def check_filmable(env_cfg: EnvConfig) -> None:
+    """Raise a one-line :class:`EvaluationError` unless episodes of ``env_cfg`` can be rendered."""
+    if not is_swingup(env_cfg.name):
+        raise EvaluationError(f"video rendering is only available for CartPoleSwingUp, not {env_cfg.name}")
+
+
 def render_episode_video(model: Model, path: str | os.PathLike, condition: Condition | str = "no_shuffle",
                          env_cfg: EnvConfig | None = None, seed: int = 0, episode_index: int = 0,
-                         steps: int = 300, stride: int = 1, width: int = 480, height: int = 320,
+                         steps: int | None = None, stride: int = 1, width: int = 480, height: int = 320,
                          fps: float = 30.0) -> pathlib.Path:
     """Render one episode (condition applied) to ``.mp4`` (imageio-ffmpeg) or ``.gif`` (pillow),
-    with the step, action, reward and return drawn on each frame. Returns the path.
+    with the step, action, reward and return drawn on each frame: its first ``steps`` steps (None: the
+    whole episode). Returns the path.
 
     For mp4 the frame size is rounded up to even numbers (H.264 needs them).
     """
@@ -84,9 +92,8 @@ def render_episode_video(model: Model, path: str | os.PathLike, condition: Condi
     except ValueError as e:
         raise EvaluationError(str(e)) from None
     env_cfg = env_cfg or EnvConfig()
-    if not is_swingup(env_cfg.name):
-        raise EvaluationError(f"video rendering is only available for CartPoleSwingUp, not {env_cfg.name}")
-    if stride < 1 or steps < 1:
+    check_filmable(env_cfg)
+    if stride < 1 or (steps is not None and steps < 1):
         raise EvaluationError("video steps and stride must be >= 1")
     if fmt == "mp4":
         width, height = width + width % 2, height + height % 2

@@ -36,7 +36,7 @@ from pinn_jax.study.conditions import (DEFAULT_EPISODES, NOISE_COUNTS, SHUFFLE_P
                                        default_conditions, episode_keys, not_applicable, parse_condition)
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import ObsTransform, label, same_task
-from pinn_jax.study.episodes import plot_attention, render_episode_video
+from pinn_jax.study.episodes import check_filmable, plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.study.plots import plot_noise, plot_returns, plot_shuffle_period
@@ -236,7 +236,7 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--video", default=None, metavar="FILE", help="render one episode to FILE.mp4 or FILE.gif")
     p.add_argument("--video-condition", default="shuffle", metavar="NAME", help="condition of the video episode")
     p.add_argument("--video-model", default=None, metavar="MODEL", help="which model to film (default: the first)")
-    p.add_argument("--video-steps", type=int, default=300, help="steps rendered")
+    p.add_argument("--video-steps", type=int, default=None, help="steps rendered (default: the whole episode)")
     p.add_argument("--video-stride", type=int, default=1, help="render every k-th step")
     p.add_argument("--video-size", default="480x320", metavar="WxH", help="frame size")
     p.add_argument("--fps", type=float, default=30.0, help="video frame rate")
@@ -292,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.episodes < 1:
         raise EvaluationError(f"--episodes must be >= 1, got {args.episodes}")
-    if (args.episode_index is not None and args.episode_index < 0) or args.video_steps < 1 or args.video_stride < 1:
+    if ((args.episode_index is not None and args.episode_index < 0) or args.video_stride < 1
+            or (args.video_steps is not None and args.video_steps < 1)):
         raise EvaluationError("--episode-index must be >= 0, --video-steps and --video-stride >= 1")
     if args.max_steps is not None and args.max_steps < 1:
         raise EvaluationError(f"--max-steps must be >= 1, got {args.max_steps}")
@@ -324,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     video_model = _pick(models, names, args.video_model, "--video-model") if args.video else None
     attn_model = _pick(models, names, args.attention_model, "--attention", True) if args.attention else None
     if video_model is not None:
+        check_filmable(env_cfg)
         reason = not_applicable(video_model, env_cfg, video_cond)
         if reason:
             raise EvaluationError(f"cannot film {video_model.name} in {video_cond.name}: {reason}")
@@ -344,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         i = _episode_for(video_model, names[models.index(video_model)], video_cond, report, args, env_cfg, info)
         p = render_episode_video(video_model, args.video, video_cond, env_cfg, args.seed, i, args.video_steps,
                                  args.video_stride, int(size[1]), int(size[2]), args.fps)
-        print(f"wrote {p}")
+        print(f"wrote {p} (" + ("the whole episode" if args.video_steps is None else
+                                f"its first {args.video_steps} steps at most") + ")")
     if attn_model is not None:
         i = _episode_for(attn_model, names[models.index(attn_model)], attn_cond, report, args, env_cfg, info)
         p = plot_attention(attn_model, args.attention, attn_cond, env_cfg, args.seed, i)

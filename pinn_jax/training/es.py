@@ -2,56 +2,89 @@
 
 evosax *minimises*; this module's :class:`Strategy` speaks in fitness to *maximise* (returns) and
 negates on the way in, so callers never see the sign convention.
+
+Every algorithm evosax 0.3.2 exports runs, on the flat parameter vector, except those in :data:`UNSUPPORTED`.
+Population-based algorithms (genetic algorithms, PSO, differential and diffusion evolution) start from an
+evaluated population: ``strategy.init_mean`` plus ``sigma_init`` times Gaussian noise.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from evosax.algorithms import algorithms as _ALGORITHMS
+from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 from evosax.core.optimizer import clipup
+from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import ConfigError, StrategyConfig
+
+UNSUPPORTED = {  # evosax algorithms a pinn_jax run (one search, one fitness per member) cannot drive, and why
+    "GuidedES": "it needs a surrogate gradient every generation",
+    "RandomSearch": "it samples from a distribution of its own (a sampling_fn), not around strategy.init_mean",
+    "SV_CMA_ES": "it keeps several search distributions (num_populations), a pinn_jax run one",
+    "SV_Open_ES": "it keeps several search distributions (num_populations), a pinn_jax run one",
+}
+
+# Gradient-based ES whose evosax default optimizer steps 1e-3 to 1e-2 per generation whatever the search's std:
+# from zeros they barely move in tens of generations. Without strategy.optimizer they get Adam at this many sigma_init.
+SMALL_STEP_DEFAULTS = ("ARS", "ASEBO", "ESMC", "NoiseReuseES", "Open_ES", "PersistentES", "PGPE")
+ADAM_STEP_PER_SIGMA = 0.2
+
+Evaluate = Callable[[Any, jax.Array], jax.Array]  # (population pytree, key) -> fitness to maximise per member
 
 
 def available() -> list[str]:
     """Names of the evosax algorithms that can be chosen in ``strategy.name``."""
-    return sorted(_ALGORITHMS)
+    return sorted(set(_ALGORITHMS) - set(UNSUPPORTED))
 
 
-def _lookup(name: str) -> type:
-    by_lower = {k.lower(): v for k, v in _ALGORITHMS.items()}
-    cls = by_lower.get(name.lower().replace("-", "_"))
-    if cls is None:
+def _lookup(name: str) -> str:
+    """evosax's name of the algorithm ``strategy.name`` names (any case, ``-`` for ``_``)."""
+    by_lower = {k.lower(): k for k in _ALGORITHMS}
+    found = by_lower.get(name.lower().replace("-", "_"))
+    if found in UNSUPPORTED:
+        raise ConfigError(f"config key 'strategy.name' {name!r} is not supported: {UNSUPPORTED[found]} "
+                          f"(all supported: {', '.join(available())})")
+    if found is None:
         raise ConfigError(f"config key 'strategy.name' {name!r} is not an evosax algorithm "
-                          f"(e.g. CMA_ES, Sep_CMA_ES, PGPE, Open_ES, SNES; all: {', '.join(available())})")
-    return cls
+                          f"(e.g. CMA_ES, Sep_CMA_ES, PGPE, Open_ES, SNES; all supported: {', '.join(available())})")
+    return found
 
 
 @dataclass(frozen=True, eq=False)
 class Strategy:
     """An evosax algorithm bound to its hyper-parameters; maximises fitness.
 
-    ``state`` is the evosax state pytree; ``params`` are the evosax hyper-parameters (a pytree).
+    ``state`` is the evosax state pytree; ``params`` are the evosax hyper-parameters (a pytree);
+    ``sigma_init`` the spread of a population-based algorithm's first population around the mean.
     """
 
     algo: Any
     params: Any
+    sigma_init: float
 
     @property
     def num_dims(self) -> int:
         return int(self.algo.num_dims)
 
-    def init(self, key: jax.Array, mean: Any) -> Any:
-        """Initial state with the search distribution centred on the ``mean`` pytree."""
-        if "mean" in inspect.signature(self.algo.init).parameters:
+    def init(self, key: jax.Array, mean: Any, evaluate: Evaluate) -> Any:
+        """Initial state with the search centred on the ``mean`` pytree. A population-based algorithm starts
+        from ``mean`` plus ``sigma_init`` times Gaussian noise, its members scored by ``evaluate``."""
+        if not isinstance(self.algo, PopulationBasedAlgorithm):
             return self.algo.init(key, mean, self.params)
-        return self.algo.init(key, self.params)  # population-based algorithms
+        k_pop, k_eval, k_init = jax.random.split(key, 3)
+        # evosax's own initial state says how many members it keeps (fewer than population_size for LGA)
+        size = jax.eval_shape(self.algo._init, k_init, self.params).population.shape[0]
+        flat, unravel = ravel_pytree(mean)
+        noise = jax.random.normal(k_pop, (size, flat.size), flat.dtype)
+        population = jax.vmap(unravel)(flat + self.sigma_init * noise)
+        return self.algo.init(k_init, population, -evaluate(population, k_eval), self.params)
 
     def ask(self, key: jax.Array, state: Any) -> tuple[Any, Any]:
         """Propose a population (a pytree with a leading population axis)."""
@@ -98,9 +131,11 @@ def make_strategy(cfg: StrategyConfig, solution: Any) -> Strategy:
 
     ``cfg.sigma_init`` sets the initial search std where the algorithm has one (``std_init``
     hyper-parameter, or a ``std_schedule`` constructor argument as in Open_ES). ``cfg.optimizer``
-    (with ``cfg.learning_rate``) replaces the gradient optimizer of algorithms that take one.
+    (with ``cfg.learning_rate``) replaces the gradient optimizer of algorithms that take one; without it
+    those in :data:`SMALL_STEP_DEFAULTS` use Adam at ``ADAM_STEP_PER_SIGMA * cfg.sigma_init``.
     """
-    cls = _lookup(cfg.name)
+    name = _lookup(cfg.name)
+    cls = _ALGORITHMS[name]
     kwargs: dict[str, Any] = {}
     accepted = inspect.signature(cls.__init__).parameters
     if "std_schedule" in accepted:
@@ -110,6 +145,8 @@ def make_strategy(cfg: StrategyConfig, solution: Any) -> Strategy:
             raise ConfigError(f"config key 'strategy.optimizer' does not apply to {cls.__name__} "
                               f"(it takes no gradient optimizer); leave it null")
         kwargs["optimizer"] = _optimizer(cfg.optimizer, cfg.learning_rate)
+    elif name in SMALL_STEP_DEFAULTS:
+        kwargs["optimizer"] = optax.adam(learning_rate=ADAM_STEP_PER_SIGMA * cfg.sigma_init)
     try:
         algo = cls(population_size=cfg.population_size, solution=solution, **kwargs)
     except AssertionError as e:  # evosax validates with asserts, e.g. "Population size must be even."
@@ -117,4 +154,4 @@ def make_strategy(cfg: StrategyConfig, solution: Any) -> Strategy:
     params = algo.default_params
     if hasattr(params, "std_init"):
         params = params.replace(std_init=jnp.asarray(cfg.sigma_init, jnp.float32))
-    return Strategy(algo=algo, params=params)
+    return Strategy(algo=algo, params=params, sigma_init=cfg.sigma_init)

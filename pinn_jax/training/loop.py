@@ -344,6 +344,7 @@ class Session:
                     if main:
                         artifacts.save_run_params(self.run_dir, self.tr.strategy.best(state.es_state)[0],
                                                   self.tr.mean_flat(state))
+                    self.writer.hparams(self.cfg.to_dict(), self.scores(state), gen)
         except KeyboardInterrupt:
             self.save_on_interrupt(state)
             raise
@@ -389,6 +390,14 @@ class Session:
     def meta(self, state: TrainState) -> dict[str, Any]:
         return {"config": self.cfg.to_dict(), "generation": int(state.generation), "num_params": self.tr.num_params,
                 "best_fitness": float(self.tr.strategy.best(state.es_state)[1])}
+
+    def scores(self, state: TrainState) -> dict[str, float]:
+        """The run's final scores: best fitness, and the last and best held-out returns of the mean if it evaluates."""
+        out = {"best_fitness": float(self.tr.strategy.best(state.es_state)[1])}
+        held_out = read_csv(self.run_dir, artifacts.EVAL_FILE) if self.evaluator is not None else []
+        if held_out:
+            out.update(held_out_return=held_out[-1]["return_mean"], best_held_out_return=self.best_eval)
+        return out
 
     def status(self, row: dict[str, float], gens_per_sec: float) -> str:
         held_out = f"  best held-out {self.best_eval:.1f}" if np.isfinite(self.best_eval) else ""

@@ -5,13 +5,15 @@
 that evaluate (``train.eval_every > 0``). The generations between two log points run as one compiled call, so
 ``gens_per_sec`` is that chunk's rate (its generations over its wall time, the first chunk's with compilation),
 the same on each of the chunk's rows.
+At the end of a run its config goes to TensorBoard's HPARAMS tab with
+its final scores (:meth:`MetricsWriter.hparams`).
 """
 
 from __future__ import annotations
 
 import csv
 import pathlib
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -25,6 +27,18 @@ COLUMNS = ("generation", "fitness_max", "fitness_mean", "fitness_min", "fitness_
 EVAL_COLUMNS = ("generation", "return_mean", "return_std", "return_median", "return_min", "return_max",
                 "wall_time")
 _TABLES = {"train": (artifacts.METRICS_FILE, COLUMNS), "eval": (artifacts.EVAL_FILE, EVAL_COLUMNS)}
+
+
+def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """A nested config mapping as TensorBoard hparams: ``section.key`` names, lists as text, None left out."""
+    out: dict[str, bool | int | float | str] = {}
+    for k, v in config.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_hparams(v, f"{name}."))
+        elif v is not None:
+            out[name] = v if isinstance(v, (bool, int, float, str)) else str(v)
+    return out
 
 
 def eval_row(generation: int, returns: np.ndarray, wall_time: float) -> dict[str, float]:
@@ -81,10 +95,19 @@ class MetricsWriter:
                 self._tb.add_scalar(f"{table}/{k}", float(v), step)
 
     def scalars(self, values: Mapping[str, float], step: int, table: str = "train") -> None:
-        """TensorBoard-only scalars (e.g. the strategy's step size), not part of the CSV tables."""
+        """TensorBoard-only scalars (e.g. the strategy's step size), not part of the CSV tables; a NaN (the step size
+        of a strategy without one, such as PSO) is left out."""
         if self.enabled:
             for k, v in values.items():
-                self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
+                if not np.isnan(v):
+                    self._tb.add_scalar(f"{table}/{k}", float(v), int(step))
+
+    def hparams(self, config: Mapping[str, Any], scores: Mapping[str, float], step: int) -> None:
+        """The run's ``config`` (nested, see :func:`flat_hparams`) as TensorBoard hparams with its final ``scores``
+        (shown as ``hparam/NAME``), in ``tb/hparams``."""
+        if self.enabled:
+            self._tb.add_hparams(flat_hparams(config), {f"hparam/{k}": float(v) for k, v in scores.items()},
+                                 name="hparams", global_step=int(step))
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         """A TensorBoard text entry (e.g. the resolved config)."""

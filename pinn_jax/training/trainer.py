@@ -8,6 +8,7 @@ gives (:func:`pinn_jax.training.runs.resolve_start` resolves ``strategy.init_mea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -64,7 +65,8 @@ class Trainer:
         key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
         key, _, k_es = start_keys(key)  # the second key is resolve_start's, for init_mean: random
         mean = self.policy.search_start(self.template) if mean is None else mean
-        es_state = jax.jit(self.strategy.init)(k_es, mean)
+        evaluate = functools.partial(population_fitness, self.cfg, self.policy, self.env, self.exp.fitness_params)
+        es_state = jax.jit(lambda k, m: self.strategy.init(k, m, evaluate))(k_es, mean)
         # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
         es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)
         state = TrainState(es_state=es_state, key=key, generation=jnp.int32(0))
@@ -95,9 +97,20 @@ class Trainer:
 def abstract_state(strategy: Strategy, template: Any) -> TrainState:
     """The shapes and dtypes of a :class:`TrainState` for ``strategy`` (to restore a checkpoint into),
     computed without running anything."""
-    es_state = jax.eval_shape(strategy.init, jax.random.PRNGKey(0), template)
+    def unscored(population: Any, key: jax.Array) -> jax.Array:  # shapes only: nothing is evaluated
+        return jnp.zeros(jax.tree.leaves(population)[0].shape[:1], jnp.float32)
+
+    es_state = jax.eval_shape(lambda k, m: strategy.init(k, m, unscored), jax.random.PRNGKey(0), template)
     key = jax.eval_shape(lambda: jax.random.PRNGKey(0))
     return TrainState(es_state=es_state, key=key, generation=jax.ShapeDtypeStruct((), jnp.int32))
+
+
+def population_fitness(cfg: Config, policy: Policy, env: Any, env_params: Any, population: Any,
+                       key: jax.Array) -> jax.Array:
+    """Each member's fitness: its mean return over ``train.rollouts`` training episodes from ``key``."""
+    tc = cfg.train
+    return evaluate_population(policy, env, env_params, population, key, tc.rollouts, cfg.train_steps,
+                               tc.common_random_numbers).mean(axis=1)
 
 
 def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, strategy: Strategy,
@@ -109,15 +122,11 @@ def make_generation(cfg: Config, policy: Policy, env: Any, env_params: Any, stra
     ``replicate`` to the population as asked, the fitness and the new strategy state (e.g. a full
     copy on every device, so ask and tell are the same computation on any number of devices).
     """
-    tc = cfg.train
-
     def generation(state: TrainState, _: Any) -> tuple[TrainState, dict[str, jax.Array]]:
         key, k_ask, k_eval, k_tell = generation_keys(state.key)
         population, es_state = strategy.ask(k_ask, state.es_state)
         population = replicate(population)
-        returns = evaluate_population(policy, env, env_params, constrain(population), k_eval, tc.rollouts,
-                                      cfg.train_steps, tc.common_random_numbers)
-        fitness = replicate(returns.mean(axis=1))
+        fitness = replicate(population_fitness(cfg, policy, env, env_params, constrain(population), k_eval))
         es_state = replicate(strategy.tell(k_tell, population, fitness, es_state))
         metrics = {**fitness_metrics(fitness, strategy.best(es_state)[1]), "nan_count": jnp.isnan(fitness).sum()}
         return TrainState(es_state=es_state, key=key, generation=state.generation + 1), metrics

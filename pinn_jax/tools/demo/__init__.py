@@ -9,7 +9,9 @@ physics as JSON, assigned to ``window.PINN_DEMO``). The page needs no server and
 ``OUT_DIR/index.html`` from disk. ``tests/test_demo.py`` checks in headless Chromium that the port follows
 pinn_jax's JAX env and policies (``index.html?test=FILE.js``).
 
-Only cart-pole swing-up models (``pinn_jax.envs.CARTPOLE_NAMES``) with one continuous action are supported.
+Only cart-pole swing-up models (``pinn_jax.envs.CARTPOLE_NAMES``) with one continuous action, trained from
+the page's starts (``STARTS``) are supported; attention neurons without hidden head layers. Their fixed gains
+(``attention_gain``, ``action_gain``) are folded into the exported parameters, as the authors' format has them.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from pinn_jax.envs import CARTPOLE_NAMES, is_swingup, make
 from pinn_jax.errors import ArgumentParser, ModelError, UserError, cli
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.policies.base import count_params
+from pinn_jax.policies.official_format import fold_gains
 
-__all__ = ["ASSETS", "DATA_FILE", "DEFAULT_MODELS", "KINDS", "check_model", "export_model", "page_data",
+__all__ = ["ASSETS", "DATA_FILE", "DEFAULT_MODELS", "KINDS", "STARTS", "check_model", "export_model", "page_data",
            "write_page", "serve", "main"]
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -38,6 +41,7 @@ ASSETS = ("index.html", "demo.js")  # copied from the package
 DATA_FILE = "models.js"  # written: window.PINN_DEMO = {...};
 DEFAULT_MODELS = ("pretrained:cartpole_pi_catch", "pretrained:cartpole_mlp")
 KINDS = ("attention_neuron", "mlp", "linear")
+STARTS = ("hard", "easy")  # the start distributions of the page's "start" menu (index.html)
 PHYSICS = ("gravity", "masscart", "masspole", "length", "force_mag", "friction", "dt", "x_threshold")
 
 
@@ -56,6 +60,12 @@ def check_model(model: Model) -> None:
                          f"(only {', '.join(KINDS)})")
     if model.input_size is not None and model.input_size < 5:
         raise ModelError(f"{model.name}: takes {model.input_size} inputs, fewer than the swing-up's 5 features")
+    if getattr(model.policy, "head_layers", 0):
+        raise ModelError(f"{model.name}: the demo's attention neuron has no hidden head layers, this one has "
+                         f"policy.head_layers {model.policy.head_layers}")
+    if model.env_cfg.start not in STARTS:
+        raise ModelError(f"{model.name}: the demo starts episodes {' or '.join(STARTS)}, this model was trained "
+                         f"from the {model.env_cfg.start!r} start")
 
 
 def _f32(v: np.float32) -> float:
@@ -80,11 +90,15 @@ def _tree(params: Any) -> Any:
 
 
 def export_model(model: Model, name: str | None = None) -> dict[str, Any]:
-    """What the page needs of one model: its kind, config, environment and parameters (nested lists)."""
+    """What the page needs of one model: its kind, config, environment and parameters (nested lists), an
+    attention neuron's gains folded into its parameters (its exported config has gains 1)."""
     check_model(model)
+    params = model.params
     policy = dataclasses.asdict(model.policy)
     if model.kind == "attention_neuron":
-        policy["logit_scale"] = float(model.policy.logit_scale)
+        params = fold_gains(params, model.policy)
+        unit = dataclasses.replace(model.policy, attention_gain=1.0, action_gain=1.0)
+        policy = {**dataclasses.asdict(unit), "logit_scale": float(unit.logit_scale)}
     train = model.config.train if model.config is not None else None
     return {
         "name": name or model.name,
@@ -96,7 +110,7 @@ def export_model(model: Model, name: str | None = None) -> dict[str, Any]:
         "trained_with": {"shuffle": bool(getattr(train, "shuffle", False)),
                          "shuffle_every": int(getattr(train, "shuffle_every", 0)),
                          "num_noise": int(getattr(train, "num_noise", 0))},
-        "params": _tree(model.params),
+        "params": _tree(params),
     }
 
 

@@ -4,8 +4,9 @@
  * pinn_jax/policies/attention_neuron.py (AttentionNeuronPolicy.step) and of pinn_jax/policies/mlp.py,
  * every arithmetic operation rounded to float32 (Math.fround / Float32Array) as JAX computes it.
  * The models' parameters and the env's physics come from models.js (window.PINN_DEMO), written by
- * `python -m pinn_jax.demo`.  index.html?test=FILE.js runs the parity checks of tests/test_demo.py
- * on the inputs FILE.js defines (window.PINN_TEST_INPUT) and writes the results into #pinn-test.
+ * `python -m pinn_jax demo`, which folds an attention neuron's gains into its parameters (the page
+ * knows none).  index.html?test=FILE.js runs the parity checks of tests/test_demo.py on the inputs
+ * FILE.js defines (window.PINN_TEST_INPUT) and writes the results into #pinn-test.
  */
 (function () {
   "use strict";
