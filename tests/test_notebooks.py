@@ -55,7 +55,8 @@ def test_notebooks_match_their_generator():
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     assert set(build.NOTEBOOKS) == set(NAMES)
-    assert build.main(["--check"]) == 0, "notebooks/*.ipynb differ from notebooks/_build.py: run it"
+    assert all((NB_DIR / f"{name}.py").is_file() for name in NAMES), "every notebook has a percent source NAME.py"
+    assert build.main(["--check"]) == 0, "notebooks/*.ipynb differ from their sources notebooks/NAME.py: run _build.py"
 
 
 # ------------------------------------------------------------------------------------ execution
