@@ -364,8 +364,8 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         json_path, md_path, png_path = out / artifacts.BENCH_JSON, out / artifacts.BENCH_MD, out / artifacts.BENCH_PNG
-        json_path.write_text(json.dumps(report, indent=1))
-        md_path.write_text(markdown(report))
+        artifacts.write_text(json_path, json.dumps(report, indent=1))
+        artifacts.write_text(md_path, markdown(report))
         plot(report, png_path)
         log(f"wrote {json_path}, {md_path}, {png_path}")
     return report

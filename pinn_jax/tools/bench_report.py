@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pinn_jax import artifacts
+
 __all__ = ["markdown", "plot", "g", "range_text", "times"]
 
 
@@ -105,4 +107,5 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"attention neuron, CMA-ES, {s['curve_steps']} steps per episode — {_device_line(m)}, "
                  f"load {_load(m['loadavg_start'])}", fontsize=10)
     fig.tight_layout()
-    FigureCanvasAgg(fig).print_figure(str(path), dpi=110)
+    with artifacts.atomic(path) as tmp:
+        FigureCanvasAgg(fig).print_figure(str(tmp), dpi=110)
