@@ -42,12 +42,13 @@ __all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "ST
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
            "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
            "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
-           "read_npz", "eval_best_score", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
+           "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
            "output_file", "SHIPPED_DIR", "agent_files", "shipped_names", "shipped_file", "shipped_meta_file"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
-EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean"
+EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean",
+# "episodes"
 INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "params", "source" (its init_mean)
 STUDENT_FILE = "student.npz"
 DISTILL_LOG = "distill.csv"
@@ -195,18 +196,23 @@ def save_run_params(run_dir: Path, best: Any, mean: Any) -> pathlib.Path:
                      mean=np.asarray(mean, np.float32))
 
 
-def save_eval_best(run_dir: Path, flat: Any, generation: int, return_mean: float) -> pathlib.Path:
-    """The distribution mean that scored best on the held-out episodes so far (``eval_best.npz``)."""
-    return save_flat(pathlib.Path(run_dir) / EVAL_BEST_FILE, flat, generation=generation, return_mean=return_mean)
+def save_eval_best(run_dir: Path, flat: Any, generation: int, return_mean: float, episodes: int) -> pathlib.Path:
+    """The distribution mean that scored best on the held-out episodes so far (``eval_best.npz``), with its score
+    and the number of held-out episodes behind it."""
+    return save_flat(pathlib.Path(run_dir) / EVAL_BEST_FILE, flat, generation=generation, return_mean=return_mean,
+                     episodes=episodes)
 
 
-def eval_best_score(run_dir: Path) -> float | None:
-    """The held-out score kept in a run's ``eval_best.npz``, or None when there is none; a
-    :class:`CheckpointError` naming the file when it is unreadable or holds no finite ``return_mean``."""
+def eval_best_kept(run_dir: Path) -> tuple[float, int | None] | None:
+    """``(held-out score, number of held-out episodes)`` kept in a run's ``eval_best.npz`` (the number is None in
+    files written before it was recorded), or None when there is no file; a :class:`CheckpointError` naming the
+    file when it is unreadable or holds no finite ``return_mean``."""
     path = pathlib.Path(run_dir) / EVAL_BEST_FILE
     if not path.is_file():
         return None
-    return _scalar(read_npz(path, CheckpointError), "return_mean", path, float)
+    data = read_npz(path, CheckpointError)
+    episodes = _scalar(data, "episodes", path, int) if "episodes" in data else None
+    return _scalar(data, "return_mean", path, float), episodes
 
 
 def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
@@ -276,6 +282,8 @@ def pycma_mean_file(out: Path, generation: int) -> pathlib.Path:
 
 def output_dir(path: Path, flag: str) -> pathlib.Path:
     """Create an output directory before any work is done, or say in one line why it cannot be used."""
+    if not str(path).strip():  # pathlib reads '' as '.'
+        raise UserError(f"{flag} must name a directory, got {str(path)!r}")
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} exists and is not a directory")
@@ -293,6 +301,8 @@ def output_dir(path: Path, flag: str) -> pathlib.Path:
 def output_file(path: Path, flag: str) -> pathlib.Path:
     """Check (and create the directory of) an output file before any work is done; one line when it cannot
     be written."""
+    if not str(path).strip():
+        raise UserError(f"{flag} must name a file, got {str(path)!r}")
     path = pathlib.Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a directory, not a file")

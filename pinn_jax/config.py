@@ -213,6 +213,7 @@ class Config:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
+        _check(bool(self.run_dir.strip()), "run_dir", f"must name a directory, got {self.run_dir!r}")
         steps = self.train.episode_steps
         _check(steps is None or steps <= self.env.max_steps, "train.episode_steps",
                f"must be <= env.max_steps ({self.env.max_steps}), got {steps}")

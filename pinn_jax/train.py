@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="no progress bar: a one-line status every 30 s instead")
     p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
     args = p.parse_args(argv)
+    for flag, value in (("--config", args.config), ("--out", args.run_dir), ("--resume", args.resume)):
+        if value is not None and not value.strip():  # '' is no path: never "the default" nor "."
+            p.error(f"{flag} must not be empty")
     if not (args.config or args.resume or args.list_configs):
         p.error("one of --config, --resume or --list-configs is required")
     return args
@@ -116,11 +119,11 @@ def _main(argv: list[str] | None) -> int:
             print(f"{name:<28} {configs.describe(name)}")
         return 0
     overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
-    if args.resume:
+    if args.resume is not None:
         cfg = resume_config(pathlib.Path(args.resume), overrides, args.config)
     else:
         cfg = config_lib.load(args.config, overrides)
-        if args.run_dir:
+        if args.run_dir is not None:
             cfg = dataclasses.replace(cfg, run_dir=args.run_dir)
     try:
         _, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress, status=args.no_progress)
