@@ -41,14 +41,15 @@ __all__ = ["CONFIG_FILE", "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "ST
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
            "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
-           "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
-           "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
-           "output_file", "SHIPPED_DIR", "agent_files", "shipped_names", "shipped_file", "shipped_meta_file"]
+           "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
+           "save_eval_best", "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file",
+           "pycma_mean_file", "output_dir", "output_file", "SHIPPED_DIR", "agent_files", "shipped_names",
+           "shipped_file", "shipped_meta_file"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
-EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean",
-# "episodes"
+EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation",
+# "return_mean" and "episodes" (how many held-out episodes)
 INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "params", "source" (its init_mean)
 STUDENT_FILE = "student.npz"
 DISTILL_LOG = "distill.csv"

@@ -254,9 +254,10 @@ def test_torn_parameter_files_are_one_line_at_every_command(tmp_path, capsys, mo
 
 
 def test_a_torn_init_mean_names_the_key_and_the_file(tmp_path):
+    import jax
+
     from pinn_jax.experiment import setup
     from pinn_jax.training.runs import resolve_start
-    import jax
 
     path = tmp_path / "start.npz"
     artifacts.save_flat(path, np.zeros(6))

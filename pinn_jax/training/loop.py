@@ -215,7 +215,8 @@ def check_resumable(cfg: Config, meta: dict[str, Any]) -> None:
         if episodes != cfg.train.eval_episodes:
             raise CheckpointError(f"cannot resume {run_dir}: its held-out scores ({artifacts.EVAL_FILE}, "
                                   f"{artifacts.EVAL_BEST_FILE}) are over {episodes} episodes; train.eval_episodes="
-                                  f"{cfg.train.eval_episodes} would mix two protocols (keep {episodes}, or start a new run)")
+                                  f"{cfg.train.eval_episodes} would mix two protocols (keep {episodes}, or start a "
+                                  f"new run)")
 
 
 def next_stop(gen: int, cfg: Config) -> int:
