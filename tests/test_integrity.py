@@ -297,6 +297,15 @@ def test_a_torn_shipped_npz_is_one_line(tmp_path, monkeypatch):
         load_model("pretrained:cartpole_linear")
 
 
+def test_a_torn_distill_log_is_one_line_at_export(tmp_path, capsys):
+    run = run_dir_with_config(tmp_path / "distill")
+    artifacts.round_file(run, 0).parent.mkdir()
+    artifacts.save_flat(artifacts.round_file(run, 0), np.zeros(6))
+    (run / artifacts.DISTILL_LOG).write_text("round,episodes,loss,return_mean,return_std,wall_time\n0,8,0.1,5")
+    assert pretrained.main(["export-student", str(run), "s", "--out", str(tmp_path / "o")]) == 2
+    assert one_error_line(capsys) == f"{run / artifacts.DISTILL_LOG} line 2 has 4 values, its header 6"
+
+
 @pytest.mark.parametrize("data, wrong", [(b"seed: 1\n\xff\xfe\n", "is not UTF-8 text"),
                                          (b"seed: [1\n", "is not valid YAML"),
                                          (b"train:\n  rollouts: 4\ntrain:\n  rollouts: 8\n",

@@ -13,7 +13,6 @@ training config, the generation count, which parameters were exported and how th
 
 from __future__ import annotations
 
-import csv
 import json
 import pathlib
 import sys
@@ -120,8 +119,7 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
         if not f.is_file():
             raise ModelError(f"{distill_dir} is not a distillation directory (no {f.name})")
     cfg = config_lib.load(artifacts.config_file(distill_dir))
-    with log.open() as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(distill_dir, artifacts.DISTILL_LOG)
     if round_ is None:
         round_ = len(rows) - 1
     npz = artifacts.round_file(distill_dir, round_)
