@@ -13,33 +13,45 @@ and npz keys.
 * A shipped agent is ``NAME.npz`` beside ``NAME.json`` (its metadata) in :data:`SHIPPED_DIR`.
 * ``evaluate``, ``study``, ``diagnose`` and ``bench`` write the reports and figures named below into ``--out``.
 
+Every file the package writes goes through :func:`atomic` (or :func:`write_text`): a temporary file beside it,
+flushed to disk, then moved over it, so after a failure or a kill at any moment a file is the old one or the new
+one, never a torn one. Logs that grow row by row (``metrics.csv``, ``eval.csv``) are only ever appended to.
+Every reader here distrusts what it reads: a missing, torn, empty or hand-edited file is one
+:class:`~pinn_jax.errors.UserError` line naming the file and what is wrong.
+
 Numpy and paths only: nothing here builds a policy or touches JAX.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import secrets
 import tempfile
-from typing import Any
+import zipfile
+import zlib
+from typing import Any, Iterator
 
 import numpy as np
 import yaml
 
-from pinn_jax.errors import CheckpointError, ModelError, UserError
+from pinn_jax.errors import CheckpointError, ModelError, UserError, one_line
 
 __all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
            "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
            "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
-           "config_file", "write_text", "write_config", "save_flat", "load_flat", "save_run_params", "save_eval_best",
-           "eval_best_score", "saved_params", "round_file", "student_file", "pycma_mean_file", "output_dir",
-           "output_file", "SHIPPED_DIR", "agent_files", "shipped_names", "shipped_file", "shipped_meta_file"]
+           "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
+           "save_eval_best", "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file",
+           "pycma_mean_file", "output_dir", "output_file", "SHIPPED_DIR", "agent_files", "shipped_names",
+           "shipped_file", "shipped_meta_file", "append_overrides"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
-EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation", "return_mean"
+EVAL_BEST_FILE = "eval_best.npz"  # the mean that scored best on held-out episodes: "params", "generation",
+# "return_mean" and "episodes" (how many held-out episodes)
 OVERRIDES_FILE = "overrides.yaml"  # a resumed run's changed settings: a list of {generation, set: [KEY=VALUE, ...]}
 INIT_MEAN_FILE = "init_mean.npz"  # a warm-started run's first search mean: "params", "source" (its init_mean)
 STUDENT_FILE = "student.npz"
@@ -65,18 +77,47 @@ PARAM_CHOICES = ("mean", "best", "eval_best")  # which parameters of a run
 Path = str | os.PathLike
 
 
-def config_file(directory: Path) -> pathlib.Path:
-    """The ``config.yaml`` of a run or distillation directory."""
-    return pathlib.Path(directory) / CONFIG_FILE
+@contextlib.contextmanager
+def atomic(path: Path) -> Iterator[pathlib.Path]:
+    """Write ``path`` at once: yields a new empty temporary file in the same directory (same suffix, for writers
+    that choose the format by it) for the block to write; when the block is done, the file is flushed to disk
+    (fsync) and moved over ``path`` (``os.replace``). If the block or the move fails, the temporary file is
+    removed and ``path`` is left as it was."""
+    path = pathlib.Path(path)
+    while True:
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        try:  # O_EXCL: never someone else's file; mode 0o666 less the umask, as open() would give
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        with tmp.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # the rename itself on disk (not every file system can sync a directory)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def write_text(path: Path, text: str) -> pathlib.Path:
-    """Write a text file atomically: a temporary file beside it, then ``os.replace`` (no half-written file)."""
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic`."""
     path = pathlib.Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    with atomic(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def config_file(directory: Path) -> pathlib.Path:
+    """The ``config.yaml`` of a run or distillation directory."""
+    return pathlib.Path(directory) / CONFIG_FILE
 
 
 def write_config(directory: Path, cfg_dict: dict[str, Any]) -> pathlib.Path:
@@ -94,8 +135,13 @@ def append_overrides(directory: Path, generation: int, changes: list[str]) -> pa
 
 def save_flat(path: Path, flat: Any, **extra: Any) -> pathlib.Path:
     """Write a flat parameter file (``params`` plus any scalar ``extra`` entries)."""
+    return _save_npz(path, params=np.asarray(flat, np.float32), **extra)
+
+
+def _save_npz(path: Path, **arrays: Any) -> pathlib.Path:
     path = pathlib.Path(path)
-    np.savez(path, params=np.asarray(flat, np.float32), **extra)
+    with atomic(path) as tmp, tmp.open("wb") as f:  # a file object: np.savez adds no suffix
+        np.savez(f, **arrays)
     return path
 
 
@@ -108,40 +154,77 @@ def load_flat(path: Path, num_params: int | None = None) -> np.ndarray:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ModelError(f"parameter file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            key = next((k for k in ("params", "mean") if k in data.files), None)
-            if key is None:
-                raise ModelError(f"{path} has no 'params' or 'mean' array (found {', '.join(data.files) or 'nothing'})")
-            flat = np.asarray(data[key], np.float32)
-    except (OSError, ValueError) as e:  # not an npz / corrupt zip
-        raise ModelError(f"{path} is not a readable .npz file ({type(e).__name__})") from None
-    if flat.ndim != 1:
-        raise ModelError(f"{path} holds an array of shape {flat.shape}, not a flat parameter vector")
+    data = read_npz(path)
+    key = next((k for k in ("params", "mean") if k in data), None)
+    if key is None:
+        raise ModelError(f"{path} has no 'params' or 'mean' array (found {', '.join(data) or 'nothing'})")
+    flat = _flat(data[key], path, key, ModelError)
     if num_params is not None and flat.size != num_params:
         raise ModelError(f"{path} holds {flat.size} parameters, this policy has {num_params}")
     return flat
 
 
+def read_npz(path: Path, error: type[UserError] = ModelError) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read in full (a torn file fails here, not later); ``error`` (one line
+    naming the file) when it is empty, torn, not an ``.npz`` or holds pickled objects."""
+    path = pathlib.Path(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise error(f"{path} holds one bare array (.npy), not an .npz file of named arrays")
+        with data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if path.is_file() and path.stat().st_size == 0:
+            raise error(f"{path} is empty (0 bytes), not an .npz file") from None
+        raise error(f"{path} is not a readable .npz file (torn or not one: {type(e).__name__}: "
+                    f"{one_line(e)})") from None
+
+
+def _flat(value: np.ndarray, path: pathlib.Path, key: str, error: type[UserError]) -> np.ndarray:
+    """A stored flat parameter vector as float32; ``error`` when it is not a 1-D array of real numbers."""
+    if value.ndim != 1:
+        raise error(f"{path} holds an array '{key}' of shape {value.shape}, not a flat parameter vector")
+    if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+        raise error(f"{path}: '{key}' holds {value.dtype} values, not numbers")
+    return value.astype(np.float32)
+
+
+def _scalar(data: dict[str, np.ndarray], key: str, path: pathlib.Path, kind: type) -> float | int:
+    """``data[key]`` as one finite ``kind`` (float or int); a :class:`CheckpointError` naming the file otherwise."""
+    if key not in data:
+        raise CheckpointError(f"{path} has no '{key}' entry (found {', '.join(data) or 'nothing'})")
+    v = data[key]
+    numeric = np.issubdtype(v.dtype, np.integer) or (kind is float and np.issubdtype(v.dtype, np.floating))
+    if v.shape != () or not numeric or not np.isfinite(v):
+        raise CheckpointError(f"{path}: '{key}' must be one finite {'number' if kind is float else 'integer'}, "
+                              f"got {v.dtype} of shape {v.shape}")
+    return kind(v)
+
+
 def save_run_params(run_dir: Path, best: Any, mean: Any) -> pathlib.Path:
     """A finished run's flat ``best`` member and distribution ``mean`` (``params.npz``)."""
-    path = pathlib.Path(run_dir) / PARAMS_FILE
-    np.savez(path, best=np.asarray(best, np.float32), mean=np.asarray(mean, np.float32))
-    return path
+    return _save_npz(pathlib.Path(run_dir) / PARAMS_FILE, best=np.asarray(best, np.float32),
+                     mean=np.asarray(mean, np.float32))
 
 
-def save_eval_best(run_dir: Path, flat: Any, generation: int, return_mean: float) -> pathlib.Path:
-    """The distribution mean that scored best on the held-out episodes so far (``eval_best.npz``)."""
-    return save_flat(pathlib.Path(run_dir) / EVAL_BEST_FILE, flat, generation=generation, return_mean=return_mean)
+def save_eval_best(run_dir: Path, flat: Any, generation: int, return_mean: float, episodes: int) -> pathlib.Path:
+    """The distribution mean that scored best on the held-out episodes so far (``eval_best.npz``), with its score
+    and the number of held-out episodes behind it."""
+    return save_flat(pathlib.Path(run_dir) / EVAL_BEST_FILE, flat, generation=generation, return_mean=return_mean,
+                     episodes=episodes)
 
 
-def eval_best_score(run_dir: Path) -> float | None:
-    """The held-out score kept in a run's ``eval_best.npz``, or None when there is none."""
+def eval_best_kept(run_dir: Path) -> tuple[float, int | None] | None:
+    """``(held-out score, number of held-out episodes)`` kept in a run's ``eval_best.npz`` (the number is None in
+    files written before it was recorded), or None when there is no file; a :class:`CheckpointError` naming the
+    file when it is unreadable or holds no finite ``return_mean``."""
     path = pathlib.Path(run_dir) / EVAL_BEST_FILE
     if not path.is_file():
         return None
-    with np.load(path) as kept:
-        return float(kept["return_mean"])
+    data = read_npz(path, CheckpointError)
+    episodes = _scalar(data, "episodes", path, int) if "episodes" in data else None
+    return _scalar(data, "return_mean", path, float), episodes
 
 
 def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
@@ -157,10 +240,12 @@ def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
     if not path.is_file():
         hint = "train it with train.eval_every > 0" if which == "eval_best" else "the run has not finished"
         raise CheckpointError(f"no {path.name} in {run_dir} ({hint})")
-    with np.load(path) as data:
-        flat = np.asarray(data["params" if which == "eval_best" else which], np.float32)
-        generation = int(data["generation"]) if "generation" in data else None
-    return flat, generation
+    data = read_npz(path, CheckpointError)
+    key = "params" if which == "eval_best" else which
+    if key not in data:
+        raise CheckpointError(f"{path} has no '{key}' array (found {', '.join(data) or 'nothing'})")
+    generation = _scalar(data, "generation", path, int) if "generation" in data else None
+    return _flat(data[key], path, key, CheckpointError), generation
 
 
 def agent_files(directory: Path, name: str) -> tuple[pathlib.Path, pathlib.Path]:
@@ -209,6 +294,8 @@ def pycma_mean_file(out: Path, generation: int) -> pathlib.Path:
 
 def output_dir(path: Path, flag: str) -> pathlib.Path:
     """Create an output directory before any work is done, or say in one line why it cannot be used."""
+    if not str(path).strip():  # pathlib reads '' as '.'
+        raise UserError(f"{flag} must name a directory, got {str(path)!r}")
     path = pathlib.Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} exists and is not a directory")
@@ -226,6 +313,8 @@ def output_dir(path: Path, flag: str) -> pathlib.Path:
 def output_file(path: Path, flag: str) -> pathlib.Path:
     """Check (and create the directory of) an output file before any work is done; one line when it cannot
     be written."""
+    if not str(path).strip():
+        raise UserError(f"{flag} must name a file, got {str(path)!r}")
     path = pathlib.Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a directory, not a file")

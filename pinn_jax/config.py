@@ -5,13 +5,19 @@ wrong types and bad values raise :class:`ConfigError` with a one-line message na
 Types are exact: a bool is not an int, a string is not a list; float fields also take numeric strings
 (PyYAML reads ``3e-4`` as one); ints must fit in int32 (``seed``: uint32, for ``jax.random.PRNGKey``).
 ``--set section.key=value`` overrides (values parsed as YAML) are applied before validation.
+
+YAML is read one way, by :func:`read_yaml` and :func:`parse_yaml`: a key given twice in one mapping is refused
+(PyYAML would keep the last silently), and numbers read the way a person writes them: ``010`` is ten (not octal
+eight) and ``1:05`` is the text ``1:05`` (never base 60, 65).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import pathlib
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -211,6 +217,7 @@ class Config:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
+        _check(bool(self.run_dir.strip()), "run_dir", f"must name a directory, got {self.run_dir!r}")
         steps = self.train.episode_steps
         _check(steps is None or steps <= self.env.max_steps, "train.episode_steps",
                f"must be <= env.max_steps ({self.env.max_steps}), got {steps}")
@@ -302,9 +309,82 @@ def from_dict(data: dict[str, Any]) -> Config:
         raise ConfigError(f"invalid config: {str(e).splitlines()[0]}") from None
 
 
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without its surprises: duplicate keys are an error, an int with leading zeros is
+    decimal, and nothing is read in base 60."""
+
+    yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT_TAG, _FLOAT_TAG)]
+                               for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, typing.Hashable):
+                continue  # SafeConstructor refuses it in its own words
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _construct_number(kind: type) -> typing.Callable[[_Loader, yaml.ScalarNode], int | float]:
+    def construct(loader: _Loader, node: yaml.ScalarNode) -> int | float:
+        text = str(loader.construct_scalar(node)).replace("_", "")
+        try:
+            if kind is float:
+                special = {".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf, ".nan": math.nan}
+                return special[text.lower()] if text.lower() in special else float(text)
+            return int(text, 0) if re.match(r"[-+]?0[bx]", text) else int(text, 10)
+        except ValueError:
+            what = "a float" if kind is float else "an int"
+            raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not {what}", node.start_mark) from None
+    return construct
+
+
+_Loader.add_implicit_resolver(  # decimal (leading zeros too), 0b binary, 0x hexadecimal; no base 60
+    _INT_TAG, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0x[0-9a-fA-F_]+|[-+]?[0-9][0-9_]*)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(  # YAML 1.1's floats less its base 60
+    _FLOAT_TAG, re.compile(r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+                           r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+_Loader.add_constructor(_INT_TAG, _construct_number(int))
+_Loader.add_constructor(_FLOAT_TAG, _construct_number(float))
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document read by the rules above; ``yaml.YAMLError`` when it is not valid YAML."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (``line L, column C``)."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:
+        mark = e.problem_mark
+        return f"{e.problem}" + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else "")
+    return str(e).splitlines()[0]
+
+
+def read_yaml(path: str | pathlib.Path) -> Any:
+    """The YAML document in ``path`` (a config file, a run's ``config.yaml``); a one-line :class:`ConfigError`
+    naming the file when it cannot be read, is not UTF-8 text or not valid YAML."""
+    try:
+        return parse_yaml(pathlib.Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or type(e).__name__}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(e)}") from None
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested mapping, returning a copy."""
-    data = yaml.safe_load(yaml.safe_dump(data)) or {}
+    data = copy.deepcopy(data) or {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.generations=50)")
@@ -316,20 +396,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key!r}: '{p}' is not a section")
         try:
-            node[parts[-1]] = yaml.safe_load(raw)
+            node[parts[-1]] = parse_yaml(raw)
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {_yaml_problem(e)}") from None
     return data
+
+
+def read(path: str | pathlib.Path) -> Config:
+    """A config saved with a run or a distillation (its ``config.yaml``), as written there: every error is one
+    :class:`ConfigError` line naming the file."""
+    data = read_yaml(path)
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 def load(path: str | pathlib.Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file (or the shipped config of that name, :mod:`pinn_jax.configs`), apply
     overrides and validate."""
     path = configs.resolve(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = read_yaml(path)
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections and keys, got {type(data).__name__}")
     if not data:

@@ -97,6 +97,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="no progress bar: a one-line status every 30 s instead")
     p.add_argument("--list-configs", action="store_true", help="list the shipped configs and exit")
     args = p.parse_args(argv)
+    for flag, value in (("--config", args.config), ("--out", args.run_dir), ("--resume", args.resume)):
+        if value is not None and not value.strip():  # '' is no path: never "the default" nor "."
+            p.error(f"{flag} must not be empty")
     if not (args.config or args.resume or args.list_configs):
         p.error("one of --config, --resume or --list-configs is required")
     return args
@@ -121,7 +124,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"{name:<28} {configs.describe(name)}")
         return 0
     overrides = args.overrides + ([f"seed={args.seed}"] if args.seed is not None else [])
-    if args.resume:
+    if args.resume is not None:
         if args.run_dir and pathlib.Path(args.run_dir).resolve() != pathlib.Path(args.resume).resolve():
             raise ConfigError(f"--resume continues {args.resume} in place, so --out {args.run_dir} would not be used; "
                               f"drop --out, or start a new run from it: --config {args.resume}/config.yaml "
@@ -129,7 +132,7 @@ def _main(argv: list[str] | None) -> int:
         cfg = resume_config(pathlib.Path(args.resume), overrides, args.config)
     else:
         cfg = config_lib.load(args.config, overrides)
-        if args.run_dir:
+        if args.run_dir is not None:
             cfg = dataclasses.replace(cfg, run_dir=args.run_dir)
     try:
         _, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress, status=args.no_progress,

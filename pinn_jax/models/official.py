@@ -12,12 +12,12 @@ import hashlib
 import http.client
 import os
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from pinn_jax import artifacts
 from pinn_jax.errors import ArgumentParser, ModelError, cli
 
 __all__ = ["REPO", "COMMIT", "REPO_PATH", "URL", "SHA256", "LICENSE", "ATTRIBUTION", "FETCH_COMMAND",
@@ -87,23 +87,18 @@ def fetch(url: str = URL, dest: str | os.PathLike | None = None, sha256: str = S
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False)
-    except OSError as e:
-        raise ModelError(f"cannot write to {dest.parent}: {_reason(e)}") from e
-    try:
-        with tmp:
+        with artifacts.atomic(dest) as tmp, tmp.open("w+b") as f:  # dest is replaced once the digest is right
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
-                    shutil.copyfileobj(response, tmp)
+                    shutil.copyfileobj(response, f)
             except (OSError, ValueError, http.client.HTTPException) as e:
                 raise ModelError(f"cannot download {url}: {_reason(e)}") from e
-            tmp.seek(0)
-            actual = hashlib.file_digest(tmp, "sha256").hexdigest()
-        if actual != sha256:
-            raise ModelError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; nothing saved")
-        os.replace(tmp.name, dest)
-    finally:
-        Path(tmp.name).unlink(missing_ok=True)
+            f.seek(0)
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+            if actual != sha256:
+                raise ModelError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; nothing saved")
+    except OSError as e:
+        raise ModelError(f"cannot write to {dest.parent}: {_reason(e)}") from e
     return dest
 
 

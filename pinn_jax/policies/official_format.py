@@ -4,6 +4,8 @@ layout, 913 floats) to and from a params pytree of :class:`AttentionNeuronPolicy
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +104,21 @@ def load_official(path: str | os.PathLike, policy: AttentionNeuronPolicy | None 
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the archive lacks the single ``params`` key or has the wrong size.
+        ValueError: the file is not a readable npz (empty, torn), or lacks the single ``params`` key, or has the
+            wrong size.
     """
     policy = policy or AttentionNeuronPolicy()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"official AttentionNeuron weights not found: {path}")
-    with np.load(path, allow_pickle=False) as data:
-        keys = list(data.keys())
-        if keys != ["params"]:
-            raise ValueError(f"{path}: expected an npz with the single key 'params', found keys {keys}")
-        flat = np.asarray(data["params"])
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.keys())
+            if keys != ["params"]:
+                raise ValueError(f"{path}: expected an npz with the single key 'params', found keys {keys}")
+            flat = np.asarray(data["params"])
+    except (EOFError, zipfile.BadZipFile, zlib.error) as e:  # empty or torn
+        raise ValueError(f"{path} is not a readable .npz file ({type(e).__name__})") from None
     expected = policy.num_params()
     if flat.ndim != 1 or flat.size != expected:
         raise ValueError(f"{path}: expected 'params' to be a flat vector of {expected} values, got shape {flat.shape}")

@@ -101,7 +101,8 @@ def plot(result: dict[str, dict[str, Any]], path: Any) -> Any:
     fig.suptitle("Attention neuron vs MLP across environments: mean return ± s.e. with shuffled and noisy "
                  "observations", fontsize=10)
     fig.tight_layout()
-    FigureCanvasAgg(fig).print_figure(str(path), dpi=100)
+    with artifacts.atomic(path) as tmp:
+        FigureCanvasAgg(fig).print_figure(str(tmp), dpi=100)
     return path
 
 
@@ -124,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,
                        tick=lambda cell: bar.advance(1, cell))
     json_path, md_path, png_path = out / artifacts.STUDY_JSON, out / artifacts.STUDY_MD, out / artifacts.STUDY_PNG
-    json_path.write_text(json.dumps(result, indent=1))
-    md_path.write_text(markdown(result))
+    artifacts.write_text(json_path, json.dumps(result, indent=1))
+    artifacts.write_text(md_path, markdown(result))
     plot(result, png_path)
     print(markdown(result))
     print(f"wrote {json_path}, {md_path}, {png_path}")

@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(report))
     if out is not None:
         path = out / artifacts.DIAGNOSE_JSON
-        path.write_text(json.dumps(report, indent=2))
+        artifacts.write_text(path, json.dumps(report, indent=2))
         print(f"wrote {path}")
     return 0
 

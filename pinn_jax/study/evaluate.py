@@ -158,8 +158,8 @@ def save_report(report: dict[str, Any], out_dir: str | os.PathLike) -> tuple[pat
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, cpath = out / artifacts.REPORT_JSON, out / artifacts.REPORT_CSV
-    jpath.write_text(json.dumps(report, indent=1))
-    with cpath.open("w", newline="") as f:
+    artifacts.write_text(jpath, json.dumps(report, indent=1))
+    with artifacts.atomic(cpath) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(report_rows(report))

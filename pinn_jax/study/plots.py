@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from pinn_jax import artifacts
 from pinn_jax.envs import label
 
 __all__ = ["plot_curves", "plot_returns", "plot_noise", "plot_shuffle_period", "plot_attention_weights",
@@ -35,7 +36,8 @@ def _figure(figsize: tuple[float, float], dpi: int) -> Figure:
 def _save(fig: Figure, path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")  # no bbox_inches="tight": the size stays figsize * dpi
+    with artifacts.atomic(path) as tmp:
+        fig.savefig(tmp, format="png")  # no bbox_inches="tight": the size stays figsize * dpi
     return path
 
 

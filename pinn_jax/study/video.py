@@ -12,6 +12,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pinn_jax import artifacts
+
 __all__ = ["FrameAnnotator", "episode_frames", "video_format", "write_video"]
 
 _DPI = 100
@@ -87,14 +89,15 @@ def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: floa
     if not frames:
         raise ValueError("no frames to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "gif":
-        iio.imwrite(path, np.stack(frames), plugin="pillow", duration=1000.0 / fps, loop=0)
-    else:
-        # imageio-ffmpeg starts ffmpeg with subprocess (fork + exec at once), which JAX warns about needlessly.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-            with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1,
-                                    pixelformat="yuv420p", ffmpeg_log_level="error") as writer:
-                for f in frames:
-                    writer.append_data(f)
+    with artifacts.atomic(path) as tmp:
+        if fmt == "gif":
+            iio.imwrite(tmp, np.stack(frames), plugin="pillow", duration=1000.0 / fps, loop=0)
+        else:
+            # imageio-ffmpeg starts ffmpeg with subprocess (fork + exec at once), which JAX warns about needlessly.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+                with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1,
+                                        pixelformat="yuv420p", ffmpeg_log_level="error") as writer:
+                    for f in frames:
+                        writer.append_data(f)
     return path

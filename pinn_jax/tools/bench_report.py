@@ -9,6 +9,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pinn_jax import artifacts
+
 __all__ = ["markdown", "figure", "plot", "g", "range_text", "times", "load_text", "curve_axes"]
 
 
@@ -120,4 +122,5 @@ def figure(report: dict[str, Any]) -> Figure:
 
 def plot(report: dict[str, Any], path: Path) -> None:
     """Write :func:`figure` to ``path``."""
-    FigureCanvasAgg(figure(report)).print_figure(str(path), dpi=110)
+    with artifacts.atomic(path) as tmp:
+        FigureCanvasAgg(figure(report)).print_figure(str(tmp), dpi=110)

@@ -243,7 +243,7 @@ def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
     path = artifacts.round_file(out, len(rows) - 1)
     path.parent.mkdir(exist_ok=True)
     artifacts.save_flat(path, flat)
-    with (out / artifacts.DISTILL_LOG).open("w", newline="") as f:
+    with artifacts.atomic(out / artifacts.DISTILL_LOG) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)

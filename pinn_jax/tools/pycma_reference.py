@@ -95,7 +95,7 @@ def run(cfg: config.Config, generations: int, out: pathlib.Path, progress: bool 
     writer = MetricsWriter(out, tables=("train", "eval"))
     rows: list[dict[str, float]] = []
     start = time.perf_counter()
-    with (out / artifacts.PYCMA_LOG).open("w", newline="") as f, Tracker(generations, "gen", bar=progress) as bar:
+    with (out / artifacts.PYCMA_LOG).open("x", newline="") as f, Tracker(generations, "gen", bar=progress) as bar:
         extra = csv.writer(f)
         extra.writerow(["generation", "sigma", "tell_s", "fitness_s"])
         for gen in range(1, generations + 1):
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = config.load(args.config, overrides)
     out = artifacts.output_dir(args.out, "--out")
+    if any(out.iterdir()):  # its logs are appended to: another run's rows would mix with this one's
+        raise UserError(f"--out {out} is not empty: give a new directory for this run")
     rows = run(cfg, args.generations, out, progress=not args.no_progress, sigma_adaptation=args.sigma_adaptation)
     if rows:
         best = max(rows, key=lambda r: r["return_mean"])

@@ -31,7 +31,6 @@ from typing import Any, Callable, Iterator
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-import yaml
 
 from pinn_jax import artifacts
 from pinn_jax import config as config_lib
@@ -246,7 +245,7 @@ def load_config(run_dir: str | pathlib.Path) -> Config:
     f = artifacts.config_file(run_dir)
     if not f.is_file():
         raise CheckpointError(f"{run_dir} is not a pinn_jax run directory (no config.yaml)")
-    return config_lib.from_dict(yaml.safe_load(f.read_text()))
+    return config_lib.read(f)
 
 
 def restore(run_dir: str | pathlib.Path, abstract_state: Any, step: int | None = None,

@@ -44,6 +44,7 @@ import numpy as np
 import yaml
 
 from pinn_jax import artifacts, envs
+from pinn_jax import config as config_lib
 from pinn_jax.config import Config
 from pinn_jax.errors import CheckpointError, ConfigError, RunDirError, TrainingError, UserError, one_line
 from pinn_jax.experiment import setup
@@ -193,7 +194,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
             tr = trainer or make_trainer(setup(cfg, env, policy), mesh=distributed.mesh_for(cfg))
             if resume:
                 with interrupts.held():  # a restore is not cut short by a signal (it is raised once done)
-                    state, _ = ckpt.restore(run_dir, tr.init(), set_aside=main)
+                    state, meta = ckpt.restore(run_dir, tr.init(), set_aside=main)
+                    check_resumable(cfg, meta)
                     if main:
                         record_overrides(run_dir, cfg, int(state.generation))
             else:  # config.yaml names the checkpoint a run-directory init_mean starts from
@@ -232,6 +234,31 @@ def header(cfg: Config, tr: Trainer, env: Any = None) -> str:
     return (f"training {type(tr.policy).__name__} ({tr.num_params} parameters) on {where} with {cfg.strategy.name}, "
             f"population {cfg.strategy.population_size} × {cfg.train.rollouts} rollouts of {cfg.train_steps} steps, "
             f"{cfg.train.generations} generations; run directory {cfg.run_dir}")
+
+
+def check_resumable(cfg: Config, meta: dict[str, Any]) -> None:
+    """Refuse, in one line, to resume ``cfg.run_dir`` with a config (its ``config.yaml``, edited by hand, or the one
+    given) that differs from the one its checkpoint (``meta``) was saved with in a key that may not change
+    (:data:`~pinn_jax.training.checkpoint.RESUMABLE_KEYS`), or that scores the held-out evaluations on another
+    number of episodes than those already in ``eval.csv`` and ``eval_best.npz``."""
+    run_dir = pathlib.Path(cfg.run_dir)
+    try:
+        saved = config_lib.from_dict(meta["config"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"cannot resume {run_dir}: its checkpoint holds no readable config ({one_line(e)})") \
+            from None
+    bad = ckpt.incompatible_keys(saved, cfg)
+    if bad:
+        raise CheckpointError(f"cannot resume {run_dir}: its config.yaml (or the config given) changes "
+                              f"{', '.join(bad)} from the config its checkpoint was saved with")
+    kept = artifacts.eval_best_kept(run_dir)
+    if kept is not None:
+        episodes = saved.train.eval_episodes if kept[1] is None else kept[1]
+        if episodes != cfg.train.eval_episodes:
+            raise CheckpointError(f"cannot resume {run_dir}: its held-out scores ({artifacts.EVAL_FILE}, "
+                                  f"{artifacts.EVAL_BEST_FILE}) are over {episodes} episodes; train.eval_episodes="
+                                  f"{cfg.train.eval_episodes} would mix two protocols (keep {episodes}, or start a "
+                                  f"new run)")
 
 
 def next_stop(gen: int, cfg: Config) -> int:
@@ -285,11 +312,11 @@ class Session:
             # wall_time counts on from where the restored generation was logged, so it is the run's total
             earlier = [r for r in read_csv(run_dir) if r["generation"] <= gen] if resume and main else []
             evaluator = make_evaluator(tr, tc.eval_episodes) if tc.eval_every and main else None
-            kept = artifacts.eval_best_score(run_dir) if evaluator and resume else None
+            kept = artifacts.eval_best_kept(run_dir) if evaluator and resume else None
             if not resume:
                 writer.text("config", "```\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False) + "```")
             yield cls(cfg=cfg, tr=tr, interrupts=interrupts, writer=writer, mngr=mngr, multi=multi,
-                      evaluator=evaluator, best_eval=-np.inf if kept is None else kept,
+                      evaluator=evaluator, best_eval=-np.inf if kept is None else kept[0],
                       wall_offset=earlier[-1]["wall_time"] if earlier else 0.0)
         finally:
             if writer is not None:
@@ -375,7 +402,7 @@ class Session:
         self.writer.write(eval_row(gen, returns, self.wall_time()), table="eval")
         self.writer.flush()
         if returns.mean() > self.best_eval:
-            artifacts.save_eval_best(self.run_dir, flat, gen, float(returns.mean()))
+            artifacts.save_eval_best(self.run_dir, flat, gen, float(returns.mean()), self.cfg.train.eval_episodes)
             self.best_eval = float(returns.mean())
 
     def checkpoint(self, state: TrainState, prev: int) -> None:

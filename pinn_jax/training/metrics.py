@@ -12,6 +12,7 @@ its final scores (:meth:`MetricsWriter.hparams`).
 from __future__ import annotations
 
 import csv
+import io
 import pathlib
 from typing import Any, Mapping
 
@@ -20,6 +21,7 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 from pinn_jax import artifacts
+from pinn_jax.errors import RunDirError, one_line
 
 # metrics.csv: generation, the names of training.trainer.fitness_metrics (tests/test_train.py keeps them equal), speed
 COLUMNS = ("generation", "fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far",
@@ -128,19 +130,54 @@ class MetricsWriter:
 
 
 def _truncate_after(path: pathlib.Path, generation: int) -> None:
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    # a row cut short (a process killed while writing it) goes too
-    keep = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and float(r[0]) <= generation]
-    if len(keep) != len(rows):
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerows(keep)
+    """Keep the rows up to ``generation`` (not a last row cut short by a kill), replacing the file at once."""
+    header, rows = _rows(path, torn_tail=True)
+    with artifacts.atomic(path) as tmp, tmp.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *(r for r in rows if float(r[0]) <= generation)])
+
+
+def _rows(path: pathlib.Path, torn_tail: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of a metrics table, every value checked to be a number (with ``torn_tail``, a
+    last row without its line end, a process killed while appending it, is left out). A
+    :class:`~pinn_jax.errors.RunDirError` names the file, the line and what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        lines = [(reader.line_num, r) for r in reader if r]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RunDirError(f"{path} is not a readable CSV table ({type(e).__name__}: {one_line(e)})") from None
+    if not lines:
+        return [], []
+    (_, header), body = lines[0], lines[1:]
+    if torn_tail and body and not text.endswith("\n"):
+        body = body[:-1]
+    expected = next((cols for name, cols in _TABLES.values() if name == path.name), ())
+    missing = [c for c in expected if c not in header]
+    if missing:
+        raise RunDirError(f"{path} has no column {', '.join(missing)} in its header line")
+    for line, r in body:
+        if len(r) != len(header):
+            raise RunDirError(f"{path} line {line} has {len(r)} values, its header {len(header)}")
+        bad = next((v for v in r if not _is_number(v)), None)
+        if bad is not None:
+            raise RunDirError(f"{path} line {line}: {bad!r} is not a number")
+    return header, [r for _, r in body]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_csv(run_dir: str | pathlib.Path, name: str = artifacts.METRICS_FILE) -> list[dict[str, float]]:
-    """The rows of a run's ``metrics.csv`` (or ``eval.csv``) as floats; none when the file does not exist."""
+    """The rows of a run's ``metrics.csv`` (or ``eval.csv``) as floats; none when the file does not exist. A
+    value that is not a number, or a row with too few or too many values, is a one-line
+    :class:`~pinn_jax.errors.RunDirError` naming the file and the line."""
     path = pathlib.Path(run_dir) / name
     if not path.exists():
         return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    header, rows = _rows(path)
+    return [{k: float(v) for k, v in zip(header, r)} for r in rows]

@@ -13,7 +13,6 @@ training config, the generation count, which parameters were exported and how th
 
 from __future__ import annotations
 
-import csv
 import json
 import pathlib
 import sys
@@ -27,7 +26,7 @@ from pinn_jax.models import official
 from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.errors import ArgumentParser, ModelError, cli
+from pinn_jax.errors import ArgumentParser, ConfigError, ModelError, cli, one_line
 from pinn_jax.experiment import setup
 from pinn_jax.training.metrics import read_csv
 from pinn_jax.policies import Policy
@@ -36,9 +35,27 @@ HERE = artifacts.SHIPPED_DIR
 available = artifacts.shipped_names
 
 
+META_KEYS = ("config", "generations", "params", "num_params")  # what every NAME.json holds
+
+
 def info(name: str) -> dict[str, Any]:
-    """The metadata stored with a shipped model (config, generations, evaluation notes)."""
-    return json.loads(artifacts.shipped_meta_file(name).read_text())
+    """The metadata stored with a shipped model (config, generations, evaluation notes); a one-line
+    :class:`ModelError` naming the file when it is not UTF-8 JSON, or not a mapping holding :data:`META_KEYS`."""
+    path = artifacts.shipped_meta_file(name)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelError(f"{path} is not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path} must hold a JSON object, got {type(meta).__name__}")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"{path} has no {', '.join(missing)} entry")
+    if not isinstance(meta["config"], dict):
+        raise ModelError(f"{path}: 'config' must be a mapping, got {type(meta['config']).__name__}")
+    return meta
 
 
 def checks(name: str) -> list[dict[str, Any]]:
@@ -49,10 +66,18 @@ def checks(name: str) -> list[dict[str, Any]]:
 
 def load(name: str) -> tuple[Policy, Any, Config]:
     """The policy, its parameter pytree and the config it was trained with."""
-    cfg = config_lib.from_dict(info(name)["config"])
+    cfg = _config(name, info(name))
     exp = setup(cfg)
     flat = artifacts.load_flat(artifacts.shipped_file(name), exp.num_params)
     return exp.policy, exp.unravel(jnp.asarray(flat)), cfg
+
+
+def _config(name: str, meta: dict[str, Any]) -> Config:
+    """A shipped model's training config, validated; a :class:`ModelError` naming its ``NAME.json`` otherwise."""
+    try:
+        return config_lib.from_dict(meta["config"])
+    except ConfigError as e:
+        raise ModelError(f"{artifacts.shipped_meta_file(name)}: {e}") from None
 
 
 def _ship(dest: pathlib.Path, name: str, flat: Any, meta: dict[str, Any]) -> pathlib.Path:
@@ -94,8 +119,7 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
         if not f.is_file():
             raise ModelError(f"{distill_dir} is not a distillation directory (no {f.name})")
     cfg = config_lib.load(artifacts.config_file(distill_dir))
-    with log.open() as f:
-        rows = list(csv.DictReader(f))
+    rows = read_csv(distill_dir, artifacts.DISTILL_LOG)
     if round_ is None:
         round_ = len(rows) - 1
     npz = artifacts.round_file(distill_dir, round_)
@@ -124,13 +148,12 @@ def describe(name: str) -> str:
     (± s.e.) and its description."""
     m = info(name)
     made = m["params"] if "distill_rounds" in m else f"{m['generations']} generations, {m['params']} params"
-    env = m["config"]["env"]
-    ev = m.get("evaluation") or {}
+    cfg, ev = _config(name, m), m.get("evaluation") or {}
     score = held_out(name)
     shown = ("no score recorded" if score is None else
              f"{score[0]:.1f} ± {score[1]:.1f} (s.e.) over {score[2]} episodes")
-    return (f"{name}: {m['config']['policy']['name']} ({m['num_params']} parameters), {made}; "
-            f"{envs.label(env['name'], ev.get('start', env['start']), env['max_steps'])}: {shown}; "
+    return (f"{name}: {cfg.policy.name} ({m['num_params']} parameters), {made}; "
+            f"{envs.label(cfg.env.name, ev.get('start', cfg.env.start), cfg.env.max_steps)}: {shown}; "
             f"{m.get('description', '')}").rstrip("; ")
 
 
@@ -155,9 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("list", help="list shipped models")
     sub.add_parser("fetch-official", help="download and verify the authors' released weights")
     args = p.parse_args(argv)
-    if args.cmd == "list":
+    if args.cmd == "list":  # a broken model is named on stderr; the others are listed all the same
         for n in available():
-            print(describe(n))
+            try:
+                print(describe(n))
+            except ModelError as e:
+                print(f"warning: skipped {n}: {one_line(e)}", file=sys.stderr, flush=True)
     elif args.cmd == "export-student":
         print(export_student(args.distill_dir, args.name, args.round, dest=artifacts.output_dir(args.out, "--out")))
     else:

@@ -133,11 +133,12 @@ def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int =
     try:
         paths = []
         for name in ASSETS:
-            paths.append(pathlib.Path(shutil.copyfile(HERE / name, out / name)))
+            with artifacts.atomic(out / name) as tmp:
+                shutil.copyfile(HERE / name, tmp)
+            paths.append(out / name)
         text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-        (out / DATA_FILE).write_text("// written by python -m pinn_jax demo\nwindow.PINN_DEMO = " + text + ";\n",
-                                     encoding="utf-8")
-        paths.append(out / DATA_FILE)
+        paths.append(artifacts.write_text(out / DATA_FILE, "// written by python -m pinn_jax demo\nwindow.PINN_DEMO = "
+                                          + text + ";\n"))
     except OSError as e:
         raise UserError(f"cannot write the demo into {out}: {e.strerror or e}") from None
     return paths
