@@ -65,7 +65,7 @@ class Trainer:
         key = jax.random.PRNGKey(self.cfg.seed) if key is None else key
         key, _, k_es = start_keys(key)  # the second key is resolve_start's, for init_mean: random
         mean = self.policy.search_start(self.template) if mean is None else mean
-        evaluate = functools.partial(population_fitness, self.cfg, self.policy, self.env, self.exp.fitness_params)
+        evaluate = functools.partial(population_fitness, self.cfg, self.policy, self.exp.fitness_env, self.env_params)
         es_state = jax.jit(lambda k, m: self.strategy.init(k, m, evaluate))(k_es, mean)
         # Strong dtypes, so the state that comes out of a generation has the same type (no retrace).
         es_state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), es_state)
