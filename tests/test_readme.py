@@ -102,8 +102,12 @@ def test_the_first_run_paragraph_quotes_what_the_quick_run_prints(tmp_path):
     assert int(episodes) == cfg.train.eval_episodes and int(first_gen) == cfg.train.eval_every
     assert int(best_gen) % cfg.train.eval_every == 0 and int(best_gen) <= cfg.train.generations
     std = float(sem) * (int(episodes) - 1) ** 0.5
-    (tmp_path / "eval.csv").write_text("generation,return_mean,return_std\n"
-                                       f"{first_gen},{first},0\n{best_gen},{best},{std}\n")
+    from pinn_jax.training.metrics import EVAL_COLUMNS
+
+    rows = [{"generation": first_gen, "return_mean": first, "return_std": 0},
+            {"generation": best_gen, "return_mean": best, "return_std": std}]
+    (tmp_path / "eval.csv").write_text(",".join(EVAL_COLUMNS) + "\n" + "".join(
+        ",".join(str(r.get(c, 0)) for c in EVAL_COLUMNS) + "\n" for r in rows))
     assert _held_out_summary(cfg).startswith(quoted + " (kept in eval_best.npz)")
     guide = (REPO / "docs" / "guide.md").read_text()
     row = next(line for line in guide.splitlines() if line.startswith("| `quick.yaml`"))
