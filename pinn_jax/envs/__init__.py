@@ -1,4 +1,4 @@
-"""Environments: cart-pole swing-up, gymnax pass-through and obs wrappers."""
+"""Environments: cart-pole swing-up, gymnax pass-through, obs wrappers and image patches."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pinn_jax.envs.cartpole_swingup import (
 from pinn_jax.envs.wrappers import (
     ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
     transform_reset, transform_step)
+from pinn_jax.envs.patches import Patches, PatchState, PatchWrapper, patchify
 
 # name -> the start distribution the name fixes (None: any; the hard start unless the params say otherwise)
 CARTPOLE_NAMES: dict[str, str | None] = {
@@ -60,6 +61,7 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
 
 __all__ = [
     "ActionSpec", "ActionWrapper", "CARTPOLE_NAMES", "CartPoleSwingUp", "EnvParams", "EnvState",
-    "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
-    "accelerations", "is_swingup", "label", "make", "names", "same_task", "render", "transform_reset", "transform_step",
+    "ObsTransform", "ObsTransformWrapper", "Patches", "PatchState", "PatchWrapper", "TransformState", "WrappedState",
+    "accelerations", "is_swingup", "label", "make", "names", "patchify", "same_task", "render", "transform_reset",
+    "transform_step",
 ]

@@ -1,0 +1,107 @@
+"""Image envs as patches (pinn_jax.envs.patches) and the vision attention neuron (pinn_jax.policies.vision_attention)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pinn_jax.envs import ObsTransform, Patches, PatchWrapper, make, patchify
+from pinn_jax.errors import ConfigError
+
+BREAKOUT, BREAKOUT_PARAMS = make("Breakout-MinAtar")
+
+
+def run(wrapper, key, actions, params=BREAKOUT_PARAMS):
+    """Reset + one step per action: (observations (T+1, ...), states (T+1 stacked), inner frames (T+1, H, W, C))."""
+    k0, k1 = jax.random.split(key)
+    obs, state = wrapper.reset_env(k0, params)
+
+    def body(state, xs):
+        k, a = xs
+        obs, state, *_ = wrapper.step_env(k, state, a, params)
+        return state, (obs, state)
+
+    _, (obs_t, states) = jax.lax.scan(body, state, (jax.random.split(k1, len(actions)), jnp.asarray(actions)))
+    states = jax.tree.map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None], b]), state, states)
+    frames = jax.vmap(BREAKOUT.get_obs)(states.env_state).astype(jnp.float32)
+    return jnp.concatenate([obs[None], obs_t]), states, frames
+
+
+ACTIONS = [0, 1, 2, 2, 1, 0, 1, 1, 2, 0, 0, 1]
+
+
+def test_patches_are_cut_row_by_row_pixels_in_row_column_channel_order():
+    frame = np.random.default_rng(0).normal(size=(6, 9, 2)).astype(np.float32)
+    got = np.asarray(patchify(jnp.asarray(frame), 3))
+    expected = [frame[r:r + 3, c:c + 3].reshape(-1) for r in range(0, 6, 3) for c in range(0, 9, 3)]
+    np.testing.assert_array_equal(got, np.stack(expected))
+    np.testing.assert_array_equal(np.asarray(patchify(jnp.asarray(frame), 1)).reshape(-1), frame.reshape(-1))
+
+
+def test_frames_are_stacked_per_patch_oldest_first():
+    wrapper = PatchWrapper(BREAKOUT, Patches(size=2, frames=3))
+    obs, _, frames = run(wrapper, jax.random.key(0), ACTIONS)
+    assert obs.shape == (len(ACTIONS) + 1, 25, 3 * 16) and wrapper.observation_space().shape == (25, 48)
+    cut = jax.vmap(lambda f: patchify(f, 2))(frames)  # (T+1, 25, 16)
+    for t in range(len(ACTIONS) + 1):
+        older = [cut[max(t - lag, 0)] for lag in (2, 1, 0)]  # the first frame fills the stack at reset
+        np.testing.assert_array_equal(obs[t], np.concatenate(older, axis=1))
+    assert float(jnp.abs(cut[1:] - cut[:-1]).sum()) > 0  # the ball moved: the stack is not trivially constant
+
+
+def test_flattened_single_frames_of_size_one_are_the_frame_itself():
+    wrapper = PatchWrapper(BREAKOUT, Patches(size=1, flatten=True))
+    obs, _, frames = run(wrapper, jax.random.key(1), ACTIONS)
+    np.testing.assert_array_equal(obs, frames.reshape(len(frames), -1))
+    assert wrapper.observation_space().shape == (400,)
+
+
+def test_shuffled_patches_are_the_same_patches_permuted_and_reshuffled_every_k():
+    key = jax.random.key(2)
+    plain, _, _ = run(PatchWrapper(BREAKOUT, Patches(size=2, frames=2)), key, ACTIONS)
+    for every in (0, 4):
+        obs, states, _ = run(PatchWrapper(BREAKOUT, Patches(size=2, frames=2),
+                                          ObsTransform(shuffle=True, shuffle_every=every)), key, ACTIONS)
+        perms = np.asarray(states.transform.perm)
+        for t in range(len(obs)):
+            np.testing.assert_array_equal(obs[t], plain[t][perms[t]])
+        changed = [t for t in range(1, len(perms)) if (perms[t] != perms[t - 1]).any()]
+        assert changed == ([4, 8, 12] if every else [])
+        assert (perms[0] != np.arange(25)).any()
+
+
+def test_occlusion_drops_a_fixed_random_set_and_noise_patches_are_fresh_noise():
+    key = jax.random.key(3)
+    plain, _, _ = run(PatchWrapper(BREAKOUT, Patches(size=2, frames=2)), key, ACTIONS)
+    wrapper = PatchWrapper(BREAKOUT, Patches(size=2, frames=2, occlude=0.4), ObsTransform(num_noise=3, noise_std=0.5))
+    obs, states, _ = run(wrapper, key, ACTIONS)
+    keep = np.asarray(states.keep)
+    assert obs.shape[1:] == (15 + 3, 32) == wrapper.observation_space().shape
+    assert (keep == keep[0]).all() and len(set(keep[0])) == 15 and (np.diff(keep[0]) > 0).all()
+    np.testing.assert_array_equal(obs[:, :15], plain[:, keep[0]])
+    noise = np.asarray(obs[:, 15:])
+    assert 0.4 < noise.std() < 0.6 and not np.isclose(noise[1:], noise[:-1]).any()
+    assert not np.array_equal(wrapper.reset_env(jax.random.key(4), BREAKOUT_PARAMS)[1].keep, keep[0])  # per episode
+
+
+def test_patch_wrapper_jits_and_vmaps_over_keys():
+    wrapper = PatchWrapper(BREAKOUT, Patches(size=2, frames=2), ObsTransform(shuffle=True))
+    keys = jax.random.split(jax.random.key(5), 4)
+    obs, states = jax.jit(jax.vmap(wrapper.reset_env, in_axes=(0, None)))(keys, BREAKOUT_PARAMS)
+    assert obs.shape == (4, 25, 32)
+    for i, k in enumerate(keys):
+        single, state = wrapper.reset_env(k, BREAKOUT_PARAMS)
+        np.testing.assert_array_equal(obs[i], single)
+        np.testing.assert_array_equal(states.transform.perm[i], state.transform.perm)
+
+
+@pytest.mark.parametrize("patches,msg", [
+    (dict(size=3), "patch size 3 does not divide 10x10 frames"),
+    (dict(size=0), "patch size must be an int >= 1, got 0"),
+    (dict(size=2, frames=True), "patch frames must be an int >= 1, got True"),
+    (dict(size=2, occlude=1.0), "occlude must be a fraction in [0, 1), got 1.0"),
+])
+def test_bad_patch_geometry_is_a_one_line_config_error(patches, msg):
+    with pytest.raises(ConfigError) as info:
+        PatchWrapper(BREAKOUT, Patches(**patches))
+    assert str(info.value).startswith(msg) and "\n" not in str(info.value)
