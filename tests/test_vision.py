@@ -1,12 +1,16 @@
-"""Image envs as patches (pinn_jax.envs.patches) and the vision attention neuron (pinn_jax.policies.vision_attention)."""
+"""Image envs as patches (pinn_jax.envs.patches) and the vision attention neuron
+(pinn_jax.policies.vision_attention)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_jax.envs import ObsTransform, Patches, PatchWrapper, make, patchify
+from pinn_jax.envs import ActionSpec, ActionWrapper, ObsTransform, Patches, PatchWrapper, make, patchify
 from pinn_jax.errors import ConfigError
+from pinn_jax.policies import make_policy
+from pinn_jax.policies.vision_attention import reference_step
+from pinn_jax.rollout import episode, evaluate_population, rollout_keys
 
 BREAKOUT, BREAKOUT_PARAMS = make("Breakout-MinAtar")
 
@@ -105,3 +109,95 @@ def test_bad_patch_geometry_is_a_one_line_config_error(patches, msg):
     with pytest.raises(ConfigError) as info:
         PatchWrapper(BREAKOUT, Patches(**patches))
     assert str(info.value).startswith(msg) and "\n" not in str(info.value)
+
+
+# the vision attention neuron ------------------------------------------------------------------------------
+
+def vision_policy(**fields):
+    return make_policy("vision_attention", act_dim=3, discrete=True, **fields)
+
+
+@pytest.mark.parametrize("fields", [{}, dict(frames=3, grid=3, head_hidden=0, key_dim=5, value_dim=4)])
+def test_batched_step_equals_the_per_patch_reference(fields):
+    policy = vision_policy(**fields)
+    f = policy.frames * 16
+    for seed in range(3):
+        k_p, k_o, k_a = jax.random.split(jax.random.key(seed), 3)
+        params = policy.init(k_p, f)
+        obs = jax.random.bernoulli(k_o, 0.3, (25, f)).astype(jnp.float32)
+        prev = jax.nn.one_hot(jax.random.randint(k_a, (), 0, 3), 3)
+        _, action, aux = policy.step(policy.prepare(params), (), obs, prev)
+        pre, attention = reference_step(policy, params, obs, prev)
+        np.testing.assert_allclose(aux["pre"], pre, atol=1e-5)
+        np.testing.assert_allclose(aux["attention"], attention, atol=1e-6)
+        assert int(jnp.argmax(action)) == int(np.argmax(pre)) and float(action.sum()) == 1.0
+    assert policy.num_params(f) == sum(x.size for x in jax.tree.leaves(params))
+
+
+def test_parameter_count_of_the_defaults_on_breakout_patches():
+    assert vision_policy().num_params(2 * 2 * 2 * 4) == 2611  # 2 frames of 2x2 patches of 4 channels
+
+
+def patch_env(name, patches, transform=ObsTransform()):
+    env, params = make(name)
+    return PatchWrapper(ActionWrapper(env, ActionSpec.from_space(env.action_space(params))), patches, transform), params
+
+
+@pytest.mark.parametrize("transform", [ObsTransform(shuffle=True), ObsTransform(shuffle=True, shuffle_every=3)])
+def test_shuffled_patches_give_the_same_actions_over_an_episode(transform):
+    """Same episode key: the same frames, so a permutation-invariant policy takes the same actions throughout
+    (Freeway: its cars move every step and it never ends early)."""
+    policy = vision_policy()
+    params = policy.init(jax.random.key(0), 2 * 2 * 2 * 7)
+    key = jax.random.key(8)
+    plain, shuffled = (episode(policy, *patch_env("Freeway-MinAtar", Patches(size=2, frames=2), t), params, key,
+                               40, record=True).trajectory for t in (ObsTransform(), transform))
+    assert not np.array_equal(plain["obs"], shuffled["obs"])  # the policy did see other orders
+    np.testing.assert_array_equal(plain["action"], shuffled["action"])
+    np.testing.assert_allclose(plain["aux"]["pre"], shuffled["aux"]["pre"], atol=1e-5)
+    assert np.bincount(np.argmax(plain["action"], axis=-1), minlength=3).min() >= 5  # every action, often
+    np.testing.assert_array_equal(plain["env_state"].env_state.pos, shuffled["env_state"].env_state.pos)
+
+
+def test_the_previous_action_moves_the_attention():
+    """The keys' tanh keeps the action's term: without it the term would add the same logit to every patch."""
+    policy = vision_policy()
+    params = policy.init(jax.random.key(9), 32)
+    obs = jax.random.bernoulli(jax.random.key(10), 0.3, (25, 32)).astype(jnp.float32)
+    attn = [policy.step(policy.prepare(params), (), obs, jax.nn.one_hot(a, 3))[2]["attention"] for a in range(3)]
+    assert float(jnp.abs(attn[0] - attn[1]).max()) > 1e-3 and float(jnp.abs(attn[1] - attn[2]).max()) > 1e-3
+
+
+def test_jit_and_vmap_over_members_and_episodes_match_single_steps():
+    policy = vision_policy(frames=3)
+    members = jax.vmap(lambda k: policy.init(k, 48))(jax.random.split(jax.random.key(11), 3))
+    obs = jax.random.bernoulli(jax.random.key(12), 0.3, (3, 4, 25, 48)).astype(jnp.float32)
+    state = policy.initial_batch_state(48, 4)
+    step = jax.jit(jax.vmap(lambda m, o: policy.step_batch(policy.prepare(m), state, o)[1]))
+    actions = step(members, obs)
+    for i in range(3):
+        prepared = policy.prepare(jax.tree.map(lambda a: a[i], members))
+        for b in range(4):
+            np.testing.assert_array_equal(actions[i, b], policy.step(prepared, (), obs[i, b], jnp.zeros(3))[1])
+    assert len({int(a) for a in jnp.argmax(actions, axis=-1).ravel()}) > 1
+
+
+def test_population_returns_are_the_single_episodes_returns():
+    """SpaceInvaders, where random members already score within 40 steps."""
+    env, params = patch_env("SpaceInvaders-MinAtar", Patches(size=2, frames=3), ObsTransform(shuffle=True))
+    policy = make_policy("vision_attention", act_dim=4, discrete=True, frames=3)
+    members = jax.vmap(lambda k: policy.init(k, 72))(jax.random.split(jax.random.key(11), 3))
+    key = jax.random.PRNGKey(12)  # raw keys, as the trainer's
+    returns = jax.jit(lambda m, k: evaluate_population(policy, env, params, m, k, 2, 40))(members, key)
+    assert float(returns.max()) > 0
+    for i, ep_key in enumerate(rollout_keys(key, 3, 2, common=True)):
+        for m in range(3):
+            member = jax.tree.map(lambda a: a[m], members)
+            assert float(returns[m, i]) == float(episode(policy, env, params, member, ep_key, 40).ret)
+
+
+@pytest.mark.parametrize("fields,msg", [(dict(frames=1), "frames must be >= 2"),
+                                        (dict(query_dim=5), "query_dim must be even")])
+def test_bad_vision_fields_are_refused(fields, msg):
+    with pytest.raises(ValueError, match=msg):
+        vision_policy(**fields)
