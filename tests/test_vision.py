@@ -5,12 +5,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 
+from pinn_jax import config as config_lib
 from pinn_jax.envs import ActionSpec, ActionWrapper, ObsTransform, Patches, PatchWrapper, make, patchify
 from pinn_jax.errors import ConfigError
+from pinn_jax.experiment import setup
+from pinn_jax.models import load_model
 from pinn_jax.policies import make_policy
 from pinn_jax.policies.vision_attention import reference_step
 from pinn_jax.rollout import episode, evaluate_population, rollout_keys
+from pinn_jax.train import main as train_main
+from pinn_jax.train import train
 
 BREAKOUT, BREAKOUT_PARAMS = make("Breakout-MinAtar")
 
@@ -201,3 +207,62 @@ def test_population_returns_are_the_single_episodes_returns():
 def test_bad_vision_fields_are_refused(fields, msg):
     with pytest.raises(ValueError, match=msg):
         vision_policy(**fields)
+
+
+# wired in: configs, setup, training ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("game,actions", [("breakout", 3), ("asterix", 5)])
+def test_shipped_vision_configs_and_their_mlp_baselines(game, actions):
+    vision = setup(config_lib.load(f"{game}_minatar_vision"))
+    mlp = setup(config_lib.load(f"{game}_minatar_mlp"))
+    assert vision.policy.kind == "vision_attention" and vision.policy.act_dim == actions
+    assert vision.env.observation_space(vision.env_params).shape == (25, 32) and vision.obs_dim == 32
+    assert 2000 < vision.num_params < 4000 and 2000 < mlp.num_params < 4000
+    assert vision.cfg.train.shuffle and not mlp.cfg.train.shuffle
+    assert (vision.cfg.strategy, vision.cfg.train.rollouts) == (mlp.cfg.strategy, mlp.cfg.train.rollouts)
+    assert vision.cfg.env.max_steps == mlp.cfg.env.max_steps == 500
+    obs, state = mlp.env.reset_env(jax.random.key(0), mlp.env_params)  # the MLP sees the frame itself
+    frame = mlp.env.env.env.get_obs(state.env_state)
+    np.testing.assert_array_equal(obs, np.asarray(frame, np.float32).reshape(-1))
+
+
+def vision_cfg(**env):
+    return config_lib.from_dict({
+        "env": {"name": "Breakout-MinAtar", "max_steps": 30, "patch_size": 2, **env},
+        "policy": {"name": "vision_attention", "frames": 3},
+        "strategy": {"name": "Sep_CMA_ES", "population_size": 6, "sigma_init": 0.1},
+        "train": {"generations": 2, "rollouts": 2, "shuffle": True, "log_every": 1, "checkpoint_every": 2}})
+
+
+def test_setup_gives_the_policy_its_frames_of_patches_and_trains(tmp_path):
+    exp = setup(vision_cfg())
+    assert exp.obs_dim == 3 * 16 and exp.num_params == exp.policy.num_params(48)
+    assert isinstance(exp.env, PatchWrapper) and exp.env.patches == Patches(size=2, frames=3)
+    assert exp.env.cfg == ObsTransform(shuffle=True)
+    cfg = config_lib.from_dict({**vision_cfg().to_dict(), "run_dir": str(tmp_path / "run")})
+    train(cfg, progress=False)
+    model = load_model(str(tmp_path / "run"))
+    assert model.kind == "vision_attention" and model.policy.frames == 3
+    assert sum(x.size for x in jax.tree.leaves(model.params)) == exp.num_params
+
+
+@pytest.mark.parametrize("overrides,msg", [
+    (["env.patch_size=3"], "config key 'env.patch_size': Breakout-MinAtar: patch size 3 does not divide 10x10 frames"),
+    (["env.name=CartPole-v1"], "config key 'env.patch_size' cuts image frames into patches; CartPole-v1 observes "
+                               "vectors of shape (4,): set it to null"),
+    (["env.name=CartPole-v1", "env.patch_size=null"], "config key 'policy.name': vision_attention observes image "
+                                                      "patches; CartPole-v1 observes vectors of shape (4,)"),
+    (["env.patch_size=null", "policy.name=mlp"], "config key 'env.name': Breakout-MinAtar observes arrays of shape "
+                                                 "(10, 10, 4); pinn_jax's policies take flat vectors"),
+    (["policy.frames=1"], "config key 'policy.frames' must be >= 2"),
+    (["policy.query_dim=7"], "config key 'policy.query_dim' must be even"),
+    (["env.patch_size=0"], "config key 'env.patch_size' must be >= 1 or null, got 0"),
+])
+def test_vision_config_mistakes_are_one_line_errors(tmp_path, capsys, overrides, msg):
+    path = tmp_path / "vision.yaml"
+    path.write_text(yaml.safe_dump(vision_cfg().to_dict()))
+    argv = ["--config", str(path), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    assert train_main(argv + [a for o in overrides for a in ("--set", o)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {msg}"), err
+    assert not (tmp_path / "run").exists()
