@@ -28,7 +28,7 @@ import yaml
 from pinn_jax import configs
 
 from pinn_jax.errors import ConfigError
-from pinn_jax.policies import POLICY_NAMES, AttentionNeuronPolicy, MLPPolicy
+from pinn_jax.policies import POLICY_NAMES, AttentionNeuronPolicy, MLPPolicy, VisionAttentionPolicy
 
 # (lowest, highest, why) of an int field; every other int field must fit in int32
 _INT_RANGES: dict[str, tuple[int, int, str]] = {"seed": (0, 2**32 - 1, "a uint32 seed for jax.random.PRNGKey")}
@@ -45,19 +45,23 @@ class EnvConfig:
     name: str = "CartPoleSwingUp-v0"  # the swing-up (CartPoleSwingUp-v0, -easy, -hard) or a gymnax env id
     start: str = "hard"  # "hard" (paper's CartPoleSwingUpHarder), "easy" or "upright" (balance only)
     max_steps: int = 1000  # steps of an episode (held-out and reported episodes are this long)
+    patch_size: int | None = None  # image envs only: cut frames into patches of this side (pinn_jax/envs/patches.py)
 
     def __post_init__(self) -> None:
         _check(self.start in STARTS, "env.start", f"must be 'hard', 'easy' or 'upright', got {self.start!r}")
         _check(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(self.patch_size is None or self.patch_size >= 1, "env.patch_size",
+               f"must be >= 1 or null, got {self.patch_size}")
 
 
 _AN = AttentionNeuronPolicy  # whose dataclass defaults are PolicyConfig's
+_VA = VisionAttentionPolicy
 
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Policy architecture. ``hidden`` is used by ``mlp``; the others by ``attention_neuron``. The defaults are
-    the policy classes' own."""
+    """Policy architecture. ``hidden`` is used by ``mlp``; ``frames`` to ``head_hidden`` by ``vision_attention``;
+    the others by ``attention_neuron``. The defaults are the policy classes' own."""
 
     name: str = "attention_neuron"  # attention_neuron | mlp | linear
     hidden: tuple[int, ...] = MLPPolicy.hidden  # mlp: widths of its tanh hidden layers
@@ -71,6 +75,12 @@ class PolicyConfig:
     # cart-pole)
     init_forget_bias: float = _AN.init_forget_bias  # added to the LSTM forget-gate bias of the starting parameters
     # (0 in the paper)
+    frames: int = _VA.frames  # frames per patch (>= 2: the keys are their differences)
+    grid: int = _VA.grid  # side of the latent grid (grid**2 queries)
+    query_dim: int = _VA.query_dim  # size of the fixed 2-D sinusoidal query embedding (even)
+    key_dim: int = _VA.key_dim  # size of queries and keys
+    value_dim: int = _VA.value_dim  # size of values and latent cells
+    head_hidden: int = _VA.head_hidden  # tanh units of the head (0: linear head)
 
     def __post_init__(self) -> None:
         _check(self.name in POLICY_NAMES, "policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {self.name!r}")
@@ -82,6 +92,12 @@ class PolicyConfig:
         _check(self.head_layers >= 0, "policy.head_layers", f"must be >= 0, got {self.head_layers}")
         _check(math.isfinite(self.init_forget_bias), "policy.init_forget_bias",
                f"must be a finite number, got {self.init_forget_bias}")
+        _check(self.frames >= 2, "policy.frames", f"must be >= 2 (the keys are frame differences), got {self.frames}")
+        for k in ("grid", "key_dim", "value_dim"):
+            _check(getattr(self, k) >= 1, f"policy.{k}", f"must be >= 1, got {getattr(self, k)}")
+        _check(self.query_dim >= 2 and self.query_dim % 2 == 0, "policy.query_dim",
+               f"must be even and >= 2 (half rows, half columns), got {self.query_dim}")
+        _check(self.head_hidden >= 0, "policy.head_hidden", f"must be >= 0, got {self.head_hidden}")
 
 
 PRETRAINED_PREFIX = "pretrained:"  # a shipped agent, in model specs and in strategy.init_mean

@@ -286,23 +286,27 @@ def test_policy_names_come_from_the_policies_module():
 
 def test_policy_defaults_are_the_policy_classes_own():
     """PolicyConfig's defaults are read from the policy dataclasses: changed there (before the config module is
-    imported), they change here. Every attention-neuron config field is covered."""
+    imported), they change here. Every attention-neuron and vision config field is covered."""
     from pinn_jax import policies
 
     changed = {"hidden_dim": 3, "msg_dim": 5, "pos_em_dim": 7, "scale": True, "attention_gain": 2.5,
                "action_gain": 3.5, "head_layers": 2, "init_forget_bias": 1.5}
+    vision = {"frames": 3, "grid": 5, "query_dim": 6, "key_dim": 4, "value_dim": 3, "head_hidden": 7}
     assert set(changed) == set(policies.REGISTRY["attention_neuron"].fields)
-    code = ("from pinn_jax.policies import AttentionNeuronPolicy as A, MLPPolicy as M\n"
+    assert set(vision) == set(policies.REGISTRY["vision_attention"].fields)
+    code = ("from pinn_jax.policies import AttentionNeuronPolicy as A, MLPPolicy as M, VisionAttentionPolicy as V\n"
             + "".join(f"A.{k} = {v!r}\n" for k, v in changed.items()) + "M.hidden = (9, 4)\n"
-            "import json; from pinn_jax.config import PolicyConfig\n"
+            + "".join(f"V.{k} = {v!r}\n" for k, v in vision.items())
+            + "import json; from pinn_jax.config import PolicyConfig\n"
             "print(json.dumps(PolicyConfig().__dict__))")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT,
                          timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"name": "attention_neuron", "hidden": [9, 4], **changed}
+    assert json.loads(out.stdout) == {"name": "attention_neuron", "hidden": [9, 4], **changed, **vision}
     plain = config_lib.PolicyConfig()
     assert plain.hidden == policies.MLPPolicy().hidden
     assert all(getattr(plain, k) == getattr(policies.AttentionNeuronPolicy(), k) for k in changed)
+    assert all(getattr(plain, k) == getattr(policies.VisionAttentionPolicy(), k) for k in vision)
 
 
 def test_bad_policy_name_is_refused_by_the_cli(cli_error):

@@ -147,23 +147,24 @@ def test_the_cross_env_study_groups_by_env_and_shows_the_paper_claim(tmp_path, c
     assert (tmp_path / "s" / "study.png").stat().st_size > 10_000
 
 
-def test_only_vector_observation_envs_are_offered_and_the_others_are_refused_unbuilt():
-    """``names()`` (the unknown-env error's list) holds exactly the envs whose observations are flat vectors;
-    ``make`` still builds the others, and a config naming one is refused before it is built (MNISTBandit-bsuite
-    would download its data set)."""
+def test_only_vector_and_image_envs_are_offered_and_the_others_are_refused_unbuilt():
+    """``names()`` (the unknown-env error's list) holds exactly the envs whose observations are flat vectors or
+    (H, W, C) frames (those with env.patch_size); ``make`` still builds the others, and a config naming one is
+    refused before it is built (MNISTBandit-bsuite would download its data set)."""
     import gymnax
 
     from pinn_jax.envs import NOT_VECTOR, names
 
     offered = names()
     assert set(NOT_VECTOR) <= set(gymnax.registered_envs) and not set(NOT_VECTOR) & set(offered)
-    assert "MNISTBandit-bsuite" not in offered and "Pong-misc" not in offered and "Reacher-misc" in offered
+    assert "MNISTBandit-bsuite" not in offered and "Catch-bsuite" not in offered and "Reacher-misc" in offered
+    assert "Pong-misc" in offered and "Breakout-MinAtar" in offered
     for name in gymnax.registered_envs:
         if name == "MNISTBandit-bsuite":
             continue
         env, params = make(name)
         shape = tuple(env.observation_space(params).shape)
-        assert (len(shape) == 1) == (name in offered), (name, shape)
+        assert (len(shape) in (1, 3)) == (name in offered), (name, shape)
         if name in NOT_VECTOR:
             assert f"shape {shape}" in NOT_VECTOR[name]
     with pytest.raises(ConfigError, match="MNISTBandit-bsuite observes MNIST images"):

@@ -309,9 +309,9 @@ def test_vmap_population_matches_loop(name, kwargs):
 @pytest.mark.parametrize("name", POLICY_NAMES)
 def test_flatten_roundtrip_exact(name):
     pol = make_policy(name)
-    params = jinit(pol, jax.random.key(3), 5)
+    params = jinit(pol, jax.random.key(3), 6)
     flat, unflatten = flatten_params(params)
-    assert flat.ndim == 1 and flat.shape[0] == pol.num_params(5)
+    assert flat.ndim == 1 and flat.shape[0] == pol.num_params(6)
     rebuilt = unflatten(flat)
     assert jax.tree_util.tree_structure(rebuilt) == jax.tree_util.tree_structure(params)
     for a, b in zip(jax.tree_util.tree_leaves(rebuilt), jax.tree_util.tree_leaves(params)):
@@ -336,11 +336,12 @@ def test_jit_compiles_once_for_fixed_shape(name):
 
     rng = np.random.default_rng(0)
     outs = []
+    shape = (7, 6) if pol.takes_patches else (6,)  # 7 patches of 6 features, or 6 features
     for i in range(4):
-        params = jinit(pol, jax.random.key(i), 5)
-        obs = jnp.asarray(rng.normal(size=5), jnp.float32)
+        params = jinit(pol, jax.random.key(i), 6)
+        obs = jnp.asarray(rng.normal(size=shape), jnp.float32)
         a_prev = jnp.asarray(rng.uniform(-1, 1, size=1), jnp.float32)
-        outs.append(np.asarray(run(params, pol.initial_state(5), obs, a_prev)[1]))
+        outs.append(np.asarray(run(params, pol.initial_state(6), obs, a_prev)[1]))
     assert len(traces) == 1
     assert len({float(o[0]) for o in outs}) == 4  # new values really were used
 

@@ -1,4 +1,4 @@
-"""Environments: cart-pole swing-up, gymnax pass-through and obs wrappers."""
+"""Environments: cart-pole swing-up, gymnax pass-through, obs wrappers and image patches."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pinn_jax.envs.cartpole_swingup import (
 from pinn_jax.envs.wrappers import (
     ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
     transform_reset, transform_step)
+from pinn_jax.envs.patches import Patches, PatchState, PatchWrapper, patchify
 
 # name -> the start distribution the name fixes (None: any; the hard start unless the params say otherwise)
 CARTPOLE_NAMES: dict[str, str | None] = {
@@ -24,17 +25,16 @@ CARTPOLE_NAMES: dict[str, str | None] = {
 
 # gymnax ids whose observations are not flat feature vectors, which pinn_jax's policies cannot take: ``make`` builds
 # them, ``names`` does not offer them. What each one observes:
-NOT_VECTOR: dict[str, str] = {
-    **{f"{game}-MinAtar": f"arrays of shape (10, 10, {channels})"
-       for game, channels in (("Asterix", 4), ("Breakout", 4), ("Freeway", 7), ("Seaquest", 10), ("SpaceInvaders", 6))},
+NOT_VECTOR: dict[str, str] = {  # gymnax ids no pinn_jax policy takes: neither feature vectors nor (H, W, C) frames
     "Catch-bsuite": "arrays of shape (10, 5)", "DeepSea-bsuite": "arrays of shape (8, 8)",
     "SimpleBandit-bsuite": "arrays of shape (1, 1)", "MNISTBandit-bsuite": "MNIST images (a data set it downloads)",
-    "Pong-misc": "arrays of shape (30, 40, 3)", "FrozenLake-misc": "a bare position index, shape ()",
+    "FrozenLake-misc": "a bare position index, shape ()",
 }
 
 
 def names() -> list[str]:
-    """The environment names a config may use: the swing-up names, then gymnax's vector-observation ids."""
+    """The environment names a config may use: the swing-up names, then gymnax's vector-observation ids and its image
+    envs (MinAtar, Pong-misc: with ``env.patch_size``)."""
     return [*CARTPOLE_NAMES, *(n for n in gymnax.registered_envs if n not in NOT_VECTOR)]
 
 
@@ -71,6 +71,7 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
 
 __all__ = [
     "ActionSpec", "ActionWrapper", "CARTPOLE_NAMES", "NOT_VECTOR", "CartPoleSwingUp", "EnvParams", "EnvState",
-    "ObsTransform", "ObsTransformWrapper", "TransformState", "WrappedState",
-    "accelerations", "is_swingup", "label", "make", "names", "same_task", "render", "transform_reset", "transform_step",
+    "ObsTransform", "ObsTransformWrapper", "Patches", "PatchState", "PatchWrapper", "TransformState", "WrappedState",
+    "accelerations", "is_swingup", "label", "make", "names", "patchify", "same_task", "render", "transform_reset",
+    "transform_step",
 ]

@@ -1,4 +1,5 @@
-"""Policies: permutation-invariant AttentionNeuron plus MLP / linear baselines.
+"""Policies: permutation-invariant AttentionNeuron and its vision version on image patches, plus MLP / linear
+baselines.
 
 All policies follow :class:`pinn_jax.policies.base.Policy`. ``REGISTRY`` is the one list of policy
 names: each maps to its constructor and the ``policy.*`` config fields it takes; build one by name
@@ -14,10 +15,12 @@ from .attention_neuron import AttentionNeuronPolicy, LSTMState
 from .base import Policy, PolicyBase, count_params, flatten_params
 from .mlp import MLPPolicy, linear_policy
 from .official_format import load_official, to_official
+from .vision_attention import VisionAttentionPolicy
 
 __all__ = [
-    "Policy", "PolicyBase", "AttentionNeuronPolicy", "LSTMState", "MLPPolicy", "linear_policy", "make_policy",
-    "PolicySpec", "REGISTRY", "POLICY_NAMES", "flatten_params", "count_params", "load_official", "to_official",
+    "Policy", "PolicyBase", "AttentionNeuronPolicy", "LSTMState", "MLPPolicy", "VisionAttentionPolicy", "linear_policy",
+    "make_policy", "PolicySpec", "REGISTRY", "POLICY_NAMES", "flatten_params", "count_params", "load_official",
+    "to_official",
 ]
 
 
@@ -41,13 +44,15 @@ REGISTRY: dict[str, PolicySpec] = {
                                     "head_layers", "init_forget_bias")),
     "mlp": PolicySpec(MLPPolicy, ("hidden",)),
     "linear": PolicySpec(_linear, ()),
+    "vision_attention": PolicySpec(VisionAttentionPolicy,
+                                   ("frames", "grid", "query_dim", "key_dim", "value_dim", "head_hidden")),
 }
 POLICY_NAMES = tuple(REGISTRY)
 
 
 def make_policy(name: str, **kwargs) -> Policy:
-    """Build a registered policy by name (``attention_neuron``, ``mlp``, ``linear``); ``kwargs`` are its
-    dataclass fields."""
+    """Build a registered policy by name (``attention_neuron``, ``mlp``, ``linear``, ``vision_attention``);
+    ``kwargs`` are its dataclass fields."""
     spec = REGISTRY.get(str(name).strip().lower().replace("-", "_"))
     if spec is None:
         raise ValueError(f"unknown policy {name!r}; valid names: {', '.join(POLICY_NAMES)}")

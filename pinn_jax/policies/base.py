@@ -90,9 +90,12 @@ class Policy(Protocol):
 
 class PolicyBase:
     """Defaults for the batch interface and ``input_size``: ``step`` vmapped over a batch ``(B, N)``, the
-    previous actions carried in the state; any number of features."""
+    previous actions carried in the state; any number of features. ``takes_patches``: the policy observes an
+    image env as ``(patches, features)`` (:mod:`pinn_jax.envs.patches`, its ``frames`` frames per patch) rather
+    than as one vector."""
 
     batch_obs_axis = 0
+    takes_patches = False
 
     def input_size(self, params: Params) -> int | None:
         return None
