@@ -26,7 +26,6 @@ import dacite
 import yaml
 
 from pinn_jax import configs
-
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import POLICY_NAMES, AttentionNeuronPolicy, MLPPolicy, VisionAttentionPolicy
 

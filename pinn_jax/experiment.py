@@ -14,8 +14,19 @@ import jax
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax.config import Config, EnvConfig, PolicyConfig, TrainConfig
-from pinn_jax.envs import (CARTPOLE_NAMES, NOT_VECTOR, ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper,
-                           Patches, PatchWrapper, is_swingup, make, names)
+from pinn_jax.envs import (
+    CARTPOLE_NAMES,
+    NOT_VECTOR,
+    ActionSpec,
+    ActionWrapper,
+    ObsTransform,
+    ObsTransformWrapper,
+    Patches,
+    PatchWrapper,
+    is_swingup,
+    make,
+    names,
+)
 from pinn_jax.envs.fitness import Fitness, from_config
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy

@@ -16,11 +16,10 @@ import pathlib
 import sys
 
 import numpy as np
+from conftest import counting_traces, tiny_dict  # noqa: E402 - tests/ is this script's directory
 
 from pinn_jax import config as config_lib
 from pinn_jax.training import distributed
-
-from conftest import counting_traces, tiny_dict  # noqa: E402 - tests/ is this script's directory
 
 
 def _history(m) -> dict[str, list[float]]:

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pinn_jax.tools import bench, distill
-
-from pinn_jax.study import diagnose, evaluate, across_envs as study
-
-from pinn_jax.models import pretrained
-
 from pinn_jax import train
+from pinn_jax.models import pretrained
+from pinn_jax.study import across_envs as study
+from pinn_jax.study import diagnose, evaluate
+from pinn_jax.tools import bench, distill
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"train": train.main, "evaluate": evaluate.main, "diagnose": diagnose.main, "distill": distill.main,
@@ -117,7 +115,8 @@ def test_the_dispatcher_runs_every_command_and_refuses_an_unknown_one(capsys):
     an unknown command."""
     import tomllib
 
-    from pinn_jax.__main__ import COMMANDS, main as dispatch
+    from pinn_jax.__main__ import COMMANDS
+    from pinn_jax.__main__ import main as dispatch
 
     assert dispatch(["--help"]) == 0
     listing = capsys.readouterr().out

@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pinn_jax.errors import ModelError
-from pinn_jax.tools import demo
 from pinn_jax.envs import EnvState, make
+from pinn_jax.errors import ModelError
 from pinn_jax.policies.attention_neuron import reference_step
+from pinn_jax.tools import demo
 
 MODELS = ("pretrained:cartpole_pi_catch", "pretrained:cartpole_mlp", "pretrained:cartpole_linear",
           "pretrained:cartpole_pi_es")  # the last: the headline ES agent, policy.action_gain 10

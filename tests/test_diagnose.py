@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from pinn_jax.study import diagnose as dg
-from pinn_jax.study import evaluate as ev
-from pinn_jax.study.conditions import parse_condition
 from pinn_jax.config import EnvConfig
 from pinn_jax.errors import EvaluationError
 from pinn_jax.models import load_model
+from pinn_jax.study import diagnose as dg
+from pinn_jax.study import evaluate as ev
+from pinn_jax.study.conditions import parse_condition
 
 T = 100
 

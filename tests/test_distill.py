@@ -10,21 +10,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.flatten_util import ravel_pytree
-
 import yaml
+from conftest import tiny_dict
+from jax.flatten_util import ravel_pytree
 
 from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax.config import DistillConfig, EnvConfig
-from pinn_jax.tools import distill as distill_module
-from pinn_jax.tools.distill import OPTIONS, distill, imitation_loss, labelled_episode, main
-from pinn_jax.policies import make_policy
 from pinn_jax.errors import ModelError, TrainingError
 from pinn_jax.experiment import build_env
+from pinn_jax.policies import make_policy
 from pinn_jax.rollout import episode
-
-from conftest import tiny_dict
+from pinn_jax.tools import distill as distill_module
+from pinn_jax.tools.distill import OPTIONS, distill, imitation_loss, labelled_episode, main
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

@@ -17,14 +17,14 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 from conftest import tiny_dict
-from pinn_jax.training import checkpoint as ckpt
+
 from pinn_jax import config as config_lib
-from pinn_jax.training import distributed
 from pinn_jax.config import ConfigError
-from pinn_jax.training.metrics import read_csv
 from pinn_jax.train import train
+from pinn_jax.training import checkpoint as ckpt
+from pinn_jax.training import distributed
+from pinn_jax.training.metrics import read_csv
 
 WORKER = pathlib.Path(__file__).resolve().parent / "_dist_worker.py"
 FITNESS = ("fitness_max", "fitness_mean", "fitness_min", "fitness_std", "best_so_far")

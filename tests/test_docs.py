@@ -7,8 +7,6 @@ import dataclasses
 import importlib.util
 import pathlib
 
-import pytest
-
 from pinn_jax import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

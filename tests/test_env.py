@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 
 from pinn_jax.config import EnvConfig
+from pinn_jax.envs import CARTPOLE_NAMES, CartPoleSwingUp, EnvParams, EnvState, make, render
+from pinn_jax.envs.fitness import Fitness, FitnessWrapper
 from pinn_jax.errors import ConfigError
 from pinn_jax.experiment import build_env
-
-from pinn_jax.envs import (
-    CARTPOLE_NAMES, CartPoleSwingUp, EnvParams, EnvState, make, render)
-from pinn_jax.envs.fitness import Fitness, FitnessWrapper
 
 ENV = CartPoleSwingUp()
 P = EnvParams()

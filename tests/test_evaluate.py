@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import sys
-import types
 
 import imageio.v2 as imageio2
 import imageio.v3 as iio
@@ -21,18 +19,18 @@ from jax.flatten_util import ravel_pytree
 from PIL import Image
 
 from pinn_jax import config as config_lib
-from pinn_jax.study import evaluate as ev
-from pinn_jax.config import EnvConfig
-from pinn_jax.study.plots import unshuffle
-from pinn_jax.study import conditions as cond_lib
-from pinn_jax.study import episodes as eps
 from pinn_jax import models as mdl
-from pinn_jax.models import official
+from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform
 from pinn_jax.errors import EvaluationError, ModelError
 from pinn_jax.experiment import build_env
+from pinn_jax.models import official
 from pinn_jax.policies import AttentionNeuronPolicy, count_params, make_policy
 from pinn_jax.rollout import episode
+from pinn_jax.study import conditions as cond_lib
+from pinn_jax.study import episodes as eps
+from pinn_jax.study import evaluate as ev
+from pinn_jax.study.plots import unshuffle
 
 STEPS = 50
 ENV = EnvConfig(start="easy", max_steps=STEPS)

@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 import yaml
 
-from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax.training import rundir
 from pinn_jax.errors import RunDirError, TrainingError
-from pinn_jax.training.metrics import MetricsWriter, read_csv
 from pinn_jax.train import main, train
+from pinn_jax.training import checkpoint as ckpt
+from pinn_jax.training import rundir
+from pinn_jax.training.metrics import MetricsWriter, read_csv
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -6,13 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_dict
 
 from pinn_jax import config as config_lib
 from pinn_jax.envs import CartPoleSwingUp, EnvParams, EnvState
 from pinn_jax.envs.fitness import KNOBS, Fitness, FitnessWrapper
 from pinn_jax.experiment import setup
-
-from conftest import tiny_dict
 
 ENV = CartPoleSwingUp()
 P = EnvParams()

@@ -13,11 +13,11 @@ import pytest
 from gymnax.environments import spaces
 
 from pinn_jax import config as config_lib
-from pinn_jax.study import evaluate as ev
 from pinn_jax.envs import ActionSpec, make
 from pinn_jax.errors import ConfigError
 from pinn_jax.experiment import action_spec, build_env, setup
 from pinn_jax.models import load_model
+from pinn_jax.study import evaluate as ev
 from pinn_jax.train import main as train_main
 from pinn_jax.train import train
 from pinn_jax.training.trainer import make_trainer

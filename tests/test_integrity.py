@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from conftest import tiny_dict
+
 from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax.errors import CheckpointError, ConfigError, ModelError, RunDirError, UserError

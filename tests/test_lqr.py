@@ -8,14 +8,14 @@ import numpy as np
 import scipy.linalg
 
 from pinn_jax.envs import CartPoleSwingUp, EnvParams, EnvState
-from pinn_jax.tools.lqr import CatchWithLQR, LQRPolicy, linearise, lqr_gain
 from pinn_jax.policies import make_policy
+from pinn_jax.tools.lqr import CatchWithLQR, LQRPolicy, linearise, lqr_gain
 
 
 def test_linearisation_matches_a_finite_difference_of_the_step():
     a_mat, b_mat = linearise()
     env, params = CartPoleSwingUp(), EnvParams()
-    s, a, eps = np.array([0.01, -0.02, 0.005, 0.01]), 0.01, 1e-3
+    s, a, _eps = np.array([0.01, -0.02, 0.005, 0.01]), 0.01, 1e-3
 
     def step(s, a):
         st = EnvState(x=jnp.float32(s[0]), x_dot=jnp.float32(s[1]), theta=jnp.float32(s[2]),

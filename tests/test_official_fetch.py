@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pinn_jax.models import official
 from pinn_jax.errors import ModelError, UserError
+from pinn_jax.models import official
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("PINN_JAX_REFERENCE_DIR") or REPO_ROOT.parent / "shared" / "reference")

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from pinn_jax.models import official
-
 from pinn_jax.policies import (
     AttentionNeuronPolicy,
     LSTMState,

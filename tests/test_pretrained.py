@@ -12,12 +12,11 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
 from pinn_jax import configs
-from pinn_jax.models import load_model, pretrained
-from pinn_jax.errors import ModelError
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform
-from pinn_jax.experiment import build_env
-from pinn_jax.experiment import setup
+from pinn_jax.errors import ModelError
+from pinn_jax.experiment import build_env, setup
+from pinn_jax.models import load_model, pretrained
 from pinn_jax.rollout import episode
 from pinn_jax.training.runs import resolve_start
 

@@ -10,16 +10,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
+from conftest import tiny_dict
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
-
-from pinn_jax.tools import pycma_reference
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
+from pinn_jax.tools import pycma_reference
 from pinn_jax.training.trainer import generation_keys, make_evaluator, make_trainer, start_keys
-
-from conftest import tiny_dict
 
 
 def test_fitness_and_episodes_are_the_trainers(tiny):

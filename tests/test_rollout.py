@@ -9,8 +9,8 @@ import pytest
 
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform
-from pinn_jax.policies import make_policy
 from pinn_jax.experiment import build_env
+from pinn_jax.policies import make_policy
 from pinn_jax.rollout import episode, evaluate_population, rollout_keys
 
 

@@ -12,22 +12,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
+from conftest import counting_traces, tiny_dict
 
 from pinn_jax import artifacts
-from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
-from pinn_jax.training import es
-from pinn_jax.models import pretrained
 from pinn_jax.config import ConfigError
-from pinn_jax.training.metrics import read_csv
 from pinn_jax.envs.fitness import Fitness
 from pinn_jax.experiment import build_env, build_policy
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.train import TrainingError, main, train
+from pinn_jax.training import checkpoint as ckpt
+from pinn_jax.training import es
+from pinn_jax.training.metrics import read_csv
 from pinn_jax.training.runs import resolve_start, run_params
 from pinn_jax.training.trainer import make_evaluator, make_trainer
-
-from conftest import counting_traces, tiny_dict
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from pinn_jax.envs import (
-    CartPoleSwingUp, EnvParams, ObsTransform, ObsTransformWrapper,
-    TransformState, make, transform_reset, transform_step)
+    CartPoleSwingUp,
+    EnvParams,
+    ObsTransform,
+    ObsTransformWrapper,
+    TransformState,
+    make,
+    transform_reset,
+    transform_step,
+)
 from pinn_jax.errors import ConfigError
 
 ENV = CartPoleSwingUp()

@@ -6,14 +6,19 @@ from typing import Any
 
 import gymnax
 
-from pinn_jax.errors import ConfigError
-
-from pinn_jax.envs.cartpole_swingup import (
-    CartPoleSwingUp, EnvParams, EnvState, accelerations, render)
-from pinn_jax.envs.wrappers import (
-    ActionSpec, ActionWrapper, ObsTransform, ObsTransformWrapper, TransformState, WrappedState,
-    transform_reset, transform_step)
+from pinn_jax.envs.cartpole_swingup import CartPoleSwingUp, EnvParams, EnvState, accelerations, render
 from pinn_jax.envs.patches import Patches, PatchState, PatchWrapper, patchify
+from pinn_jax.envs.wrappers import (
+    ActionSpec,
+    ActionWrapper,
+    ObsTransform,
+    ObsTransformWrapper,
+    TransformState,
+    WrappedState,
+    transform_reset,
+    transform_step,
+)
+from pinn_jax.errors import ConfigError
 
 # name -> the start distribution the name fixes (None: any; the hard start unless the params say otherwise)
 CARTPOLE_NAMES: dict[str, str | None] = {

@@ -38,7 +38,6 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-
 HANGING = (0.0, 0.0, float(np.pi), 0.0)  # (x, ẋ, θ, θ̇) hanging at rest: the easy start's mean
 
 

@@ -28,8 +28,7 @@ from flax import struct
 from gymnax.environments import environment
 
 from pinn_jax.envs import is_swingup
-from pinn_jax.envs.cartpole_swingup import (
-    HANGING, CartPoleSwingUp, EnvParams, EnvState, hard_start_range, start_state)
+from pinn_jax.envs.cartpole_swingup import HANGING, CartPoleSwingUp, EnvParams, EnvState, hard_start_range, start_state
 from pinn_jax.envs.wrappers import _Wrapper
 from pinn_jax.errors import ConfigError
 

@@ -17,12 +17,11 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from pinn_jax import artifacts
-
-from pinn_jax.models import official, pretrained
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config, EnvConfig
 from pinn_jax.errors import ConfigError, ModelError, UserError, one_line
 from pinn_jax.experiment import setup
+from pinn_jax.models import official, pretrained
 from pinn_jax.policies import AttentionNeuronPolicy, Policy, load_official
 from pinn_jax.training.runs import run_params
 

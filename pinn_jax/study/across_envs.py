@@ -20,12 +20,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
-from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condition
 from pinn_jax.envs import label
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.models import Model, load_model
+from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condition
 from pinn_jax.study.evaluate import evaluate
 from pinn_jax.study.plots import error_bars
-from pinn_jax.models import Model, load_model
 from pinn_jax.training.progress import Tracker
 
 __all__ = ["DEFAULT_MODELS", "study", "markdown", "plot", "main"]

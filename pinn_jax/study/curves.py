@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pinn_jax import artifacts
-from pinn_jax.training import checkpoint as ckpt
-from pinn_jax.study.plots import plot_curves
 from pinn_jax.errors import ArgumentParser, UserError, cli
+from pinn_jax.study.plots import plot_curves
+from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.training.metrics import read_csv
 
 PAPER_GENERATIONS = 14_000  # the paper's CMA-ES budget for the cart-pole attention neuron

@@ -37,13 +37,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from pinn_jax import artifacts
-from pinn_jax.study.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import is_swingup
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
-from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import episode
+from pinn_jax.study.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
+from pinn_jax.training.progress import Tracker
 
 __all__ = ["STAT_KEYS", "turns", "behaviour_stats", "attention_separation", "traces", "diagnose", "format_table",
            "main"]

@@ -15,8 +15,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from pinn_jax.study import plots, video
-from pinn_jax.study.conditions import Condition, condition_env, make_condition, not_applicable, parse_condition
 from pinn_jax.config import EnvConfig
 from pinn_jax.envs import is_swingup, render
 from pinn_jax.errors import EvaluationError
@@ -24,6 +22,8 @@ from pinn_jax.experiment import obs_dim_of
 from pinn_jax.models import Model
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import episode
+from pinn_jax.study import plots, video
+from pinn_jax.study.conditions import Condition, condition_env, make_condition, not_applicable, parse_condition
 
 __all__ = ["Recording", "record_episode", "check_filmable", "render_episode_video", "feature_names",
            "plot_attention"]

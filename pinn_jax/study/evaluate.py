@@ -30,19 +30,27 @@ import jax
 import numpy as np
 
 from pinn_jax import artifacts
-
-from pinn_jax.study import plots, video
-from pinn_jax.study.conditions import (DEFAULT_EPISODES, NOISE_COUNTS, SHUFFLE_PERIODS, Condition, condition_env,
-                                       default_conditions, episode_keys, not_applicable, parse_condition)
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import ObsTransform, label, same_task
-from pinn_jax.study.episodes import check_filmable, plot_attention, render_episode_video
 from pinn_jax.errors import ArgumentParser, EvaluationError, cli
 from pinn_jax.models import Model, load_model, unique_names
-from pinn_jax.study.plots import plot_noise, plot_returns, plot_shuffle_period
 from pinn_jax.policies import Policy
-from pinn_jax.training.progress import Tracker
 from pinn_jax.rollout import episode
+from pinn_jax.study import plots, video
+from pinn_jax.study.conditions import (
+    DEFAULT_EPISODES,
+    NOISE_COUNTS,
+    SHUFFLE_PERIODS,
+    Condition,
+    condition_env,
+    default_conditions,
+    episode_keys,
+    not_applicable,
+    parse_condition,
+)
+from pinn_jax.study.episodes import check_filmable, plot_attention, render_episode_video
+from pinn_jax.study.plots import plot_noise, plot_returns, plot_shuffle_period
+from pinn_jax.training.progress import Tracker
 
 __all__ = ["evaluate", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
            "STAT_KEYS"]

@@ -46,13 +46,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pinn_jax import artifacts
+from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
-from pinn_jax import configs
-from pinn_jax.tools.bench_report import load_text, markdown, plot, range_text as _range, g as _g, times as _times
 from pinn_jax.errors import ArgumentParser, cli
 from pinn_jax.experiment import setup
 from pinn_jax.rollout import evaluate_population
+from pinn_jax.tools.bench_report import g as _g
+from pinn_jax.tools.bench_report import load_text, markdown, plot
+from pinn_jax.tools.bench_report import range_text as _range
+from pinn_jax.tools.bench_report import times as _times
 from pinn_jax.training.process import limit_lapack_threads
 from pinn_jax.training.progress import Tracker
 from pinn_jax.training.trainer import make_trainer

@@ -44,17 +44,16 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import artifacts
-
-from pinn_jax.tools import lqr
 from pinn_jax import config as config_lib
 from pinn_jax.config import LOSSES, Config, DistillConfig
 from pinn_jax.envs import is_swingup, make, same_task
 from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
-from pinn_jax.training.progress import Tracker
 from pinn_jax.policies import Policy, PolicyBase
 from pinn_jax.rollout import episode, member_returns
+from pinn_jax.tools import lqr
+from pinn_jax.training.progress import Tracker
 from pinn_jax.training.runs import resolve_start
 from pinn_jax.training.trainer import held_out_keys
 

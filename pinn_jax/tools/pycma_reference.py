@@ -34,9 +34,9 @@ from jax.flatten_util import ravel_pytree
 from pinn_jax import artifacts, config
 from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli
 from pinn_jax.experiment import Experiment, setup
+from pinn_jax.rollout import evaluate_population
 from pinn_jax.training.metrics import MetricsWriter, eval_row
 from pinn_jax.training.progress import Tracker
-from pinn_jax.rollout import evaluate_population
 from pinn_jax.training.runs import resolve_start
 from pinn_jax.training.trainer import fitness_metrics, generation_keys, make_evaluator, start_keys
 

@@ -17,7 +17,6 @@ import pathlib
 from typing import Any, Mapping
 
 import numpy as np
-
 from tensorboardX import SummaryWriter
 
 from pinn_jax import artifacts

@@ -21,15 +21,14 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from pinn_jax import artifacts, envs
-
-from pinn_jax.models import official
-from pinn_jax.training import checkpoint as ckpt
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
 from pinn_jax.errors import ArgumentParser, ConfigError, ModelError, cli, one_line
 from pinn_jax.experiment import setup
-from pinn_jax.training.metrics import read_csv
+from pinn_jax.models import official
 from pinn_jax.policies import Policy
+from pinn_jax.training import checkpoint as ckpt
+from pinn_jax.training.metrics import read_csv
 
 HERE = artifacts.SHIPPED_DIR
 available = artifacts.shipped_names
