@@ -659,3 +659,14 @@ def test_a_resume_records_the_settings_it_changes_and_refuses_another_out(tmp_pa
     assert err == (f"error: --resume continues {run} in place, so --out {other} would not be used; drop --out, or "
                    f"start a new run from it: --config {run}/config.yaml --set strategy.init_mean={run} --out {other}")
     assert not other.exists() and ckpt.load_config(run).train.generations == 4
+
+
+def test_the_status_line_labels_the_held_out_score_as_the_best_so_far(tmp_path, capsys):
+    """Beside the latest generation's mean, the held-out score shown is the best so far, and says so."""
+    import re
+
+    cfg = tiny(tmp_path / "run", train={"generations": 4, "eval_every": 2, "eval_episodes": 3, "log_every": 2})
+    train(cfg, progress=False, status=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gen ")]
+    assert lines and "best held-out" in lines[-1]
+    assert not any(re.search(r"(?<!best )held-out", line) for line in lines)
