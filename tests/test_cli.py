@@ -80,14 +80,14 @@ def test_progress_without_a_bar_is_a_status_line_at_once_then_at_most_every_peri
         for i in range(4):
             t.advance(1, f"cell {i}")
         t.log("a note")
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()  # on stdout: stderr holds only errors
     # the note and the first line at once, then one after 30 s, then the last one
     assert lines == ["evaluate 0/4  compiling…", "evaluate 1/4  cell 0", "evaluate 3/4  cell 2",
                      "evaluate 4/4  cell 3", "a note"]
     with progress.Tracker(2, "quiet", bar=False, enabled=False) as t:
         t.advance(2, "done")
         t.log("hidden")
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().out == ""
 
 
 def test_a_bar_written_to_a_file_does_not_wrap(capsys):
@@ -105,9 +105,9 @@ def test_a_bar_written_to_a_file_does_not_wrap(capsys):
 def test_evaluate_without_progress_bar_reports_each_cell_and_the_end(tmp_path, capsys):
     assert evaluate.main(["pretrained:cartpole_linear", "--episodes", "2", "--max-steps", "20", "--shuffle-every",
                           "--noise", "0", "--no-progress"]) == 0
-    err = capsys.readouterr().err
-    assert "evaluate 2/2  shuffle pretrained:cartpole_linear" in err  # the final status line
-    assert "no_shuffle  pretrained:cartpole_linear:" in err  # each cell's line
+    out = capsys.readouterr().out  # progress goes to stdout; stderr holds only errors
+    assert "evaluate 2/2  shuffle pretrained:cartpole_linear" in out  # the final status line
+    assert "no_shuffle  pretrained:cartpole_linear:" in out  # each cell's line
 
 
 def test_the_dispatcher_runs_every_command_and_refuses_an_unknown_one(capsys):

@@ -185,7 +185,7 @@ def test_training_says_what_it_starts_and_what_another_env_keeps_from_the_base_c
     run = tmp_path / "run"
     assert train_main(["--config", str(base), "--set", "env.name=Pendulum-v1", "--set", "env.start=hard",
                        "--out", str(run), "--no-progress"]) == 0
-    lines = capsys.readouterr().err.strip().splitlines()
+    lines = capsys.readouterr().out.strip().splitlines()  # what a run says goes to stdout, errors to stderr
     assert lines[0] == (f"note: env.name Pendulum-v1 replaces CartPoleSwingUp-v0; the rest comes from {base}: "
                         f"env.max_steps 50, policy linear, CMA_ES population 8 × 2 rollouts, 3 generations "
                         f"(change any with --set)")

@@ -667,6 +667,6 @@ def test_the_status_line_labels_the_held_out_score_as_the_best_so_far(tmp_path, 
 
     cfg = tiny(tmp_path / "run", train={"generations": 4, "eval_every": 2, "eval_episodes": 3, "log_every": 2})
     train(cfg, progress=False, status=True)
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gen ")]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gen ")]
     assert lines and "best held-out" in lines[-1]
     assert not any(re.search(r"(?<!best )held-out", line) for line in lines)

@@ -4,7 +4,6 @@ log redirected to a file (a batch or SLURM job) keeps each line whole."""
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable
 
@@ -64,7 +63,7 @@ class Tracker:
             self._status(info)
 
     def _status(self, info: str) -> None:
-        print(f"{self.label} {self.done}/{self.total}  {info}".rstrip(), file=sys.stderr, flush=True)
+        print(f"{self.label} {self.done}/{self.total}  {info}".rstrip(), flush=True)
 
     def log(self, msg: str) -> None:
         """A line of its own, above the bar."""
@@ -73,4 +72,4 @@ class Tracker:
         if self.bar:
             self._progress.console.print(msg, highlight=False, markup=False, soft_wrap=True)
         else:
-            print(msg, file=sys.stderr, flush=True)
+            print(msg, flush=True)
