@@ -13,10 +13,11 @@ from pinn_jax.tools import bench, bench_report
 def test_tiny_benchmark_writes_complete_report(tmp_path, capsys):
     assert bench.main(["--tiny", "--out", str(tmp_path), "--no-progress"]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
-    err = capsys.readouterr().err  # --no-progress: status lines, and the results' lines, on stderr
+    captured = capsys.readouterr()
+    out = captured.out  # --no-progress: status lines, and the results' lines, on stdout (stderr: errors only)
     n = bench.measurements(bench.SETTINGS["tiny"])
-    assert "bench 1/" in err and f"bench {n}/{n}  features=7" in err
-    assert re.search(r"\| load \d+\.\d\d/\d+\.\d\d/\d+\.\d\d\n", err) and "load [" not in err  # not raw floats
+    assert "bench 1/" in out and f"bench {n}/{n}  features=7" in out and captured.err == ""
+    assert re.search(r"\| load \d+\.\d\d/\d+\.\d\d/\d+\.\d\d\n", out) and "load [" not in out  # not raw floats
     assert set(bench.REPORT_KEYS) <= set(report)
     meta = report["meta"]
     for key in ("backend", "device", "cpu_model", "cpu_count", "jax", "evosax", "loadavg_start", "loadavg_end"):
