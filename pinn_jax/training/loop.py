@@ -2,9 +2,9 @@
 
 :func:`train` owns a run directory from start to end: it checks and locks it, builds the trainer, resolves
 where the search starts (or restores the newest readable checkpoint), then advances the compiled generations
-chunk by chunk. After each chunk three small steps run, each inside one interrupt guard (:class:`Interrupts`):
-:meth:`Session.log` (``metrics.csv``, TensorBoard), :meth:`Session.evaluate` (held-out episodes of the mean,
-``eval.csv``, ``eval_best.npz``) and :meth:`Session.checkpoint` (orbax). SIGINT and SIGTERM are one mechanism:
+chunk by chunk. After each chunk three small steps run inside one interrupt guard
+(:class:`~pinn_jax.training.process.Interrupts`): :meth:`Session.log` (``metrics.csv``, TensorBoard),
+:meth:`Session.evaluate` (held-out episodes of the mean, ``eval.csv``, ``eval_best.npz``) and :meth:`Session.checkpoint` (orbax). SIGINT and SIGTERM are one mechanism:
 they stop the run after the current step with a checkpoint of the last finished generation.
 
 Failures, and what they leave on disk (user errors are one line, ``error: ...``, exit code 2 from the CLI):
@@ -32,9 +32,7 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -55,7 +53,7 @@ from pinn_jax.training.progress import Tracker
 from pinn_jax.training.runs import resolve_start
 from pinn_jax.training.trainer import Trainer, TrainState, make_evaluator, make_trainer, start_keys
 
-__all__ = ["train", "prepare_run_dir", "Interrupts", "has_checkpoint", "not_empty_message"]
+__all__ = ["train", "prepare_run_dir", "has_checkpoint", "not_empty_message"]
 
 
 def not_empty_message(run_dir: pathlib.Path) -> str:
@@ -120,49 +118,6 @@ def record_overrides(run_dir: pathlib.Path, cfg: Config, generation: int) -> lis
     return changes
 
 
-class Interrupts:
-    """SIGINT and SIGTERM as :class:`KeyboardInterrupt`: at once while generations are computed, but held back
-    inside :meth:`held` blocks (logging, evaluation, checkpoint writes) until the block is done, so an interrupt
-    never leaves a checkpoint or log row half written. The handlers are installed while the context is entered
-    (main thread only; elsewhere signals cannot be handled anyway). This is the only signal handling of training."""
-
-    def __init__(self) -> None:
-        self._depth = 0
-        self._pending: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Interrupts:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            if handler is not None:
-                signal.signal(s, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self._depth:
-            self._pending = signum
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    @contextlib.contextmanager
-    def held(self, then_raise: bool = True) -> Iterator[None]:
-        """Hold signals during the block; afterwards raise the one that came (unless ``then_raise`` is off)."""
-        self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-        if self._pending is not None and not self._depth:
-            signum, self._pending = self._pending, None
-            if then_raise:
-                raise KeyboardInterrupt(f"signal {signum}")
-
-
 def _is_main_process() -> bool:
     return jax.process_index() == 0
 
@@ -184,7 +139,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
     lock = rundir.RunDirLock(run_dir, enabled=main)  # with several processes, process 0 holds it
     created: list[pathlib.Path] | None = None  # a fresh run's own directories, once it holds the lock
     try:
-        with Interrupts() as interrupts:
+        with process.Interrupts() as interrupts:
             if resume:  # lock first: a second resume of a running run is refused before it compiles anything
                 lock.acquire()
                 if not has_checkpoint(run_dir):
@@ -278,7 +233,7 @@ class Session:
 
     cfg: Config
     tr: Trainer
-    interrupts: Interrupts
+    interrupts: process.Interrupts
     writer: MetricsWriter
     mngr: Any  # orbax CheckpointManager, or None on a process that does not save
     multi: bool  # several processes: every one takes part in a save
@@ -293,7 +248,7 @@ class Session:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, cfg: Config, tr: Trainer, interrupts: Interrupts, state: TrainState,
+    def open(cls, cfg: Config, tr: Trainer, interrupts: process.Interrupts, state: TrainState,
              resume: bool) -> Iterator[Session]:
         """The session of a run from ``state`` on; the logs and the checkpoint manager are closed on exit."""
         run_dir, main, tc = pathlib.Path(cfg.run_dir), _is_main_process(), cfg.train

@@ -1,9 +1,14 @@
 """Process set-up, done once by the host before anything is compiled: ``jax.distributed`` for several processes
-(hosts), and the host BLAS threads that CMA-ES's ``eigh`` runs on. Nothing here is part of the pure training core."""
+(hosts), the host BLAS threads that CMA-ES's ``eigh`` runs on, and how SIGINT/SIGTERM stop a run
+(:class:`Interrupts`). Nothing here is part of the pure training core."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from typing import Any, Iterator
 
 import jax
 import threadpoolctl
@@ -69,3 +74,46 @@ def limit_lapack_threads(n: int = 1) -> list[str]:
 
     threadpoolctl.threadpool_limits(limits=n, user_api="blas")
     return [os.path.basename(i["filepath"]) for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+class Interrupts:
+    """SIGINT and SIGTERM as :class:`KeyboardInterrupt`: at once while generations are computed, but held back
+    inside :meth:`held` blocks (logging, evaluation, checkpoint writes) until the block is done, so an interrupt
+    never leaves a checkpoint or log row half written. The handlers are installed while the context is entered
+    (main thread only; elsewhere signals cannot be handled anyway). This is the only signal handling of training."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+        self._pending: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            if handler is not None:
+                signal.signal(s, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._depth:
+            self._pending = signum
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    @contextlib.contextmanager
+    def held(self, then_raise: bool = True) -> Iterator[None]:
+        """Hold signals during the block; afterwards raise the one that came (unless ``then_raise`` is off)."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if self._pending is not None and not self._depth:
+            signum, self._pending = self._pending, None
+            if then_raise:
+                raise KeyboardInterrupt(f"signal {signum}")
