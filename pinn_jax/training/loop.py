@@ -4,8 +4,9 @@
 where the search starts (or restores the newest readable checkpoint), then advances the compiled generations
 chunk by chunk. After each chunk three small steps run inside one interrupt guard
 (:class:`~pinn_jax.training.process.Interrupts`): :meth:`Session.log` (``metrics.csv``, TensorBoard),
-:meth:`Session.evaluate` (held-out episodes of the mean, ``eval.csv``, ``eval_best.npz``) and :meth:`Session.checkpoint` (orbax). SIGINT and SIGTERM are one mechanism:
-they stop the run after the current step with a checkpoint of the last finished generation.
+:meth:`Session.evaluate` (held-out episodes of the mean, ``eval.csv``, ``eval_best.npz``) and
+:meth:`Session.checkpoint` (orbax). SIGINT and SIGTERM are one mechanism: they stop the run after the current
+step with a checkpoint of the last finished generation.
 
 Failures, and what they leave on disk (user errors are one line, ``error: ...``, exit code 2 from the CLI):
 
