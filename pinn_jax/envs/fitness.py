@@ -128,9 +128,3 @@ class FitnessWrapper(_Wrapper):
         if self.fitness.fall_after is None:
             return ended
         return ended | ((state.time > self.fitness.fall_after) & (jnp.cos(state.theta) < 0.0))
-
-    def action_space(self, params: Any = None) -> Any:
-        return self.env.action_space(params)
-
-    def observation_space(self, params: Any = None) -> Any:
-        return self.env.observation_space(params)

@@ -128,13 +128,6 @@ class PatchWrapper(_Wrapper):
         return obs, PatchState(env_state=env_state, history=history, keep=state.keep, transform=tstate,
                                time=env_state.time), reward, terminated, info
 
-    @property
-    def num_actions(self) -> int:
-        return self.env.num_actions
-
-    def action_space(self, params: Any = None) -> Any:
-        return self.env.action_space(params)
-
     def observation_space(self, params: Any = None) -> spaces.Box:
         """A Box of the output's shape with the inner frame's loosest bounds (unbounded with noise patches)."""
         params = self.default_params if params is None else params

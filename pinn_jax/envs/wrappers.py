@@ -136,6 +136,16 @@ class _Wrapper(environment.Environment):
     def name(self) -> str:
         return self.env.name
 
+    @property
+    def num_actions(self) -> int:
+        return self.env.num_actions
+
+    def action_space(self, params: Any = None) -> Any:
+        return self.env.action_space(params)
+
+    def observation_space(self, params: Any = None) -> Any:
+        return self.env.observation_space(params)
+
 
 def _identity(value: Any) -> Any:
     if isinstance(value, _Wrapper):
@@ -234,13 +244,6 @@ class ObsTransformWrapper(_Wrapper):
         obs, tstate = transform_step(k_tr, self.cfg, state.transform, obs)
         return obs, WrappedState(env_state=env_state, transform=tstate,
                                  time=env_state.time), reward, terminated, info
-
-    @property
-    def num_actions(self) -> int:
-        return self.env.num_actions
-
-    def action_space(self, params: Any = None) -> Any:
-        return self.env.action_space(params)
 
     def observation_space(self, params: Any = None) -> Any:
         """Inner Box widened to ``out_dim`` features (noise is unbounded;
