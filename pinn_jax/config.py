@@ -44,13 +44,14 @@ class EnvConfig:
     name: str = "CartPoleSwingUp-v0"  # the swing-up (CartPoleSwingUp-v0, -easy, -hard) or a gymnax env id
     start: str = "hard"  # "hard" (paper's CartPoleSwingUpHarder), "easy" or "upright" (balance only)
     max_steps: int = 1000  # steps of an episode (held-out and reported episodes are this long)
-    patch_size: int | None = None  # image envs only: cut frames into patches of this side (pinn_jax/envs/patches.py)
+    patch_size: int | tuple[int, ...] | None = None  # image envs only: cut frames into patches of this side, or [height, width] (envs/patches.py)
 
     def __post_init__(self) -> None:
         _check(self.start in STARTS, "env.start", f"must be 'hard', 'easy' or 'upright', got {self.start!r}")
         _check(self.max_steps >= 1, "env.max_steps", f"must be >= 1, got {self.max_steps}")
-        _check(self.patch_size is None or self.patch_size >= 1, "env.patch_size",
-               f"must be >= 1 or null, got {self.patch_size}")
+        size = (self.patch_size,) if isinstance(self.patch_size, int) else self.patch_size
+        _check(size is None or (len(size) in (1, 2) and min(size) >= 1), "env.patch_size",
+               f"must be >= 1, [height, width] of ints >= 1, or null, got {self.patch_size}")
 
 
 _AN = AttentionNeuronPolicy  # whose dataclass defaults are PolicyConfig's
@@ -284,8 +285,16 @@ def _coerce(v: Any, tp: Any, key: str, expected: str = "") -> Any:
     expected = expected or _type_name(tp)
     args = typing.get_args(tp)
     if type(None) in args:
-        (inner,) = (a for a in args if a is not type(None))
-        return None if v is None else _coerce(v, inner, key, expected)
+        inner = [a for a in args if a is not type(None)]
+        return None if v is None else _coerce(v, inner[0] if len(inner) == 1 else typing.Union[tuple(inner)], key,
+                                              expected)
+    if len(args) > 1 and typing.get_origin(tp) is not tuple:  # X | Y: the first that takes v
+        for a in args[:-1]:
+            try:
+                return _coerce(v, a, key, expected)
+            except ConfigError:
+                pass
+        return _coerce(v, args[-1], key, expected)
     is_int = isinstance(v, int) and not isinstance(v, bool)
     if typing.get_origin(tp) is tuple:
         if isinstance(v, (list, tuple)) and all(isinstance(h, int) and not isinstance(h, bool) for h in v):
@@ -313,6 +322,8 @@ def _type_name(tp: Any) -> str:
     args = typing.get_args(tp)
     if type(None) in args:
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if len(args) > 1 and typing.get_origin(tp) is not tuple:
+        return " or ".join(_type_name(a) for a in args)
     return "a list of ints" if typing.get_origin(tp) is tuple else tp.__name__
 
 

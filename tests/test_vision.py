@@ -42,17 +42,25 @@ ACTIONS = [0, 1, 2, 2, 1, 0, 1, 1, 2, 0, 0, 1]
 
 def test_patches_are_cut_row_by_row_pixels_in_row_column_channel_order():
     frame = np.random.default_rng(0).normal(size=(6, 9, 2)).astype(np.float32)
-    got = np.asarray(patchify(jnp.asarray(frame), 3))
-    expected = [frame[r:r + 3, c:c + 3].reshape(-1) for r in range(0, 6, 3) for c in range(0, 9, 3)]
-    np.testing.assert_array_equal(got, np.stack(expected))
-    np.testing.assert_array_equal(np.asarray(patchify(jnp.asarray(frame), 1)).reshape(-1), frame.reshape(-1))
+    for h, w in [(3, 3), (2, 9), (6, 1)]:
+        got = np.asarray(patchify(jnp.asarray(frame), (h, w)))
+        expected = [frame[r:r + h, c:c + w].reshape(-1) for r in range(0, 6, h) for c in range(0, 9, w)]
+        np.testing.assert_array_equal(got, np.stack(expected))
+    np.testing.assert_array_equal(np.asarray(patchify(jnp.asarray(frame), (1, 1))).reshape(-1), frame.reshape(-1))
+
+
+def test_rectangular_patches_cut_breakout_into_its_rows():
+    wrapper = PatchWrapper(BREAKOUT, Patches(size=(1, 10), frames=2))
+    obs, _, frames = run(wrapper, jax.random.key(0), ACTIONS)
+    assert wrapper.grid == (10, 1) and obs.shape == (len(ACTIONS) + 1, 10, 2 * 40)
+    np.testing.assert_array_equal(obs[-1][:, 40:], np.asarray(frames[-1]).reshape(10, 40))
 
 
 def test_frames_are_stacked_per_patch_oldest_first():
     wrapper = PatchWrapper(BREAKOUT, Patches(size=2, frames=3))
     obs, _, frames = run(wrapper, jax.random.key(0), ACTIONS)
     assert obs.shape == (len(ACTIONS) + 1, 25, 3 * 16) and wrapper.observation_space().shape == (25, 48)
-    cut = jax.vmap(lambda f: patchify(f, 2))(frames)  # (T+1, 25, 16)
+    cut = jax.vmap(lambda f: patchify(f, (2, 2)))(frames)  # (T+1, 25, 16)
     for t in range(len(ACTIONS) + 1):
         older = [cut[max(t - lag, 0)] for lag in (2, 1, 0)]  # the first frame fills the stack at reset
         np.testing.assert_array_equal(obs[t], np.concatenate(older, axis=1))
@@ -106,8 +114,10 @@ def test_patch_wrapper_jits_and_vmaps_over_keys():
 
 
 @pytest.mark.parametrize("patches,msg", [
-    (dict(size=3), "patch size 3 does not divide 10x10 frames"),
-    (dict(size=0), "patch size must be an int >= 1, got 0"),
+    (dict(size=3), "patch size 3x3 does not divide 10x10 frames"),
+    (dict(size=(2, 3)), "patch size 2x3 does not divide 10x10 frames"),
+    (dict(size=0), "patch size must be an int >= 1, or (height, width) of them, got 0"),
+    (dict(size=(1, 2, 3)), "patch size must be an int >= 1, or (height, width) of them, got (1, 2, 3)"),
     (dict(size=2, frames=True), "patch frames must be an int >= 1, got True"),
     (dict(size=2, occlude=1.0), "occlude must be a fraction in [0, 1), got 1.0"),
 ])
@@ -248,7 +258,7 @@ def test_setup_gives_the_policy_its_frames_of_patches_and_trains(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,msg", [
-    (["env.patch_size=3"], "config key 'env.patch_size': Breakout-MinAtar: patch size 3 does not divide 10x10 frames"),
+    (["env.patch_size=3"], "config key 'env.patch_size': Breakout-MinAtar: patch size 3x3 does not divide 10x10 frames"),
     (["env.name=CartPole-v1"], "config key 'env.patch_size' cuts image frames into patches; CartPole-v1 observes "
                                "vectors of shape (4,): set it to null"),
     (["env.name=CartPole-v1", "env.patch_size=null"], "config key 'policy.name': vision_attention observes image "
@@ -257,7 +267,9 @@ def test_setup_gives_the_policy_its_frames_of_patches_and_trains(tmp_path):
                                                  "(10, 10, 4); pinn_jax's policies take flat vectors"),
     (["policy.frames=1"], "config key 'policy.frames' must be >= 2"),
     (["policy.query_dim=7"], "config key 'policy.query_dim' must be even"),
-    (["env.patch_size=0"], "config key 'env.patch_size' must be >= 1 or null, got 0"),
+    (["env.patch_size=0"], "config key 'env.patch_size' must be >= 1, [height, width] of ints >= 1, or null, got 0"),
+    (["env.patch_size=[1,2,3]"], "config key 'env.patch_size' must be >= 1, [height, width] of ints >= 1, or null"),
+    (["env.patch_size=two"], "config key 'env.patch_size' has the wrong type: expected int or a list of ints or null"),
 ])
 def test_vision_config_mistakes_are_one_line_errors(tmp_path, capsys, overrides, msg):
     path = tmp_path / "vision.yaml"

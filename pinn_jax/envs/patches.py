@@ -1,8 +1,9 @@
 """Image observations as a set of patches: the observation pipeline of the vision policies.
 
-Every frame ``(H, W, C)`` of an image env is cut into non-overlapping ``size x size`` patches, numbered row
-by row over the ``(H / size, W / size)`` grid; a patch's pixels are flattened in ``(row, column, channel)``
-order into ``D = size * size * C`` values. The last ``frames`` frames are stacked per patch, oldest first
+Every frame ``(H, W, C)`` of an image env is cut into non-overlapping ``h x w`` patches (``size``: a side ``s``
+for ``s x s``, or ``(h, w)``: rectangles, e.g. ``(1, W)`` cuts the frame into its rows), numbered row by row over
+the ``(H / h, W / w)`` grid; a patch's pixels are flattened in ``(row, column, channel)`` order into
+``D = h * w * C`` values. The last ``frames`` frames are stacked per patch, oldest first
 (at reset the first frame fills the whole stack, as the authors' frame stack does), so one patch has
 ``F = frames * D`` features and the observation is ``(num_patches, F)``: a policy can take frame
 differences within a patch's row, and a patch keeps its history wherever a permutation puts it.
@@ -39,39 +40,46 @@ __all__ = ["Patches", "PatchState", "PatchWrapper", "patchify"]
 class Patches:
     """Static, hashable patch geometry; an invalid one raises ``ConfigError``."""
 
-    size: int = struct.field(pytree_node=False, default=1)
+    size: int | tuple[int, ...] = struct.field(pytree_node=False, default=1)
     frames: int = struct.field(pytree_node=False, default=1)
     occlude: float = struct.field(pytree_node=False, default=0.0)
     flatten: bool = struct.field(pytree_node=False, default=False)
 
     def __post_init__(self) -> None:
-        for name in ("size", "frames"):
-            value = getattr(self, name)
+        sides = self.size if isinstance(self.size, tuple) and len(self.size) in (1, 2) else (self.size,)
+        for name, value in [*(("size", v) for v in sides), ("frames", self.frames)]:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"patch {name} must be an int >= 1, got {value!r}")
+                what = "an int >= 1, or (height, width) of them" if name == "size" else "an int >= 1"
+                raise ConfigError(f"patch {name} must be {what}, got {getattr(self, name)!r}")
         if not 0.0 <= self.occlude < 1.0:
             raise ConfigError(f"occlude must be a fraction in [0, 1), got {self.occlude!r}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(h, w)``, a patch's height and width."""
+        sides = self.size if isinstance(self.size, tuple) else (self.size,)
+        return (sides[0], sides[-1])
 
     def grid(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """The ``(rows, columns)`` patch grid of frames of ``shape`` ``(H, W, C)``; ``ConfigError`` unless the
         patch size divides both sides."""
         if len(shape) != 3:
             raise ConfigError(f"patches are cut from (height, width, channels) frames, got shape {tuple(shape)}")
-        h, w, _ = shape
-        if h % self.size or w % self.size:
-            raise ConfigError(f"patch size {self.size} does not divide {h}x{w} frames (try a divisor of both)")
-        return h // self.size, w // self.size
+        (h, w, _), (ph, pw) = shape, self.shape
+        if h % ph or w % pw:
+            raise ConfigError(f"patch size {ph}x{pw} does not divide {h}x{w} frames (try a divisor of both)")
+        return h // ph, w // pw
 
     def kept(self, num_patches: int) -> int:
         """How many of ``num_patches`` real patches are left after occlusion."""
         return num_patches - int(self.occlude * num_patches)
 
 
-def patchify(frame: jax.Array, size: int) -> jax.Array:
-    """``(H, W, C)`` frame -> ``(H/size * W/size, size*size*C)`` patches, row by row over the grid."""
-    h, w, c = frame.shape
-    grid = frame.reshape(h // size, size, w // size, size, c).transpose(0, 2, 1, 3, 4)
-    return grid.reshape((h // size) * (w // size), size * size * c)
+def patchify(frame: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """``(H, W, C)`` frame -> ``(H/h * W/w, h*w*C)`` patches of ``shape`` ``(h, w)``, row by row over the grid."""
+    (h, w, c), (ph, pw) = frame.shape, shape
+    grid = frame.reshape(h // ph, ph, w // pw, pw, c).transpose(0, 2, 1, 3, 4)
+    return grid.reshape((h // ph) * (w // pw), ph * pw * c)
 
 
 @struct.dataclass
@@ -107,7 +115,7 @@ class PatchWrapper(_Wrapper):
     def reset_env(self, key: jax.Array, params: Any) -> tuple[jax.Array, PatchState]:
         k_env, k_occ, k_tr = jax.random.split(key, 3)
         frame, env_state = self.env.reset_env(k_env, params)
-        first = patchify(jnp.asarray(frame, jnp.float32), self.patches.size)
+        first = patchify(jnp.asarray(frame, jnp.float32), self.patches.shape)
         n = first.shape[0]
         history = jnp.broadcast_to(first[:, None], (n, self.patches.frames, first.shape[1]))
         if self.patches.occlude:
@@ -122,7 +130,7 @@ class PatchWrapper(_Wrapper):
                  ) -> tuple[jax.Array, PatchState, jax.Array, jax.Array, dict]:
         k_env, k_tr = jax.random.split(key)
         frame, env_state, reward, terminated, info = self.env.step_env(k_env, state.env_state, action, params)
-        new = patchify(jnp.asarray(frame, jnp.float32), self.patches.size)
+        new = patchify(jnp.asarray(frame, jnp.float32), self.patches.shape)
         history = jnp.concatenate([state.history[:, 1:], new[:, None]], axis=1)
         obs, tstate = self._observe(k_tr, history, state.keep, state.transform)
         return obs, PatchState(env_state=env_state, history=history, keep=state.keep, transform=tstate,
@@ -134,7 +142,7 @@ class PatchWrapper(_Wrapper):
         space = self.env.observation_space(params)
         c = space.shape[-1]
         n = self.patches.kept(self.grid[0] * self.grid[1]) + self.cfg.num_noise
-        shape = (n, self.patches.frames * self.patches.size ** 2 * c)
+        shape = (n, self.patches.frames * self.patches.shape[0] * self.patches.shape[1] * c)
         low, high = float(jnp.min(jnp.asarray(space.low))), float(jnp.max(jnp.asarray(space.high)))
         if self.cfg.num_noise:
             low, high = -float("inf"), float("inf")
