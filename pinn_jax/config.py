@@ -81,6 +81,7 @@ class PolicyConfig:
     key_dim: int = _VA.key_dim  # size of queries and keys
     value_dim: int = _VA.value_dim  # size of values and latent cells
     head_hidden: int = _VA.head_hidden  # tanh units of the head (0: linear head)
+    key_frame: bool = _VA.key_frame  # the keys also see each patch's latest frame, not only its differences
 
     def __post_init__(self) -> None:
         _check(self.name in POLICY_NAMES, "policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {self.name!r}")

@@ -133,7 +133,8 @@ def vision_policy(**fields):
     return make_policy("vision_attention", act_dim=3, discrete=True, **fields)
 
 
-@pytest.mark.parametrize("fields", [{}, dict(frames=3, grid=3, head_hidden=0, key_dim=5, value_dim=4)])
+@pytest.mark.parametrize("fields", [{}, dict(frames=3, grid=3, head_hidden=0, key_dim=5, value_dim=4),
+                                    dict(key_frame=True)])
 def test_batched_step_equals_the_per_patch_reference(fields):
     policy = vision_policy(**fields)
     f = policy.frames * 16
@@ -152,6 +153,18 @@ def test_batched_step_equals_the_per_patch_reference(fields):
 
 def test_parameter_count_of_the_defaults_on_breakout_patches():
     assert vision_policy().num_params(2 * 2 * 2 * 4) == 2611  # 2 frames of 2x2 patches of 4 channels
+    assert vision_policy(key_frame=True).num_params(2 * 2 * 2 * 4) == 2611 + 16 * 8  # the frame's rows of w_k
+
+
+def test_key_frame_lets_a_query_single_out_a_still_patch():
+    """Two still patches (no difference between frames), one empty and one with a pixel lit: keyed by differences
+    alone they get the same key and every query the same weight; with key_frame they do not."""
+    obs = jnp.zeros((2, 2 * 16)).at[1, jnp.array([3, 16 + 3])].set(1.0)  # patch 1 lit in both frames
+    for key_frame, same in [(False, True), (True, False)]:
+        policy = vision_policy(key_frame=key_frame)
+        params = policy.init(jax.random.key(4), 32)
+        attention = policy.step(policy.prepare(params), (), obs, jnp.zeros(3))[2]["attention"]
+        assert bool(jnp.allclose(attention[:, 0], attention[:, 1], atol=1e-7)) == same
 
 
 def patch_env(name, patches, transform=ObsTransform()):

@@ -45,7 +45,8 @@ REGISTRY: dict[str, PolicySpec] = {
     "mlp": PolicySpec(MLPPolicy, ("hidden",)),
     "linear": PolicySpec(_linear, ()),
     "vision_attention": PolicySpec(VisionAttentionPolicy,
-                                   ("frames", "grid", "query_dim", "key_dim", "value_dim", "head_hidden")),
+                                   ("frames", "grid", "query_dim", "key_dim", "value_dim", "head_hidden",
+                                    "key_frame")),
 }
 POLICY_NAMES = tuple(REGISTRY)
 

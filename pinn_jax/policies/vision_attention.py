@@ -5,7 +5,7 @@ each the last ``frames`` frames of its ``D = F / frames`` pixels, oldest first. 
 action ``a`` (``act_dim``,):
 
 1. keys ``K = tanh([d_i, a] W_k + b_k)`` (N, key_dim), ``d_i`` patch i's ``frames - 1`` differences of
-   consecutive frames;
+   consecutive frames (with ``key_frame``, followed by its latest frame: ``[d_i, x_i^last, a]``);
 2. values ``V = LN(x_i) W_v + b_v`` (N, value_dim), ``LN(x_i)`` patch i's frames each layer-normalised
    over its ``D`` pixels (no learned scale or shift);
 3. queries ``Q = (E W_q + b_q) / sqrt(key_dim)`` (M, key_dim): ``E`` a fixed 2-D sinusoidal embedding of the
@@ -24,13 +24,15 @@ scaled by ``1/sqrt(d)``, then relu and a layer norm giving the latent grid. Two 
 through a ``tanh`` (with a linear key and a softmax over patches, the action's term and the key bias add the
 same logit to every patch of a query and cancel, so the authors' previous action has no effect), and the
 head is a small MLP instead of their top-k self-attention and LSTM (CarRacing) or CNN (Puzzle Pong), to stay
-at a few thousand parameters for ES. The queries' embedding is 2-D (row and column halves) where theirs is a
-1-D table over the cells.
+at a few thousand parameters for ES. ``key_frame`` (off by default, as theirs) is a third, optional one: keys
+from differences alone cannot tell a still object from the background (MinAtar's paddle between moves, its
+bricks), so no query can single it out; with the latest frame in the key input, one can. The queries'
+embedding is 2-D (row and column halves) where theirs is a 1-D table over the cells.
 
 Parameter pytree (plain nested dict of float32 arrays)::
 
     {"w_q": (query_dim, key_dim), "b_q": (key_dim,),
-     "w_k": ((frames - 1) * D + act_dim, key_dim), "b_k": (key_dim,),   # difference rows, then action rows
+     "w_k": ((frames - 1 + key_frame) * D + act_dim, key_dim), "b_k": (key_dim,),  # differences[, frame], action
      "w_v": (frames * D, value_dim), "b_v": (value_dim,),
      "head_hidden": {"kernel": (M * value_dim, head_hidden), "bias": (head_hidden,)},  # head_hidden > 0
      "head": {"kernel": (head_hidden or M * value_dim, act_dim), "bias": (act_dim,)}}
@@ -83,6 +85,7 @@ class VisionAttentionPolicy(PolicyBase):
         key_dim: size of queries and keys.
         value_dim: size of the values, and of each latent cell.
         head_hidden: width of the head's tanh layer (0: a linear head on the latent grid).
+        key_frame: the keys also see each patch's latest frame, not only its differences.
     """
 
     act_dim: int = 1
@@ -93,6 +96,7 @@ class VisionAttentionPolicy(PolicyBase):
     key_dim: int = 8
     value_dim: int = 8
     head_hidden: int = 16
+    key_frame: bool = False
 
     takes_patches = True
 
@@ -121,7 +125,8 @@ class VisionAttentionPolicy(PolicyBase):
     def _shapes(self, obs_dim: int) -> dict[str, tuple[int, ...]]:
         d, m = self.patch_pixels(obs_dim), self.grid ** 2 * self.value_dim
         shapes = {"w_q": (self.query_dim, self.key_dim), "b_q": (self.key_dim,),
-                  "w_k": ((self.frames - 1) * d + self.act_dim, self.key_dim), "b_k": (self.key_dim,),
+                  "w_k": ((self.frames - 1 + self.key_frame) * d + self.act_dim, self.key_dim),
+                  "b_k": (self.key_dim,),
                   "w_v": (self.frames * d, self.value_dim), "b_v": (self.value_dim,)}
         if self.head_hidden:
             shapes |= {"head_hidden/kernel": (m, self.head_hidden), "head_hidden/bias": (self.head_hidden,)}
@@ -165,6 +170,8 @@ class VisionAttentionPolicy(PolicyBase):
         n, f = obs.shape
         x = obs.reshape(n, self.frames, self.patch_pixels(f))
         diffs = (x[:, 1:] - x[:, :-1]).reshape(n, -1)
+        if self.key_frame:
+            diffs = jnp.concatenate([diffs, x[:, -1]], axis=1)
         shared = jnp.asarray(prev_action, jnp.float32) @ prepared["w_act"] + prepared["b_k"]  # the same for all
         keys = jnp.tanh(diffs @ prepared["w_diff"] + shared)
         values = layer_norm(x).reshape(n, -1) @ prepared["w_v"] + prepared["b_v"]
@@ -191,7 +198,7 @@ def reference_step(policy: VisionAttentionPolicy, params: dict, obs: np.ndarray,
     keys, values = [], []
     for patch in obs:
         frames = [patch[j * d:(j + 1) * d] for j in range(policy.frames)]
-        diffs = [frames[j + 1] - frames[j] for j in range(policy.frames - 1)]
+        diffs = [frames[j + 1] - frames[j] for j in range(policy.frames - 1)] + frames[-1:] * policy.key_frame
         keys.append(np.tanh(np.concatenate([*diffs, prev_action]) @ p["w_k"] + p["b_k"]))
         values.append(np.concatenate([norm(fr) for fr in frames]) @ p["w_v"] + p["b_v"])
     half = policy.query_dim // 2
