@@ -152,6 +152,7 @@ class TrainConfig:
     start_scale: float = 1.0  # hard start only: training episodes start in its ranges scaled by this (held-out: 1)
     cart_only_steps: int = 0  # swing-up only: the first N steps of a training episode pay only the cart factor
     # (the paper's reward after them)
+    alive_bonus: float = 0.0  # any env: every training step taken pays this much more (the time kept in play)
     log_every: int = 10  # generations folded into one compiled scan between log points
     checkpoint_every: int = 100  # generations between orbax checkpoints (orbax keeps the newest 3)
     keep_every: int = 0  # also keep for good every checkpoint whose generation is a multiple of this (0: the newest 3 only)
@@ -174,6 +175,8 @@ class TrainConfig:
         _check_positive("train.start_scale", self.start_scale)
         _check(self.start_scale <= 1.0, "train.start_scale", f"must be <= 1, got {self.start_scale}")
         _check(self.cart_only_steps >= 0, "train.cart_only_steps", f"must be >= 0, got {self.cart_only_steps}")
+        _check(math.isfinite(self.alive_bonus) and self.alive_bonus >= 0, "train.alive_bonus",
+               f"must be finite and >= 0, got {self.alive_bonus}")
 
 
 LOSSES = ("mse", "bce")  # distill.loss: squared action error, or cross-entropy for bang-bang teachers

@@ -12,11 +12,13 @@ from pinn_jax import config as config_lib
 from pinn_jax.envs import CartPoleSwingUp, EnvParams, EnvState
 from pinn_jax.envs.fitness import KNOBS, Fitness, FitnessWrapper
 from pinn_jax.experiment import setup
+from pinn_jax.rollout import episode
 
 ENV = CartPoleSwingUp()
 P = EnvParams()
 KEY = jax.random.key(0)
-SHAPED = {"reward_power": 4.0, "fall_after": 100, "fall_credit": 0.5, "cart_only_steps": 75, "start_scale": 0.5}
+SHAPED = {"reward_power": 4.0, "fall_after": 100, "fall_credit": 0.5, "cart_only_steps": 75, "start_scale": 0.5,
+          "alive_bonus": 0.1}
 
 
 def shaped(**knobs) -> FitnessWrapper:
@@ -129,3 +131,23 @@ def test_start_scale_is_the_hard_starts_only(start):
     reset = lambda env: jax.vmap(lambda k: env.reset_env(k, p))(keys)[1]  # noqa: E731
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(reset(shaped(start_scale=0.5))),
                                                     jax.tree.leaves(reset(ENV))))
+
+
+def test_alive_bonus_pays_every_step_taken_on_any_env_and_leaves_the_held_out_env_bare(tmp_path):
+    """Breakout-MinAtar ends when the ball is missed: the training return is the game's plus b per step played."""
+    data = tiny_dict(tmp_path, env={"name": "Breakout-MinAtar", "max_steps": 200, "patch_size": [1, 10]},
+                     policy={"name": "vision_attention"}, train={"alive_bonus": 0.25})
+    data["env"].pop("start", None)
+    exp = setup(config_lib.from_dict(data))
+    assert isinstance(exp.fitness_env.env.env, FitnessWrapper) and not isinstance(exp.env.env.env, FitnessWrapper)
+    params = exp.policy.init(jax.random.key(1), exp.env.observation_space(exp.env_params).shape[-1])
+    run = jax.jit(jax.vmap(lambda env, k: episode(exp.policy, env, exp.env_params, params, k, 200),
+                           in_axes=(None, 0)), static_argnums=0)
+    keys = jax.random.split(jax.random.key(2), 8)
+    bare, shaped_ = run(exp.env, keys), run(exp.fitness_env, keys)
+    assert int(bare.length.min()) < 200  # some episodes end early: the bonus counts the steps, not max_steps
+    np.testing.assert_allclose(shaped_.ret, bare.ret + 0.25 * bare.length, rtol=1e-6)
+    with pytest.raises(config_lib.ConfigError, match="'train.reward_power' shapes the swing-up's fitness only"):
+        setup(config_lib.from_dict({**data, "train": {**data["train"], "reward_power": 2.0}}))
+    with pytest.raises(config_lib.ConfigError, match="'train.alive_bonus' must be finite and >= 0, got -1"):
+        config_lib.from_dict({**data, "train": {**data["train"], "alive_bonus": -1.0}})

@@ -1,4 +1,4 @@
-"""Fitness shaping: the swing-up's training fitness changed by five knobs, as one gymnax wrapper.
+"""Fitness shaping: a training fitness changed by six knobs, as one gymnax wrapper.
 
 Each knob is the config key ``train.<knob>``; at its neutral value it is the paper's fitness:
 
@@ -10,8 +10,12 @@ Each knob is the config key ``train.<knob>``; at its neutral value it is the pap
   costs no reward.
 * ``start_scale`` s (1): the hard start's ranges shrink to s times their width around hanging at rest, a
   curriculum between the easy start and the hard one.
+* ``alive_bonus`` b (0): every step taken pays b more, any env: where an episode ends on a mistake (a ball
+  missed in Breakout, a hit in Asterix) the fitness grows with the time kept in play, long before the sparse
+  game reward does.
 
-They shape training only, and the swing-up only (``start_scale`` its hard start only); held-out evaluation
+They shape training only, and the swing-up only (``start_scale`` its hard start only, ``alive_bonus`` any env);
+held-out evaluation
 and every score pinn_jax reports use the bare env. With every knob neutral :meth:`Fitness.wrap` adds no
 wrapper, so the compiled step is the paper's. A new knob is a field of :class:`Fitness` and a branch of
 :class:`FitnessWrapper` here, and its key in ``TrainConfig``.
@@ -32,7 +36,7 @@ from pinn_jax.envs.cartpole_swingup import HANGING, CartPoleSwingUp, EnvParams, 
 from pinn_jax.envs.wrappers import _Wrapper
 from pinn_jax.errors import ConfigError
 
-__all__ = ["Fitness", "FitnessWrapper", "KNOBS", "from_config"]
+__all__ = ["ANY_ENV", "Fitness", "FitnessWrapper", "KNOBS", "from_config"]
 
 
 @struct.dataclass
@@ -44,6 +48,7 @@ class Fitness:
     fall_credit: float = struct.field(pytree_node=False, default=0.0)
     cart_only_steps: int = struct.field(pytree_node=False, default=0)
     start_scale: float = struct.field(pytree_node=False, default=1.0)
+    alive_bonus: float = struct.field(pytree_node=False, default=0.0)
     episode_steps: int = struct.field(pytree_node=False, default=1000)  # not a knob: fall_credit's steps left
 
     def shaped(self) -> dict[str, Any]:
@@ -51,11 +56,13 @@ class Fitness:
         return {k: getattr(self, k) for k in KNOBS if getattr(self, k) != getattr(_PAPER, k)}
 
     def wrap(self, env: environment.Environment) -> environment.Environment:
-        """The swing-up ``env`` with this fitness: ``env`` itself when every knob is neutral."""
+        """``env`` (the swing-up, or any env with ``alive_bonus`` alone) with this fitness: ``env`` itself when
+        every knob is neutral."""
         return FitnessWrapper(env, self) if self.shaped() else env
 
 
 KNOBS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Fitness) if f.name != "episode_steps")
+ANY_ENV: tuple[str, ...] = ("alive_bonus",)  # the knobs that shape any env's fitness, not only the swing-up's
 _PAPER = Fitness()
 
 
@@ -66,12 +73,13 @@ def _shown(value: Any) -> str:
 
 def from_config(cfg: Any) -> Fitness:
     """The training fitness of a :class:`~pinn_jax.config.Config` (its ``train.<knob>`` keys and training
-    episode length); a knob away from neutral on another env than the swing-up, or ``start_scale`` on another
-    start than the hard one, is a one-line ``ConfigError``."""
+    episode length); a swing-up knob away from neutral on another env than the swing-up, or ``start_scale`` on
+    another start than the hard one, is a one-line ``ConfigError``."""
     fitness = Fitness(**{k: getattr(cfg.train, k) for k in KNOBS}, episode_steps=cfg.train_steps)
     shaped = fitness.shaped()
-    if shaped and not is_swingup(cfg.env.name):
-        key = next(iter(shaped))
+    swingup_only = [k for k in shaped if k not in ANY_ENV]
+    if swingup_only and not is_swingup(cfg.env.name):
+        key = swingup_only[0]
         raise ConfigError(f"config key 'train.{key}' shapes the swing-up's fitness only; {cfg.env.name} needs "
                           f"{_shown(getattr(_PAPER, key))}, got {shaped[key]}")
     if "start_scale" in shaped and cfg.env.start != "hard":
@@ -81,9 +89,10 @@ def from_config(cfg: Any) -> Fitness:
 
 
 class FitnessWrapper(_Wrapper):
-    """The bare swing-up (:class:`CartPoleSwingUp`) with a shaped :class:`Fitness`; the state is the env's."""
+    """The bare swing-up (:class:`CartPoleSwingUp`), or any env with ``alive_bonus`` alone, with a shaped
+    :class:`Fitness`; the state is the env's."""
 
-    def __init__(self, env: CartPoleSwingUp, fitness: Fitness) -> None:
+    def __init__(self, env: CartPoleSwingUp | environment.Environment, fitness: Fitness) -> None:
         super().__init__(env)
         self.fitness = fitness
 
@@ -110,6 +119,8 @@ class FitnessWrapper(_Wrapper):
             fell = terminated & ~self.env.off_track(state, params)
             left = (f.episode_steps - state.time).astype(jnp.float32)
             reward = jnp.where(fell, reward + f.fall_credit * left, reward)
+        if f.alive_bonus:
+            reward = reward + f.alive_bonus
         return obs, state, reward, terminated, info
 
     def reward(self, state: EnvState, params: EnvParams) -> jax.Array:
