@@ -366,6 +366,29 @@ def test_lock_refuses_a_second_process_in_the_same_process_too(tmp_path):
     rundir.RunDirLock(tmp_path).acquire().release()
 
 
+def test_a_lock_file_that_cannot_be_written_is_one_line_and_leaves_no_lock(tmp_path, capsys, monkeypatch, trainer,
+                                                                           config_file):
+    real_write = os.write
+
+    def full_disk_for_locks(fd, data):  # the disk is full when the lock file is written, and only then
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(rundir.LOCK_NAME):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    done = tmp_path / "done"
+    train(tiny(done, generations=2), progress=False, trainer=trainer)
+    before = sorted(p.name for p in done.iterdir())
+    monkeypatch.setattr(os, "write", full_disk_for_locks)
+    fresh = tmp_path / "runs" / "fresh"
+    for argv, run in ((["--resume", str(done)], done), (["--config", str(config_file), "--out", str(fresh)], fresh)):
+        assert main([*argv, "--set", "train.generations=4", "--no-progress"]) == 2
+        assert one_error_line(capsys) == (f"error: cannot lock run directory {run}: cannot write {run / '.lock'} "
+                                          f"(No space left on device)")
+        assert not (run / rundir.LOCK_NAME).exists()
+    assert sorted(p.name for p in done.iterdir()) == before  # the resume touched nothing
+    assert not (tmp_path / "runs").exists()  # the fresh run removed the directories it made
+
+
 @pytest.mark.slow
 def test_a_second_run_on_a_locked_run_dir_is_refused_and_a_kill_9_lock_does_not_block(tmp_path, capsys, trainer,
                                                                                         reference):

@@ -85,7 +85,12 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock 
         return []
     made = rundir.create(run_dir)
     if lock is not None:
-        lock.acquire()  # a fresh run started at the same moment may hold it: that one's directory, leave it
+        try:
+            lock.acquire()  # a fresh run started at the same moment may hold it: that one's directory, leave it
+        except RunDirError:
+            if not any(run_dir.iterdir()):  # no lock file: this run's lock could not be written (a full disk)
+                rundir.remove_created(run_dir, made)
+            raise
     try:
         if any(p.name != rundir.LOCK_NAME for p in run_dir.iterdir()):  # another run got here first and finished
             raise ConfigError(not_empty_message(run_dir))
