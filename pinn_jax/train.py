@@ -107,7 +107,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # How the training library's errors, which name Python arguments, read on this command line.
 _FLAGS = {"(resume=True)": "(--resume RUN_DIR)", "without resume=True": "without --resume",
-          "another run_dir": "another --out", "continue it with resume=True": "continue it with --resume RUN_DIR"}
+          "another run_dir": "another --out", "continue it with resume=True": "continue it with --resume RUN_DIR",
+          "a new run: config ": "a new run: --config ", " with strategy.init_mean=": " --set strategy.init_mean="}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -323,6 +323,24 @@ def test_what_a_failed_orbax_operation_leaves_behind_prints_nothing_and_the_rest
     assert "write" not in r.stderr and "never retrieved" not in r.stderr and "loop is closed" not in r.stderr, r.stderr
 
 
+def test_a_finished_run_without_checkpoints_is_not_resumed_and_the_advice_loses_nothing(tmp_path, capsys, trainer):
+    run, new = tmp_path / "run", tmp_path / "new"
+    train(tiny(run, generations=2), progress=False, trainer=trainer)
+    shutil.rmtree(run / "checkpoints")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["--resume", str(run), "--set", "train.generations=4", "--no-progress"]) == 2
+    assert one_error_line(capsys) == (
+        f"error: {run} has no checkpoint to resume (none in checkpoints/); keep the directory, its params.npz and "
+        f"logs, and go on in a new run: --config {run}/config.yaml --set strategy.init_mean={run}/params.npz and "
+        f"another --out")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing lost or written
+    # the advice works: the new run starts from the finished run's search mean
+    assert main(["--config", str(run / "config.yaml"), "--set", f"strategy.init_mean={run}/params.npz",
+                 "--out", str(new), "--set", "train.generations=1", "--no-progress"]) == 0
+    with np.load(run / "params.npz") as done, np.load(new / "init_mean.npz") as start:
+        assert np.array_equal(start["params"], done["mean"])
+
+
 # 4 ---------------------------------------------------------------------------------- SIGTERM while saving
 @pytest.mark.slow
 def test_sigterm_while_a_checkpoint_is_written_reports_only_what_is_on_disk(tmp_path, config_file, trainer,

@@ -54,12 +54,26 @@ from pinn_jax.training.progress import Tracker
 from pinn_jax.training.runs import resolve_start
 from pinn_jax.training.trainer import Trainer, TrainState, make_evaluator, make_trainer, start_keys
 
-__all__ = ["train", "prepare_run_dir", "has_checkpoint", "not_empty_message"]
+__all__ = ["train", "prepare_run_dir", "has_checkpoint", "not_empty_message", "no_checkpoint_message"]
 
 
 def not_empty_message(run_dir: pathlib.Path) -> str:
     return (f"run directory {run_dir} already exists and is not empty; continue it (resume=True) or choose another "
             f"run_dir")
+
+
+def no_checkpoint_message(run_dir: pathlib.Path) -> str:
+    """Why a run directory without a checkpoint cannot be resumed, and how to go on without losing what it holds:
+    parameters it saved as files (``params.npz``, ``eval_best.npz``) start a new run; else it stopped before its
+    first checkpoint and holds nothing worth keeping."""
+    saved = next((run_dir / name for name in (artifacts.PARAMS_FILE, artifacts.EVAL_BEST_FILE)
+                  if (run_dir / name).is_file()), None)
+    if saved is None:
+        return (f"{run_dir} has no checkpoint to resume: that run stopped before its first one; delete the directory "
+                f"and start it again without resume=True")
+    return (f"{run_dir} has no checkpoint to resume (none in {artifacts.CHECKPOINTS_DIR}/); keep the directory, its "
+            f"{saved.name} and logs, and go on in a new run: config {artifacts.config_file(run_dir)} with "
+            f"strategy.init_mean={saved} and another run_dir")
 
 
 def has_checkpoint(run_dir: pathlib.Path) -> bool:
@@ -149,8 +163,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
             if resume:  # lock first: a second resume of a running run is refused before it compiles anything
                 lock.acquire()
                 if not has_checkpoint(run_dir):
-                    raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
-                                          f"one; delete the directory and start it again without resume=True")
+                    raise CheckpointError(no_checkpoint_message(run_dir))
             process.limit_lapack_threads()
             tr = trainer or make_trainer(setup(cfg, env, policy), mesh=distributed.mesh_for(cfg))
             if resume:
