@@ -375,6 +375,33 @@ def test_sigterm_while_a_checkpoint_is_written_reports_only_what_is_on_disk(tmp_
     assert [r["generation"] for r in read_csv(run)] == list(range(1, saved + 3))
 
 
+@pytest.mark.slow
+def test_ctrl_c_pressed_again_and_again_neither_cuts_the_save_short_nor_prints_a_traceback(tmp_path, config_file):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(cli("--config", str(config_file), "--run-dir", str(run), "--set",
+                                "train.generations=100000", "--set", "train.checkpoint_every=1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and len(
+                (run / "metrics.csv").read_text().splitlines() if (run / "metrics.csv").exists() else []) < 6:
+            time.sleep(0.01)
+        sent = 0
+        while proc.poll() is None and sent < 2000:  # a second Ctrl-C, and more, during the save, clean-up and exit
+            proc.send_signal(signal.SIGINT)
+            sent += 1
+            time.sleep(0.005)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert sent >= 2 and proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: saved generation "), err
+    saved = int(lines[0].removeprefix("interrupted: saved generation ").split()[0])
+    assert saved >= 5 and saved == on_disk(run)[-1]
+    assert not (run / rundir.LOCK_NAME).exists()
+
+
 # 5 ---------------------------------------------------------------------------------------- run dir lock
 def test_lock_refuses_a_second_process_in_the_same_process_too(tmp_path):
     with rundir.RunDirLock(tmp_path):
@@ -384,8 +411,8 @@ def test_lock_refuses_a_second_process_in_the_same_process_too(tmp_path):
     rundir.RunDirLock(tmp_path).acquire().release()
 
 
-def test_a_lock_file_that_cannot_be_written_is_one_line_and_leaves_no_lock(tmp_path, capsys, monkeypatch, trainer,
-                                                                           config_file):
+def test_a_lock_file_that_cannot_be_written_is_one_line_and_leaves_no_lock(tmp_path, capsys, monkeypatch,
+                                                                           trainer, config_file):
     real_write = os.write
 
     def full_disk_for_locks(fd, data):  # the disk is full when the lock file is written, and only then

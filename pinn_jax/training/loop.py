@@ -158,8 +158,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
     rundir.check_usable(run_dir)  # before anything is created
     lock = rundir.RunDirLock(run_dir, enabled=main)  # with several processes, process 0 holds it
     created: list[pathlib.Path] | None = None  # a fresh run's own directories, once it holds the lock
-    try:
-        with process.Interrupts() as interrupts:
+    # Once a signal has stopped the run, further ones are ignored until the clean-up below is done (Interrupts)
+    with process.Interrupts() as interrupts:
+        try:
             if resume:  # lock first: a second resume of a running run is refused before it compiles anything
                 lock.acquire()
                 if not has_checkpoint(run_dir):
@@ -181,18 +182,19 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
             with Session.open(cfg, tr, interrupts, state, resume) as session:
                 first_lines = "\n".join(filter(None, [note, header(cfg, tr, env)]))
                 state, rows = session.run(state, progress, status, first_lines)
-        return tr, state, rows
-    except BaseException as e:
-        if created is not None and main and not has_checkpoint(run_dir) and rundir.remove_created(run_dir, created):
-            undone = (f"removed {run_dir}, which it created" if created
-                      else f"emptied {run_dir} again") + " (the run stopped before its first checkpoint)"
-            if isinstance(e, UserError):
-                e.args = (f"{one_line(e)}; {undone}",)
-            else:
-                print(f"note: {undone}", file=sys.stderr, flush=True)
-        raise
-    finally:
-        lock.release()
+            return tr, state, rows
+        except BaseException as e:
+            undo = created is not None and main and not has_checkpoint(run_dir)
+            if undo and rundir.remove_created(run_dir, created):
+                undone = (f"removed {run_dir}, which it created" if created
+                          else f"emptied {run_dir} again") + " (the run stopped before its first checkpoint)"
+                if isinstance(e, UserError):
+                    e.args = (f"{one_line(e)}; {undone}",)
+                else:
+                    print(f"note: {undone}", file=sys.stderr, flush=True)
+            raise
+        finally:
+            lock.release()
 
 
 def header(cfg: Config, tr: Trainer, env: Any = None) -> str:
