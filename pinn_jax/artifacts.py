@@ -152,7 +152,7 @@ def load_flat(path: Path, num_params: int | None = None) -> np.ndarray:
     has neither key, or holds another number of values than ``num_params``.
     """
     path = pathlib.Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"parameter file not found: {path}")
     data = read_npz(path)
     key = next((k for k in ("params", "mean") if k in data), None)
@@ -166,8 +166,10 @@ def load_flat(path: Path, num_params: int | None = None) -> np.ndarray:
 
 def read_npz(path: Path, error: type[UserError] = ModelError) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, read in full (a torn file fails here, not later); ``error`` (one line
-    naming the file) when it is empty, torn, not an ``.npz`` or holds pickled objects."""
+    naming the file) when it is a directory, empty, torn, not an ``.npz`` or holds pickled objects."""
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise error(f"{path} is a directory, not an .npz file")
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -182,12 +184,15 @@ def read_npz(path: Path, error: type[UserError] = ModelError) -> dict[str, np.nd
 
 
 def _flat(value: np.ndarray, path: pathlib.Path, key: str, error: type[UserError]) -> np.ndarray:
-    """A stored flat parameter vector as float32; ``error`` when it is not a 1-D array of real numbers."""
+    """A stored flat parameter vector as float32; ``error`` when it is not a 1-D array of finite real numbers."""
     if value.ndim != 1:
         raise error(f"{path} holds an array '{key}' of shape {value.shape}, not a flat parameter vector")
     if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
         raise error(f"{path}: '{key}' holds {value.dtype} values, not numbers")
-    return value.astype(np.float32)
+    flat = value.astype(np.float32)
+    if not np.isfinite(flat).all():
+        raise error(f"{path}: '{key}' holds {int((~np.isfinite(flat)).sum())} values that are not finite (nan or inf)")
+    return flat
 
 
 def _scalar(data: dict[str, np.ndarray], key: str, path: pathlib.Path, kind: type) -> float | int:
@@ -220,7 +225,7 @@ def eval_best_kept(run_dir: Path) -> tuple[float, int | None] | None:
     files written before it was recorded), or None when there is no file; a :class:`CheckpointError` naming the
     file when it is unreadable or holds no finite ``return_mean``."""
     path = pathlib.Path(run_dir) / EVAL_BEST_FILE
-    if not path.is_file():
+    if not path.exists():
         return None
     data = read_npz(path, CheckpointError)
     episodes = _scalar(data, "episodes", path, int) if "episodes" in data else None
@@ -237,7 +242,7 @@ def saved_params(run_dir: Path, which: str) -> tuple[np.ndarray, int | None]:
         raise CheckpointError(f"params must be one of {', '.join(PARAM_CHOICES)}, got {which!r}")
     run_dir = pathlib.Path(run_dir)
     path = run_dir / (EVAL_BEST_FILE if which == "eval_best" else PARAMS_FILE)
-    if not path.is_file():
+    if not path.exists():
         hint = "train it with train.eval_every > 0" if which == "eval_best" else "the run has not finished"
         raise CheckpointError(f"no {path.name} in {run_dir} ({hint})")
     data = read_npz(path, CheckpointError)

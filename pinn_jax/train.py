@@ -107,12 +107,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # How the training library's errors, which name Python arguments, read on this command line.
 _FLAGS = {"(resume=True)": "(--resume RUN_DIR)", "without resume=True": "without --resume",
-          "another run_dir": "another --out", "continue it with resume=True": "continue it with --resume RUN_DIR"}
+          "another run_dir": "another --out", "continue it with resume=True": "continue it with --resume RUN_DIR",
+          "a new run: config ": "a new run: --config ", " with strategy.init_mean=": " --set strategy.init_mean="}
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: exit code 0, 2 for a user error (one ``error: ...`` line), 130 when interrupted
-    (Ctrl-C or SIGTERM: the run saves a checkpoint first, see :mod:`pinn_jax.training.loop`)."""
+    (Ctrl-C or SIGTERM: the run saves a checkpoint first, see :mod:`pinn_jax.training.loop`; further signals are
+    then ignored while the process exits)."""
     return _main(argv)
 
 
@@ -135,8 +137,10 @@ def _main(argv: list[str] | None) -> int:
         if args.run_dir is not None:
             cfg = dataclasses.replace(cfg, run_dir=args.run_dir)
     try:
-        _, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress, status=args.no_progress,
-                               note="" if args.resume else _kept_from_base(args.config, cfg))
+        note = "" if args.resume else _kept_from_base(args.config, cfg)
+        with process.Interrupts(exiting=True):  # a stop, once under way, is not cut short: neither it nor the exit
+            _, state, rows = train(cfg, resume=bool(args.resume), progress=not args.no_progress,
+                                   status=args.no_progress, note=note)
     except UserError as e:  # the library names Python arguments: say it in this command's flags
         message = one_line(e)
         for python, flag in _FLAGS.items():

@@ -323,6 +323,24 @@ def test_what_a_failed_orbax_operation_leaves_behind_prints_nothing_and_the_rest
     assert "write" not in r.stderr and "never retrieved" not in r.stderr and "loop is closed" not in r.stderr, r.stderr
 
 
+def test_a_finished_run_without_checkpoints_is_not_resumed_and_the_advice_loses_nothing(tmp_path, capsys, trainer):
+    run, new = tmp_path / "run", tmp_path / "new"
+    train(tiny(run, generations=2), progress=False, trainer=trainer)
+    shutil.rmtree(run / "checkpoints")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["--resume", str(run), "--set", "train.generations=4", "--no-progress"]) == 2
+    assert one_error_line(capsys) == (
+        f"error: {run} has no checkpoint to resume (none in checkpoints/); keep the directory, its params.npz and "
+        f"logs, and go on in a new run: --config {run}/config.yaml --set strategy.init_mean={run}/params.npz and "
+        f"another --out")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # nothing lost or written
+    # the advice works: the new run starts from the finished run's search mean
+    assert main(["--config", str(run / "config.yaml"), "--set", f"strategy.init_mean={run}/params.npz",
+                 "--out", str(new), "--set", "train.generations=1", "--no-progress"]) == 0
+    with np.load(run / "params.npz") as done, np.load(new / "init_mean.npz") as start:
+        assert np.array_equal(start["params"], done["mean"])
+
+
 # 4 ---------------------------------------------------------------------------------- SIGTERM while saving
 @pytest.mark.slow
 def test_sigterm_while_a_checkpoint_is_written_reports_only_what_is_on_disk(tmp_path, config_file, trainer,
@@ -357,6 +375,33 @@ def test_sigterm_while_a_checkpoint_is_written_reports_only_what_is_on_disk(tmp_
     assert [r["generation"] for r in read_csv(run)] == list(range(1, saved + 3))
 
 
+@pytest.mark.slow
+def test_ctrl_c_pressed_again_and_again_neither_cuts_the_save_short_nor_prints_a_traceback(tmp_path, config_file):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(cli("--config", str(config_file), "--run-dir", str(run), "--set",
+                                "train.generations=100000", "--set", "train.checkpoint_every=1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and len(
+                (run / "metrics.csv").read_text().splitlines() if (run / "metrics.csv").exists() else []) < 6:
+            time.sleep(0.01)
+        sent = 0
+        while proc.poll() is None and sent < 2000:  # a second Ctrl-C, and more, during the save, clean-up and exit
+            proc.send_signal(signal.SIGINT)
+            sent += 1
+            time.sleep(0.005)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert sent >= 2 and proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted: saved generation "), err
+    saved = int(lines[0].removeprefix("interrupted: saved generation ").split()[0])
+    assert saved >= 5 and saved == on_disk(run)[-1]
+    assert not (run / rundir.LOCK_NAME).exists()
+
+
 # 5 ---------------------------------------------------------------------------------------- run dir lock
 def test_lock_refuses_a_second_process_in_the_same_process_too(tmp_path):
     with rundir.RunDirLock(tmp_path):
@@ -364,6 +409,29 @@ def test_lock_refuses_a_second_process_in_the_same_process_too(tmp_path):
             rundir.RunDirLock(tmp_path).acquire()
     assert not (tmp_path / rundir.LOCK_NAME).exists()  # released: file removed
     rundir.RunDirLock(tmp_path).acquire().release()
+
+
+def test_a_lock_file_that_cannot_be_written_is_one_line_and_leaves_no_lock(tmp_path, capsys, monkeypatch,
+                                                                           trainer, config_file):
+    real_write = os.write
+
+    def full_disk_for_locks(fd, data):  # the disk is full when the lock file is written, and only then
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(rundir.LOCK_NAME):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    done = tmp_path / "done"
+    train(tiny(done, generations=2), progress=False, trainer=trainer)
+    before = sorted(p.name for p in done.iterdir())
+    monkeypatch.setattr(os, "write", full_disk_for_locks)
+    fresh = tmp_path / "runs" / "fresh"
+    for argv, run in ((["--resume", str(done)], done), (["--config", str(config_file), "--out", str(fresh)], fresh)):
+        assert main([*argv, "--set", "train.generations=4", "--no-progress"]) == 2
+        assert one_error_line(capsys) == (f"error: cannot lock run directory {run}: cannot write {run / '.lock'} "
+                                          f"(No space left on device)")
+        assert not (run / rundir.LOCK_NAME).exists()
+    assert sorted(p.name for p in done.iterdir()) == before  # the resume touched nothing
+    assert not (tmp_path / "runs").exists()  # the fresh run removed the directories it made
 
 
 @pytest.mark.slow

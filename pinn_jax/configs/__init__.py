@@ -29,6 +29,8 @@ def resolve(name_or_path: str | pathlib.Path) -> pathlib.Path:
     shipped = HERE / f"{path.name.removesuffix('.yaml')}.yaml"
     if path.parent == pathlib.Path(".") and shipped.is_file():
         return shipped
+    if path.is_dir():
+        raise ConfigError(f"config file {name_or_path} is a directory, not a YAML file")
     raise ConfigError(f"config file not found: {name_or_path} (nor a shipped config of that name; shipped: "
                       f"{', '.join(available())})")
 

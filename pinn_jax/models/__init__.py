@@ -103,7 +103,7 @@ def _load_pretrained(spec: str, key: str, name: str) -> Model:
 
 def _load_flat(spec: str, name: str) -> Model:
     path = pathlib.Path(spec)
-    if not path.is_file():
+    if not path.exists():
         raise ModelError(f"parameter file not found: {spec}")
     cfg_path = next((artifacts.config_file(d) for d in (path.parent, path.parent.parent)
                      if artifacts.config_file(d).is_file()), None)

@@ -47,7 +47,7 @@ class Curve:
 
 def _held_out_start(run_dir: pathlib.Path) -> str | None:
     """The start distribution a run's held-out episodes use (its config's ``env.start``), None without a config."""
-    return ckpt.load_config(run_dir).env.start if artifacts.config_file(run_dir).is_file() else None
+    return ckpt.load_config(run_dir).env.start if artifacts.config_file(run_dir).exists() else None
 
 
 def _stage(label: str, spec: str | pathlib.Path) -> tuple[pathlib.Path, list[dict], float | None, float | None]:

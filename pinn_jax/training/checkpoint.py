@@ -243,7 +243,7 @@ def resolve(path: str | pathlib.Path) -> tuple[pathlib.Path, int | None]:
 def load_config(run_dir: str | pathlib.Path) -> Config:
     """The config saved with a run."""
     f = artifacts.config_file(run_dir)
-    if not f.is_file():
+    if not f.exists():  # a directory in its place is read, and refused, as a config
         raise CheckpointError(f"{run_dir} is not a pinn_jax run directory (no config.yaml)")
     return config_lib.read(f)
 

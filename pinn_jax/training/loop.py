@@ -54,12 +54,26 @@ from pinn_jax.training.progress import Tracker
 from pinn_jax.training.runs import resolve_start
 from pinn_jax.training.trainer import Trainer, TrainState, make_evaluator, make_trainer, start_keys
 
-__all__ = ["train", "prepare_run_dir", "has_checkpoint", "not_empty_message"]
+__all__ = ["train", "prepare_run_dir", "has_checkpoint", "not_empty_message", "no_checkpoint_message"]
 
 
 def not_empty_message(run_dir: pathlib.Path) -> str:
     return (f"run directory {run_dir} already exists and is not empty; continue it (resume=True) or choose another "
             f"run_dir")
+
+
+def no_checkpoint_message(run_dir: pathlib.Path) -> str:
+    """Why a run directory without a checkpoint cannot be resumed, and how to go on without losing what it holds:
+    parameters it saved as files (``params.npz``, ``eval_best.npz``) start a new run; else it stopped before its
+    first checkpoint and holds nothing worth keeping."""
+    saved = next((run_dir / name for name in (artifacts.PARAMS_FILE, artifacts.EVAL_BEST_FILE)
+                  if (run_dir / name).is_file()), None)
+    if saved is None:
+        return (f"{run_dir} has no checkpoint to resume: that run stopped before its first one; delete the directory "
+                f"and start it again without resume=True")
+    return (f"{run_dir} has no checkpoint to resume (none in {artifacts.CHECKPOINTS_DIR}/); keep the directory, its "
+            f"{saved.name} and logs, and go on in a new run: config {artifacts.config_file(run_dir)} with "
+            f"strategy.init_mean={saved} and another run_dir")
 
 
 def has_checkpoint(run_dir: pathlib.Path) -> bool:
@@ -85,7 +99,12 @@ def prepare_run_dir(run_dir: pathlib.Path, cfg: Config, lock: rundir.RunDirLock 
         return []
     made = rundir.create(run_dir)
     if lock is not None:
-        lock.acquire()  # a fresh run started at the same moment may hold it: that one's directory, leave it
+        try:
+            lock.acquire()  # a fresh run started at the same moment may hold it: that one's directory, leave it
+        except RunDirError:
+            if not any(run_dir.iterdir()):  # no lock file: this run's lock could not be written (a full disk)
+                rundir.remove_created(run_dir, made)
+            raise
     try:
         if any(p.name != rundir.LOCK_NAME for p in run_dir.iterdir()):  # another run got here first and finished
             raise ConfigError(not_empty_message(run_dir))
@@ -139,13 +158,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
     rundir.check_usable(run_dir)  # before anything is created
     lock = rundir.RunDirLock(run_dir, enabled=main)  # with several processes, process 0 holds it
     created: list[pathlib.Path] | None = None  # a fresh run's own directories, once it holds the lock
-    try:
-        with process.Interrupts() as interrupts:
+    # Once a signal has stopped the run, further ones are ignored until the clean-up below is done (Interrupts)
+    with process.Interrupts() as interrupts:
+        try:
             if resume:  # lock first: a second resume of a running run is refused before it compiles anything
                 lock.acquire()
                 if not has_checkpoint(run_dir):
-                    raise CheckpointError(f"{run_dir} has no checkpoint to resume: that run stopped before its first "
-                                          f"one; delete the directory and start it again without resume=True")
+                    raise CheckpointError(no_checkpoint_message(run_dir))
             process.limit_lapack_threads()
             tr = trainer or make_trainer(setup(cfg, env, policy), mesh=distributed.mesh_for(cfg))
             if resume:
@@ -163,18 +182,19 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
             with Session.open(cfg, tr, interrupts, state, resume) as session:
                 first_lines = "\n".join(filter(None, [note, header(cfg, tr, env)]))
                 state, rows = session.run(state, progress, status, first_lines)
-        return tr, state, rows
-    except BaseException as e:
-        if created is not None and main and not has_checkpoint(run_dir) and rundir.remove_created(run_dir, created):
-            undone = (f"removed {run_dir}, which it created" if created
-                      else f"emptied {run_dir} again") + " (the run stopped before its first checkpoint)"
-            if isinstance(e, UserError):
-                e.args = (f"{one_line(e)}; {undone}",)
-            else:
-                print(f"note: {undone}", file=sys.stderr, flush=True)
-        raise
-    finally:
-        lock.release()
+            return tr, state, rows
+        except BaseException as e:
+            undo = created is not None and main and not has_checkpoint(run_dir)
+            if undo and rundir.remove_created(run_dir, created):
+                undone = (f"removed {run_dir}, which it created" if created
+                          else f"emptied {run_dir} again") + " (the run stopped before its first checkpoint)"
+                if isinstance(e, UserError):
+                    e.args = (f"{one_line(e)}; {undone}",)
+                else:
+                    print(f"note: {undone}", file=sys.stderr, flush=True)
+            raise
+        finally:
+            lock.release()
 
 
 def header(cfg: Config, tr: Trainer, env: Any = None) -> str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from tensorboardX import SummaryWriter
@@ -135,9 +136,11 @@ def _truncate_after(path: pathlib.Path, generation: int) -> None:
         csv.writer(f).writerows([header, *(r for r in rows if float(r[0]) <= generation)])
 
 
-def _rows(path: pathlib.Path, torn_tail: bool = False) -> tuple[list[str], list[list[str]]]:
-    """The header and the rows of a metrics table, every value checked to be a number (with ``torn_tail``, a
-    last row without its line end, a process killed while appending it, is left out). A
+def _rows(path: pathlib.Path, torn_tail: bool = False,
+          columns: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of a metrics table, every value checked to be a finite number and a ``generation``
+    column to rise row by row (with ``torn_tail``, a last row without its line end, a process killed while
+    appending it, is left out). The header must name ``columns`` (and a known table's own). A
     :class:`~pinn_jax.errors.RunDirError` names the file, the line and what is wrong."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -145,21 +148,33 @@ def _rows(path: pathlib.Path, torn_tail: bool = False) -> tuple[list[str], list[
         lines = [(reader.line_num, r) for r in reader if r]
     except (UnicodeDecodeError, csv.Error) as e:
         raise RunDirError(f"{path} is not a readable CSV table ({type(e).__name__}: {one_line(e)})") from None
+    except OSError as e:  # e.g. a directory in its place
+        raise RunDirError(f"{path} cannot be read ({e.strerror or type(e).__name__})") from None
     if not lines:
         return [], []
     (_, header), body = lines[0], lines[1:]
     if torn_tail and body and not text.endswith("\n"):
         body = body[:-1]
-    expected = next((cols for name, cols in _TABLES.values() if name == path.name), ())
+    expected = [*next((cols for name, cols in _TABLES.values() if name == path.name), ()), *columns]
     missing = [c for c in expected if c not in header]
     if missing:
         raise RunDirError(f"{path} has no column {', '.join(missing)} in its header line")
+    previous = None
     for line, r in body:
         if len(r) != len(header):
             raise RunDirError(f"{path} line {line} has {len(r)} values, its header {len(header)}")
         bad = next((v for v in r if not _is_number(v)), None)
         if bad is not None:
             raise RunDirError(f"{path} line {line}: {bad!r} is not a number")
+        bad = next((v for v in r if not math.isfinite(float(v))), None)
+        if bad is not None:
+            raise RunDirError(f"{path} line {line}: {bad!r} is not a finite number")
+        if "generation" in header:
+            generation = float(r[header.index("generation")])
+            if previous is not None and generation <= previous:
+                raise RunDirError(f"{path} line {line}: generation {generation:g} after {previous:g} (rows out of "
+                                  f"order or repeated)")
+            previous = generation
     return header, [r for _, r in body]
 
 
@@ -171,12 +186,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_csv(run_dir: str | pathlib.Path, name: str = artifacts.METRICS_FILE) -> list[dict[str, float]]:
-    """The rows of a run's ``metrics.csv`` (or ``eval.csv``) as floats; none when the file does not exist. A
-    value that is not a number, or a row with too few or too many values, is a one-line
-    :class:`~pinn_jax.errors.RunDirError` naming the file and the line."""
+def read_csv(run_dir: str | pathlib.Path, name: str = artifacts.METRICS_FILE,
+             columns: Sequence[str] = ()) -> list[dict[str, float]]:
+    """The rows of a run's ``metrics.csv`` (or ``eval.csv``, or another table such as ``distill.csv``, whose header
+    must name ``columns``) as floats; none when the file does not exist. A value that is not a finite number, a row
+    with too few or too many values, generations out of order or a directory in the file's place is a one-line
+    :class:`~pinn_jax.errors.RunDirError` naming the file (and the line)."""
     path = pathlib.Path(run_dir) / name
     if not path.exists():
         return []
-    header, rows = _rows(path)
+    header, rows = _rows(path, columns=columns)
     return [{k: float(v) for k, v in zip(header, r)} for r in rows]

@@ -79,12 +79,18 @@ def limit_lapack_threads(n: int = 1) -> list[str]:
 class Interrupts:
     """SIGINT and SIGTERM as :class:`KeyboardInterrupt`: at once while generations are computed, but held back
     inside :meth:`held` blocks (logging, evaluation, checkpoint writes) until the block is done, so an interrupt
-    never leaves a checkpoint or log row half written. The handlers are installed while the context is entered
-    (main thread only; elsewhere signals cannot be handled anyway). This is the only signal handling of training."""
+    never leaves a checkpoint or log row half written. Once one has been raised the run is stopping, and later
+    signals (Ctrl-C pressed again) are ignored until the context exits: they would cut its last save and clean-up
+    short; a stop still under way then is handed on to an enclosing :class:`Interrupts`. With ``exiting`` (a
+    command line, whose process ends after the context) they stay ignored after a stop: JAX's clean-up at exit
+    would print a traceback. The handlers are installed while the context is entered (main thread only; elsewhere
+    signals cannot be handled anyway). This is the only signal handling of training."""
 
-    def __init__(self) -> None:
+    def __init__(self, exiting: bool = False) -> None:
+        self.exiting = exiting
         self._depth = 0
         self._pending: int | None = None
+        self._stopping = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Interrupts:
@@ -95,14 +101,21 @@ class Interrupts:
 
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._previous.items():
+            if self._stopping and isinstance(outer := getattr(handler, "__self__", None), Interrupts):
+                outer._stopping = True
+            if self._stopping and self.exiting:
+                handler = signal.SIG_IGN
             if handler is not None:
                 signal.signal(s, handler)
         self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self._stopping:
+            return
         if self._depth:
             self._pending = signum
             return
+        self._stopping = True
         raise KeyboardInterrupt(f"signal {signum}")
 
     @contextlib.contextmanager
@@ -115,5 +128,7 @@ class Interrupts:
             self._depth -= 1
         if self._pending is not None and not self._depth:
             signum, self._pending = self._pending, None
+            self._stopping = True
             if then_raise:
                 raise KeyboardInterrupt(f"signal {signum}")
+

@@ -153,8 +153,14 @@ class RunDirLock:
             os.close(fd)
             if not self.run_dir.is_dir():
                 raise RunDirError(f"run directory {self.run_dir} was removed while locking it")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError as e:  # e.g. a full disk: leave no lock file behind, empty or not
+            self._fd = fd
+            self.release()
+            raise RunDirError(f"cannot lock run directory {self.run_dir}: cannot write {self.path} "
+                              f"({e.strerror or e})") from None
         self._fd = fd
         return self
 

@@ -103,7 +103,7 @@ def run_params(spec: str | os.PathLike, which: str = "mean") -> tuple[np.ndarray
     exp = setup(cfg)
     has_ckpt = (pathlib.Path(run_dir) / artifacts.CHECKPOINTS_DIR).is_dir()
     params_file = pathlib.Path(run_dir) / artifacts.PARAMS_FILE
-    if which == "eval_best" or (step is None and not has_ckpt and params_file.is_file()):  # parameters saved as files
+    if which == "eval_best" or (step is None and not has_ckpt and params_file.exists()):  # parameters saved as files
         if step is not None:
             raise CheckpointError(f"{spec}: eval_best parameters belong to the run directory, not to a checkpoint")
         flat, generation = artifacts.saved_params(run_dir, which)

@@ -99,7 +99,10 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
     flat, generation = artifacts.saved_params(run_dir, which)
     rows = read_csv(run_dir)
     if generation is None:  # params.npz: the run's last generation
-        generation = int(rows[-1]["generation"]) if rows else 0
+        if not rows:
+            raise ModelError(f"{run_dir} has no {artifacts.METRICS_FILE} rows to tell the generation of its "
+                             f"{artifacts.PARAMS_FILE}")
+        generation = int(rows[-1]["generation"])
     at = [r for r in rows if r["generation"] <= generation]
     meta = {"config": cfg.to_dict(), "generations": generation, "params": which, "num_params": int(flat.size),
             "train_wall_time_s": at[-1]["wall_time"] if at else None, **(notes or {})}
@@ -118,7 +121,9 @@ def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | Non
         if not f.is_file():
             raise ModelError(f"{distill_dir} is not a distillation directory (no {f.name})")
     cfg = config_lib.load(artifacts.config_file(distill_dir))
-    rows = read_csv(distill_dir, artifacts.DISTILL_LOG)
+    rows = read_csv(distill_dir, artifacts.DISTILL_LOG, columns=("wall_time",))
+    if not rows:
+        raise ModelError(f"{log} holds no rounds")
     if round_ is None:
         round_ = len(rows) - 1
     npz = artifacts.round_file(distill_dir, round_)
@@ -135,11 +140,17 @@ def held_out(name: str) -> tuple[float, float, int] | None:
     """``(mean, standard error, episodes)`` of the return a shipped model's metadata reports on episodes it was not
     chosen on (``evaluation``: unshuffled, else shuffled; ``[mean, std]``); None when it reports none."""
     ev = info(name).get("evaluation") or {}
-    cell = ev.get("no_shuffle") or ev.get("shuffle")
-    if not cell:
-        return None
-    mean, std = cell
-    return mean, std / max(ev["episodes"] - 1, 1) ** 0.5, ev["episodes"]
+    try:
+        cell = ev.get("no_shuffle") or ev.get("shuffle")
+        if not cell:
+            return None
+        (mean, std), episodes = [float(v) for v in cell], ev["episodes"]
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+            raise ValueError(episodes)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        raise ModelError(f"{artifacts.shipped_meta_file(name)}: 'evaluation' must map no_shuffle or shuffle to "
+                         f"[mean, std] over a whole number of episodes") from None
+    return mean, std / max(episodes - 1, 1) ** 0.5, episodes
 
 
 def describe(name: str) -> str:
