@@ -240,7 +240,8 @@ def test_shipped_vision_configs_and_their_mlp_baselines(game, actions):
     vision = setup(config_lib.load(f"{game}_minatar_vision"))
     mlp = setup(config_lib.load(f"{game}_minatar_mlp"))
     assert vision.policy.kind == "vision_attention" and vision.policy.act_dim == actions
-    assert vision.env.observation_space(vision.env_params).shape == (25, 32) and vision.obs_dim == 32
+    channels = 4  # Breakout's and Asterix's: the rows are 10 patches of 10 pixels x 4 channels, 2 frames
+    assert vision.env.observation_space(vision.env_params).shape == (10, 2 * 10 * channels) and vision.policy.key_frame
     assert 2000 < vision.num_params < 4000 and 2000 < mlp.num_params < 4000
     assert vision.cfg.train.shuffle and not mlp.cfg.train.shuffle
     assert (vision.cfg.strategy, vision.cfg.train.rollouts) == (mlp.cfg.strategy, mlp.cfg.train.rollouts)
