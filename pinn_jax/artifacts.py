@@ -15,7 +15,9 @@ and npz keys.
 
 Every file the package writes goes through :func:`atomic` (or :func:`write_text`): a temporary file beside it,
 flushed to disk, then moved over it, so after a failure or a kill at any moment a file is the old one or the new
-one, never a torn one. Logs that grow row by row (``metrics.csv``, ``eval.csv``) are only ever appended to.
+one, never a torn one; a write that fails (a full disk) is one :class:`~pinn_jax.errors.WriteError` line naming the
+file. Logs that grow row by row (``metrics.csv``, ``eval.csv``) are only ever appended to. A command checks its
+outputs with :func:`output_dir` / :func:`output_file` before any work, and replaces none unless told (``--force``).
 Every reader here distrusts what it reads: a missing, torn, empty or hand-edited file is one
 :class:`~pinn_jax.errors.UserError` line naming the file and what is wrong.
 
