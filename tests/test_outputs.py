@@ -17,7 +17,7 @@ from conftest import reference_weights, tiny_dict
 from pinn_jax import artifacts
 from pinn_jax.errors import UserError, WriteError
 from pinn_jax.models import official, pretrained
-from pinn_jax.study import across_envs, curves, diagnose, evaluate
+from pinn_jax.study import across_envs, curves, diagnose, evaluate, video
 from pinn_jax.tools import bench, demo, distill
 from pinn_jax.training.metrics import EVAL_COLUMNS
 
@@ -241,15 +241,18 @@ def test_a_full_disk_is_one_line_at_every_command_and_keeps_the_old_files(tmp_pa
     assert no_temporaries(tmp_path)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no second failure when collected
 def test_a_real_full_disk(tmp_path, capsys, run):
-    """The same on a 64 KiB tmpfs filled up (where one may be mounted): the kernel's own ENOSPC."""
+    """The same on a 64 KiB tmpfs filled up (where one may be mounted): the kernel's own ENOSPC, from a figure
+    and from both video encoders (ffmpeg is a separate process that imageio-ffmpeg does not check)."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
                                            capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        (disk / "fig.png").write_text("old")
+        for name in ("fig.png", "v.gif", "v.mp4"):
+            (disk / name).write_text("old")
         with open(disk / "filler", "wb") as f:  # fill it up: what is left takes no more bytes
             with pytest.raises(OSError):
                 f.write(b"\0" * (128 << 10))
@@ -257,5 +260,10 @@ def test_a_real_full_disk(tmp_path, capsys, run):
         assert curves.main(["--run", f"a={run}", "--out", str(disk / "fig.png"), "--force"]) == 2
         assert one_error_line(capsys) == f"error: cannot write {disk / 'fig.png'}: No space left on device"
         assert (disk / "fig.png").read_text() == "old" and no_temporaries(disk)
+        frames = [np.full((32, 32, 3), 40 * i, np.uint8) for i in range(3)]
+        for name in ("v.gif", "v.mp4"):
+            with pytest.raises(WriteError, match=f"^cannot write {disk / name}: "):
+                video.write_video(frames, disk / name)
+            assert (disk / name).read_text() == "old" and no_temporaries(disk)
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
