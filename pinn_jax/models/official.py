@@ -89,7 +89,7 @@ def fetch(url: str = URL, dest: str | os.PathLike | None = None, sha256: str = S
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ModelError(f"cannot write to {dest.parent}: {_reason(e)}") from e
-    with artifacts.atomic(dest) as tmp, tmp.open("w+b") as f:  # dest is replaced once the digest is right
+    with artifacts.atomic(dest) as tmp, tmp.open("wb") as f:  # dest is replaced once the digest is right
         digest = hashlib.sha256()
         for chunk in _download(url, timeout):
             f.write(chunk)  # a failed write is the disk's (atomic: WriteError), not the download's

@@ -126,10 +126,12 @@ def page_data(models: Sequence[Model], seed: int = 0) -> dict[str, Any]:
             "models": [export_model(m, n) for m, n in zip(models, unique_names(models))]}
 
 
-def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int = 0) -> list[pathlib.Path]:
-    """Write ``index.html``, ``demo.js`` and ``models.js`` into ``out_dir`` (created); returns their paths."""
+def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int = 0,
+               force: bool = False) -> list[pathlib.Path]:
+    """Write ``index.html``, ``demo.js`` and ``models.js`` into ``out_dir`` (created); returns their paths. One
+    that exists already (a page of the user's own) is refused, unless ``force``."""
     data = page_data(models, seed)  # every model checked before anything is written
-    out = artifacts.output_dir(out_dir, "OUT_DIR")
+    out = artifacts.output_dir(out_dir, "OUT_DIR", (*ASSETS, DATA_FILE), force)
     paths = []
     for name in ASSETS:
         with artifacts.atomic(out / name) as tmp:
@@ -166,7 +168,7 @@ def _parser() -> ArgumentParser:
                    help="which parameters of a run directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the page's start states, noise and shuffles")
     p.add_argument("--force", action="store_true", help="replace the page's files in OUT_DIR (index.html, demo.js, "
-                   "models.js) when one exists (else it is refused before any model is loaded)")
+                   "models.js) when one exists (else it is refused before anything is written)")
     p.add_argument("--serve", action="store_true", help="then serve OUT_DIR on 127.0.0.1 until Ctrl-C")
     p.add_argument("--port", type=int, default=0, help="port for --serve (0: any free one)")
     return p
@@ -183,10 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("give OUT_DIR (or --out DIR)")
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be in 0..65535, got {args.port}")
-    artifacts.output_dir(out, "OUT_DIR", (*ASSETS, DATA_FILE), args.force)
     specs = args.model or list(DEFAULT_MODELS)
     models = [load_model(spec, params=args.params) for spec in specs]
-    paths = write_page(out, models, args.seed)
+    paths = write_page(out, models, args.seed, args.force)
     total = sum(path.stat().st_size for path in paths)
     index = pathlib.Path(out).resolve() / "index.html"
     print(f"wrote {', '.join(path.name for path in paths)} ({total / 1024:.0f} KiB) to {out}: open {index.as_uri()}",
