@@ -15,7 +15,9 @@ and npz keys.
 
 Every file the package writes goes through :func:`atomic` (or :func:`write_text`): a temporary file beside it,
 flushed to disk, then moved over it, so after a failure or a kill at any moment a file is the old one or the new
-one, never a torn one. Logs that grow row by row (``metrics.csv``, ``eval.csv``) are only ever appended to.
+one, never a torn one; a write that fails (a full disk) is one :class:`~pinn_jax.errors.WriteError` line naming the
+file. Logs that grow row by row (``metrics.csv``, ``eval.csv``) are only ever appended to. A command checks its
+outputs with :func:`output_dir` / :func:`output_file` before any work, and replaces none unless told (``--force``).
 Every reader here distrusts what it reads: a missing, torn, empty or hand-edited file is one
 :class:`~pinn_jax.errors.UserError` line naming the file and what is wrong.
 
@@ -28,21 +30,21 @@ import contextlib
 import os
 import pathlib
 import secrets
-import tempfile
 import zipfile
 import zlib
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import yaml
 
-from pinn_jax.errors import CheckpointError, ModelError, UserError, one_line
+from pinn_jax.errors import CheckpointError, ModelError, UserError, WriteError, one_line
 
 __all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
            "PARAMS_FILE", "EVAL_BEST_FILE", "INIT_MEAN_FILE", "STUDENT_FILE", "DISTILL_LOG",
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
-           "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "STUDY_JSON",
-           "STUDY_MD", "STUDY_PNG", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD", "BENCH_PNG", "PARAM_CHOICES",
+           "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "EVALUATE_FILES",
+           "STUDY_JSON", "STUDY_MD", "STUDY_PNG", "STUDY_FILES", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD",
+           "BENCH_PNG", "BENCH_FILES", "PARAM_CHOICES",
            "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file",
            "pycma_mean_file", "output_dir", "output_file", "SHIPPED_DIR", "agent_files", "shipped_names",
@@ -68,13 +70,36 @@ REPORT_CSV = "report.csv"  # evaluate: the statistics, one row per model and con
 RETURNS_BOX_PNG = "returns_box.png"  # evaluate's figures
 RETURNS_VS_NOISE_PNG = "returns_vs_noise.png"
 RETURNS_VS_PERIOD_PNG = "returns_vs_shuffle_period.png"
+EVALUATE_FILES = (REPORT_JSON, REPORT_CSV, RETURNS_BOX_PNG, RETURNS_VS_NOISE_PNG, RETURNS_VS_PERIOD_PNG)
 STUDY_JSON, STUDY_MD, STUDY_PNG = "study.json", "study.md", "study.png"  # study: reports, table, figure
+STUDY_FILES = (STUDY_JSON, STUDY_MD, STUDY_PNG)
 DIAGNOSE_JSON = "diagnose.json"
 BENCH_JSON, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench_scaling.png"  # bench: report, tables, figure
+BENCH_FILES = (BENCH_JSON, BENCH_MD, BENCH_PNG)
 SHIPPED_DIR = pathlib.Path(__file__).resolve().parent / "models" / "pretrained"  # NAME.npz + NAME.json
 PARAM_CHOICES = ("mean", "best", "eval_best")  # which parameters of a run
 
 Path = str | os.PathLike
+
+
+_TMP_STEM, _TMP_SUFFIX = 32, 16  # at most this much of a name's stem and suffix in its temporary file's name
+
+
+def _temp_beside(path: pathlib.Path) -> pathlib.Path:
+    """A new empty file in ``path``'s directory, ``.STEM.XXXXXXXX.tmpSUFFIX``: the suffix kept (writers choose the
+    format by it), the stem cut short so that the name fits wherever ``path``'s own name does."""
+    suffix = path.suffix if len(path.suffix) <= _TMP_SUFFIX else ""
+    while True:
+        tmp = path.with_name(f".{path.stem[:_TMP_STEM]}.{secrets.token_hex(4)}.tmp{suffix}")
+        try:  # O_EXCL: never someone else's file; mode 0o666 less the umask, as open() would give
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _write_error(path: pathlib.Path, e: OSError) -> WriteError:
+    return WriteError(e.errno, e.strerror or one_line(e), str(path))
 
 
 @contextlib.contextmanager
@@ -82,22 +107,23 @@ def atomic(path: Path) -> Iterator[pathlib.Path]:
     """Write ``path`` at once: yields a new empty temporary file in the same directory (same suffix, for writers
     that choose the format by it) for the block to write; when the block is done, the file is flushed to disk
     (fsync) and moved over ``path`` (``os.replace``). If the block or the move fails, the temporary file is
-    removed and ``path`` is left as it was."""
+    removed and ``path`` is left as it was; an :class:`OSError` (a full disk, a quota, an I/O error) is then a
+    :class:`~pinn_jax.errors.WriteError`, one line naming ``path`` and the reason."""
     path = pathlib.Path(path)
-    while True:
-        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-        try:  # O_EXCL: never someone else's file; mode 0o666 less the umask, as open() would give
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    try:
+        tmp = _temp_beside(path)
+    except OSError as e:
+        raise _write_error(path, e) from e
     try:
         yield tmp
         with tmp.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise _write_error(path, e) from e
         raise
     with contextlib.suppress(OSError):  # the rename itself on disk (not every file system can sync a directory)
         fd = os.open(path.parent, os.O_RDONLY)
@@ -297,34 +323,61 @@ def pycma_mean_file(out: Path, generation: int) -> pathlib.Path:
     return pathlib.Path(out) / f"mean_{generation:06d}.npz"
 
 
-def output_dir(path: Path, flag: str) -> pathlib.Path:
-    """Create an output directory before any work is done, or say in one line why it cannot be used."""
+def _valid_name(path: Path, flag: str, what: str) -> pathlib.Path:
+    """``path`` as a Path; one line when it is empty, not valid UTF-8 (undecodable bytes of a command line,
+    which the reports, the logs and the console could not spell) or cannot even be looked up (too long)."""
     if not str(path).strip():  # pathlib reads '' as '.'
-        raise UserError(f"{flag} must name a directory, got {str(path)!r}")
-    path = pathlib.Path(path)
+        raise UserError(f"{flag} must name a {what}, got {str(path)!r}")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise UserError(f"{flag} {shown} is not a valid UTF-8 name; choose another") from None
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as e:  # ENAMETOOLONG, ELOOP, ...: which pathlib's exists() and is_dir() would raise
+        raise UserError(f"{flag} {path}: {e.strerror or type(e).__name__}") from None
+    return pathlib.Path(path)
+
+
+def output_dir(path: Path, flag: str, replaces: Sequence[str] = (), force: bool = False,
+               empty: bool = False) -> pathlib.Path:
+    """Create an output directory before any work is done, or say in one line why it cannot be used: a bad
+    name, not a directory, not writable (a file as long as any this package writes cannot be made there), or
+    already holding one of the files ``replaces`` names (unless ``force``) or anything at all (``empty``)."""
+    path = _valid_name(path, flag, "directory")
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} exists and is not a directory")
+    if path.is_dir():
+        there = [name for name in replaces if (path / name).exists()]
+        if there and not force:
+            raise UserError(f"{flag} {path} already holds {', '.join(there)}: add --force to replace "
+                            f"{'it' if len(there) == 1 else 'them'}")
+        if empty and any(path.iterdir()):
+            raise UserError(f"{flag} {path} already exists and is not empty: give a new directory for this run")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot create it ({e.strerror or type(e).__name__})") from None
-    try:  # a real write, since root passes os.access everywhere (even in /proc)
-        tempfile.TemporaryFile(dir=path).close()
+    try:  # a real write, since root passes os.access everywhere (even in /proc), of the longest temporary name
+        _temp_beside(path / f"{'x' * _TMP_STEM}.{'x' * (_TMP_SUFFIX - 1)}").unlink()
     except OSError as e:
         raise UserError(f"{flag} {path} is not writable ({e.strerror or type(e).__name__})") from None
     return path
 
 
-def output_file(path: Path, flag: str) -> pathlib.Path:
+def output_file(path: Path, flag: str, force: bool = False) -> pathlib.Path:
     """Check (and create the directory of) an output file before any work is done; one line when it cannot
-    be written."""
-    if not str(path).strip():
-        raise UserError(f"{flag} must name a file, got {str(path)!r}")
-    path = pathlib.Path(path)
+    be written, or already exists (unless ``force``)."""
+    path = _valid_name(path, flag, "file")
     if path.is_dir():
         raise UserError(f"{flag} {path} is a directory, not a file")
     output_dir(path.parent, f"{flag} {path}: its directory")
     existed = path.exists()
+    if existed and not force:
+        raise UserError(f"{flag} {path} already exists: add --force to replace it")
     try:  # open it as the writer will; leave no empty file behind
         path.open("ab").close()
     except OSError as e:

@@ -15,7 +15,7 @@ import sys
 from typing import Callable, NoReturn, Sequence
 
 __all__ = ["UserError", "ConfigError", "CheckpointError", "RunDirError", "TrainingError", "ModelError",
-           "EvaluationError", "one_line", "cli", "ArgumentParser", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
+           "EvaluationError", "WriteError", "one_line", "cli", "ArgumentParser", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -47,6 +47,14 @@ class ModelError(UserError):
 
 class EvaluationError(UserError):
     """A bad evaluation condition or option."""
+
+
+class WriteError(UserError, OSError):
+    """A file that could not be written (disk full, quota exceeded, I/O error): ``cannot write FILE: REASON``.
+    Also an :class:`OSError` (``errno``, ``strerror``, ``filename``), for callers that handle failed writes."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
 
 
 def one_line(e: BaseException) -> str:

@@ -387,7 +387,7 @@ def test_pycma_reference_refuses_an_out_that_holds_a_run(tmp_path, capsys):
     out = run_dir_with_config(tmp_path / "out")
     before = artifacts.config_file(out).read_bytes()
     assert pycma_reference.main(["--config", str(path), "--generations", "2", "--out", str(out)]) == 2
-    assert one_error_line(capsys) == f"--out {out} is not empty: give a new directory for this run"
+    assert one_error_line(capsys) == f"--out {out} already exists and is not empty: give a new directory for this run"
     assert artifacts.config_file(out).read_bytes() == before
 
 

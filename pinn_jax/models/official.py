@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pinn_jax import artifacts
 from pinn_jax.errors import ArgumentParser, ModelError, cli
@@ -79,7 +78,8 @@ def fetch(url: str = URL, dest: str | os.PathLike | None = None, sha256: str = S
     Prints :data:`ATTRIBUTION` to stdout first. The download goes to a temporary file next to ``dest`` and
     replaces ``dest`` only once its SHA256 equals ``sha256``; a ``dest`` that already verifies is
     returned without downloading. Raises :class:`ModelError` (one line) when the download fails or
-    the digest does not match; nothing is saved then.
+    the digest does not match, a :class:`~pinn_jax.errors.WriteError` when the file cannot be written (a full
+    disk); nothing is saved then.
     """
     dest = Path(dest) if dest is not None else cached_path()
     print(ATTRIBUTION, flush=True)
@@ -87,19 +87,27 @@ def fetch(url: str = URL, dest: str | os.PathLike | None = None, sha256: str = S
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with artifacts.atomic(dest) as tmp, tmp.open("w+b") as f:  # dest is replaced once the digest is right
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    shutil.copyfileobj(response, f)
-            except (OSError, ValueError, http.client.HTTPException) as e:
-                raise ModelError(f"cannot download {url}: {_reason(e)}") from e
-            f.seek(0)
-            actual = hashlib.file_digest(f, "sha256").hexdigest()
-            if actual != sha256:
-                raise ModelError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {actual}; nothing saved")
     except OSError as e:
         raise ModelError(f"cannot write to {dest.parent}: {_reason(e)}") from e
+    with artifacts.atomic(dest) as tmp, tmp.open("wb") as f:  # dest is replaced once the digest is right
+        digest = hashlib.sha256()
+        for chunk in _download(url, timeout):
+            f.write(chunk)  # a failed write is the disk's (atomic: WriteError), not the download's
+            digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            raise ModelError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {digest.hexdigest()}; "
+                             f"nothing saved")
     return dest
+
+
+def _download(url: str, timeout: float) -> Iterator[bytes]:
+    """The body of ``url`` in chunks; a one-line :class:`ModelError` naming it when it cannot be read."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 16):
+                yield chunk
+    except (OSError, ValueError, http.client.HTTPException) as e:
+        raise ModelError(f"cannot download {url}: {_reason(e)}") from e
 
 
 def _existing(path: Path, source: str) -> Path:
@@ -137,8 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax pretrained fetch-official",
                        description="Download the authors' AttentionNeuron cart-pole weights and verify their SHA256.")
     p.add_argument("--url", default=URL, help="where to download model.npz from")
-    p.add_argument("--out", "--dest", dest="dest", type=Path, default=cached_path(), metavar="FILE",
-                   help="where to save model.npz (default: the user cache, where the official model is looked up)")
+    p.add_argument("--out", "--dest", dest="dest", default=None, metavar="FILE",
+                   help=f"where to save model.npz (default: the user cache, where the official model is looked up: "
+                        f"{cached_path()})")
+    p.add_argument("--force", action="store_true", help="replace --out when it exists and is not these weights "
+                   "(else it is refused before the download)")
     args = p.parse_args(argv)
-    print(fetch(args.url, args.dest))
+    dest = cached_path() if args.dest is None else args.dest
+    ours = args.dest is None or (Path(dest).is_file() and sha256_of(dest) == SHA256)  # the cache, or kept as is
+    print(fetch(args.url, artifacts.output_file(dest, "--out", args.force or ours)))
     return 0

@@ -115,11 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
     p.add_argument("--conditions", nargs="+", default=list(ACROSS_ENVS), metavar="NAME", help="conditions")
     p.add_argument("--out", default="out/study", metavar="DIR", help="write study.json, study.md, study.png here")
+    p.add_argument("--force", action="store_true",
+                   help="replace the study's files in --out (else they are refused before anything runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
     if args.episodes < 2:
         raise EvaluationError(f"--episodes must be >= 2 (a standard error needs two), got {args.episodes}")
-    out = artifacts.output_dir(args.out, "--out")
+    out = artifacts.output_dir(args.out, "--out", artifacts.STUDY_FILES, args.force)
     models = [load_model(spec) for spec in (args.models or DEFAULT_MODELS)]
     with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:
         result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,

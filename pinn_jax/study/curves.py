@@ -110,10 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--run", type=_run_arg, action="append", required=True, metavar="LABEL=DIR[@N][+DIR[@N]...]",
                    help="a run (or its stages, in order; @N: the stage ends at generation N) to draw")
     p.add_argument("--out", required=True, help="figure file (png, pdf, svg)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out when it exists (else it is refused before anything is read)")
     p.add_argument("--target", type=float, default=None, help="held-out return to reach")
     p.add_argument("--hours", type=float, default=None, help="a wall-clock budget to mark, in hours")
     args = p.parse_args(argv)
-    out = artifacts.output_file(args.out, "--out")
+    out = artifacts.output_file(args.out, "--out", args.force)
     curves = [load_curve(label, dirs) for label, dirs in args.run]
     plot_curves(curves, out, args.target, paper_generations=PAPER_GENERATIONS, hours_budget=args.hours)
     for c in curves:

@@ -205,11 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="episode length (default: each model's own)")
     p.add_argument("--upright-cos", type=float, default=0.95, help="cos θ above which the pole counts as upright")
     p.add_argument("--out", default=None, metavar="DIR", help="write diagnose.json here")
+    p.add_argument("--force", action="store_true",
+                   help="replace a diagnose.json in --out (else it is refused before anything runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
     if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 2):
         raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
-    out = artifacts.output_dir(args.out, "--out") if args.out else None
+    out = artifacts.output_dir(args.out, "--out", [artifacts.DIAGNOSE_JSON], args.force) if args.out else None
     models = [load_model(spec, args.params) for spec in args.models]
     if args.env_start or args.max_steps:  # each model keeps its own env; only the start and length change
         models = [dataclasses.replace(m, env_cfg=dataclasses.replace(

@@ -256,6 +256,8 @@ def parse_args(argv: Sequence[str] | None = None):
                    help="condition of the attention episode")
     p.add_argument("--attention-model", default=None, metavar="MODEL",
                    help="which model (default: the first attention-neuron model)")
+    p.add_argument("--force", action="store_true", help="replace the reports in --out, the --video and the "
+                   "--attention file when they exist (else they are refused before anything runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     return p.parse_args(argv)
 
@@ -313,15 +315,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise EvaluationError(f"--video-size must look like 480x320 (each >= 16), got {args.video_size!r}")
     # Every output is checked (and its folder created) before the (long) evaluation.
     if args.out:
-        artifacts.output_dir(args.out, "--out")
+        artifacts.output_dir(args.out, "--out", artifacts.EVALUATE_FILES, args.force)
     if args.video:
         try:
             video.video_format(args.video)
         except ValueError as e:
             raise EvaluationError(str(e)) from None
-        artifacts.output_file(args.video, "--video")
+        artifacts.output_file(args.video, "--video", args.force)
     if args.attention:
-        artifacts.output_file(args.attention, "--attention")
+        artifacts.output_file(args.attention, "--attention", args.force)
 
     models = [load_model(spec, args.params) for spec in args.models]
     names = unique_names(models)

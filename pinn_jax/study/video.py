@@ -90,8 +90,9 @@ def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: floa
         raise ValueError("no frames to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     with artifacts.atomic(path) as tmp:
-        if fmt == "gif":
-            iio.imwrite(tmp, np.stack(frames), plugin="pillow", duration=1000.0 / fps, loop=0)
+        if fmt == "gif":  # encoded in memory: pillow retries a failed write when it is collected, and fails again
+            tmp.write_bytes(iio.imwrite("<bytes>", np.stack(frames), extension=".gif", plugin="pillow",
+                                        duration=1000.0 / fps, loop=0))
         else:
             # imageio-ffmpeg starts ffmpeg with subprocess (fork + exec at once), which JAX warns about needlessly.
             with warnings.catch_warnings():
@@ -100,4 +101,22 @@ def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: floa
                                         pixelformat="yuv420p", ffmpeg_log_level="error") as writer:
                     for f in frames:
                         writer.append_data(f)
+            if not _has_index(tmp):  # imageio-ffmpeg does not report an ffmpeg that failed (a full disk)
+                raise OSError(None, "ffmpeg stopped before the video was complete")
     return path
+
+
+def _has_index(mp4: pathlib.Path) -> bool:
+    """Whether an mp4 file holds its index (the top-level ``moov`` box, which ffmpeg writes last)."""
+    data = mp4.read_bytes()
+    i = 0
+    while i + 8 <= len(data):
+        size, kind = int.from_bytes(data[i:i + 4], "big"), data[i + 4:i + 8]
+        if kind == b"moov":
+            return True
+        if size == 1:  # a 64-bit size follows the type
+            size = int.from_bytes(data[i + 8:i + 16], "big")
+        if size < 8:  # 0: the box runs to the end of the file
+            return False
+        i += size
+    return False

@@ -393,6 +393,8 @@ def _ints(text: str) -> tuple[int, ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_results", metavar="DIR", help="output directory")
+    p.add_argument("--force", action="store_true",
+                   help="replace the benchmark's files in --out (else they are refused before anything runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the benchmarked configs (initial state, episodes)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced grid, 100 steps per episode for the curves")
@@ -429,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("feature counts must be >= 5 (the environment's observations)")
     updates["seed"] = args.seed
     s = dataclasses.replace(s, **updates)
-    out = artifacts.output_dir(args.out, "--out")
+    out = artifacts.output_dir(args.out, "--out", artifacts.BENCH_FILES, args.force)
     with Tracker(measurements(s), "bench", bar=not args.no_progress) as t:
         run(s, out, log=t.log, done=lambda what: t.advance(1, what))
     return 0

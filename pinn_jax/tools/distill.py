@@ -47,7 +47,7 @@ from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax.config import LOSSES, Config, DistillConfig
 from pinn_jax.envs import is_swingup, make, same_task
-from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli
+from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, cli
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
 from pinn_jax.policies import Policy, PolicyBase
@@ -171,9 +171,10 @@ def with_lqr_catch(teacher: Policy, cfg: Config, threshold: float) -> Policy:
     return lqr.CatchWithLQR(teacher, gain, threshold)
 
 
-def distill(cfg: Config, out: pathlib.Path, log=print) -> tuple[Any, list[dict[str, float]]]:
+def distill(cfg: Config, out: str | pathlib.Path, log=print) -> tuple[Any, list[dict[str, float]]]:
     """Train the student described by ``cfg`` (policy, env, observation transform) to imitate the teacher of
-    its ``distill`` section, as that section says; write ``out`` (see the module's docstring).
+    its ``distill`` section, as that section says; write ``out``, a new or empty directory (see the module's
+    docstring).
 
     The student starts from ``distill.init`` (as ``strategy.init_mean`` reads it; ``random``: its policy's
     initialiser). Episodes run ``cfg.train_steps`` steps; the held-out score uses whole ``env.max_steps``
@@ -206,7 +207,8 @@ def distill(cfg: Config, out: pathlib.Path, log=print) -> tuple[Any, list[dict[s
         upd, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, upd), opt_state, value
 
-    artifacts.output_dir(out, "--out")
+    out = artifacts.output_dir(out, "--out", empty=True)  # no other distillation's rounds mixed in
+    artifacts.output_dir(out / artifacts.ROUNDS_DIR, "--out")  # made now, for every round's student
     artifacts.write_config(out, cfg.to_dict())
     data: Episodes | None = None
     rows: list[dict[str, float]] = []
@@ -239,9 +241,7 @@ def _save(out: pathlib.Path, params: Any, rows: list[dict[str, float]]) -> None:
     ``rounds/NNN.npz`` to choose from on other episodes) and the log so far."""
     flat = np.asarray(ravel_pytree(params)[0], np.float32)
     artifacts.save_flat(artifacts.student_file(out), flat)
-    path = artifacts.round_file(out, len(rows) - 1)
-    path.parent.mkdir(exist_ok=True)
-    artifacts.save_flat(path, flat)
+    artifacts.save_flat(artifacts.round_file(out, len(rows) - 1), flat)
     with artifacts.atomic(out / artifacts.DISTILL_LOG) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -280,17 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{kwargs['help']} (distill.{key}; default: the config's, else {getattr(defaults, key)})")})
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
-    out = pathlib.Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {out} already exists and is not empty")
     given = [(key, getattr(args, key)) for key, _ in OPTIONS.values() if hasattr(args, key)]
     overrides = (args.overrides + [f"distill.{key}={json.dumps(value)}" for key, value in given]
                  + ([f"seed={args.seed}"] if args.seed is not None else []))
     cfg = config_lib.load(args.config, overrides)
     with Tracker(cfg.distill.rounds, "round", bar=not args.no_progress) as bar:
-        distill(cfg, out, log=lambda line: (bar.log(line), bar.advance(1)))
+        distill(cfg, args.out, log=lambda line: (bar.log(line), bar.advance(1)))
     return 0
 
 

@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--generations must be >= 1, got {args.generations}")
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = config.load(args.config, overrides)
-    out = artifacts.output_dir(args.out, "--out")
-    if any(out.iterdir()):  # its logs are appended to: another run's rows would mix with this one's
-        raise UserError(f"--out {out} is not empty: give a new directory for this run")
+    out = artifacts.output_dir(args.out, "--out", empty=True)  # its logs are appended to: no other run's rows
     rows = run(cfg, args.generations, out, progress=not args.no_progress, sigma_adaptation=args.sigma_adaptation)
     if rows:
         best = max(rows, key=lambda r: r["return_mean"])

@@ -6,8 +6,8 @@ training config, the generation count, which parameters were exported and how th
     policy, params, cfg = pinn_jax.models.pretrained.load("cartpole_pi")
 
     python -m pinn_jax pretrained list
-    python -m pinn_jax pretrained export RUN_DIR NAME [--params mean|best|eval_best]
-    python -m pinn_jax pretrained export-student DISTILL_DIR NAME [--round N]
+    python -m pinn_jax pretrained export RUN_DIR NAME [--params mean|best|eval_best] [--out DIR | --into-package]
+    python -m pinn_jax pretrained export-student DISTILL_DIR NAME [--round N] [--out DIR | --into-package]
     python -m pinn_jax pretrained fetch-official      # the authors' weights, verified (pinn_jax.models.official)
 """
 
@@ -86,9 +86,10 @@ def _ship(dest: pathlib.Path, name: str, flat: Any, meta: dict[str, Any]) -> pat
     return path
 
 
-def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: dict | None = None,
-           dest: pathlib.Path = HERE) -> pathlib.Path:
-    """Copy a run's parameters (``mean``/``best`` of ``params.npz`` or ``eval_best``) into the package.
+def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: dict | None = None, *,
+           dest: pathlib.Path) -> pathlib.Path:
+    """Copy a run's parameters (``mean``/``best`` of ``params.npz`` or ``eval_best``) to ``dest`` (:data:`HERE`:
+    into the package).
 
     ``notes`` are stored in the metadata; a ``check`` entry (``start``, ``shuffle``, optionally
     ``num_noise``, ``seed``, ``episodes``, ``min_mean``; or a list of them) is the regression threshold that
@@ -110,8 +111,9 @@ def export(run_dir: str | pathlib.Path, name: str, which: str = "mean", notes: d
 
 
 def export_student(distill_dir: str | pathlib.Path, name: str, round_: int | None = None,
-                   notes: dict | None = None, dest: pathlib.Path = HERE) -> pathlib.Path:
-    """Copy a ``pinn_jax.tools.distill`` student into the package: round ``round_`` (``rounds/NNN.npz``) or the last.
+                   notes: dict | None = None, *, dest: pathlib.Path) -> pathlib.Path:
+    """Copy a ``pinn_jax.tools.distill`` student to ``dest`` (:data:`HERE`: into the package): round ``round_``
+    (``rounds/NNN.npz``) or the last.
 
     The metadata records the student's config, the round and the distillation's wall time up to it.
     """
@@ -184,7 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("name", help="name of the shipped model")
     d.add_argument("--round", type=int, default=None, help="the round to ship (default: the last)")
     for sp in (e, d):
-        sp.add_argument("--out", default=str(HERE), metavar="DIR", help="where to write NAME.npz and NAME.json")
+        where = sp.add_mutually_exclusive_group()
+        where.add_argument("--out", default=".", metavar="DIR", help="where to write NAME.npz and NAME.json")
+        where.add_argument("--into-package", action="store_true",
+                           help=f"write them into the installed package instead ({HERE}), to ship them")
+        sp.add_argument("--force", action="store_true", help="replace an existing NAME.npz and NAME.json (else "
+                        "they are refused before anything is read)")
     sub.add_parser("list", help="list shipped models")
     sub.add_parser("fetch-official", help="download and verify the authors' released weights")
     args = p.parse_args(argv)
@@ -194,10 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(describe(n))
             except ModelError as e:
                 print(f"warning: skipped {n}: {one_line(e)}", file=sys.stderr, flush=True)
-    elif args.cmd == "export-student":
-        print(export_student(args.distill_dir, args.name, args.round, dest=artifacts.output_dir(args.out, "--out")))
+        return 0
+    if args.name in ("", "..") or pathlib.Path(args.name).name != args.name:
+        raise ModelError(f"NAME must be a file name without a folder, got {args.name!r}")
+    flag, dest = ("--into-package", HERE) if args.into_package else ("--out", artifacts.output_dir(args.out, "--out"))
+    for path in artifacts.agent_files(dest, args.name):  # neither file replaced unless --force; both checked now
+        artifacts.output_file(path, flag, args.force)
+    if args.cmd == "export-student":
+        print(export_student(args.distill_dir, args.name, args.round, dest=dest))
     else:
-        print(export(args.run_dir, args.name, args.params, dest=artifacts.output_dir(args.out, "--out")))
+        print(export(args.run_dir, args.name, args.params, dest=dest))
     return 0
 
 

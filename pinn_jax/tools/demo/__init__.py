@@ -126,21 +126,20 @@ def page_data(models: Sequence[Model], seed: int = 0) -> dict[str, Any]:
             "models": [export_model(m, n) for m, n in zip(models, unique_names(models))]}
 
 
-def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int = 0) -> list[pathlib.Path]:
-    """Write ``index.html``, ``demo.js`` and ``models.js`` into ``out_dir`` (created); returns their paths."""
+def write_page(out_dir: str | pathlib.Path, models: Sequence[Model], seed: int = 0,
+               force: bool = False) -> list[pathlib.Path]:
+    """Write ``index.html``, ``demo.js`` and ``models.js`` into ``out_dir`` (created); returns their paths. One
+    that exists already (a page of the user's own) is refused, unless ``force``."""
     data = page_data(models, seed)  # every model checked before anything is written
-    out = artifacts.output_dir(out_dir, "OUT_DIR")
-    try:
-        paths = []
-        for name in ASSETS:
-            with artifacts.atomic(out / name) as tmp:
-                shutil.copyfile(HERE / name, tmp)
-            paths.append(out / name)
-        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-        paths.append(artifacts.write_text(out / DATA_FILE, "// written by python -m pinn_jax demo\nwindow.PINN_DEMO = "
-                                          + text + ";\n"))
-    except OSError as e:
-        raise UserError(f"cannot write the demo into {out}: {e.strerror or e}") from None
+    out = artifacts.output_dir(out_dir, "OUT_DIR", (*ASSETS, DATA_FILE), force)
+    paths = []
+    for name in ASSETS:
+        with artifacts.atomic(out / name) as tmp:
+            shutil.copyfile(HERE / name, tmp)
+        paths.append(out / name)
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    paths.append(artifacts.write_text(out / DATA_FILE, "// written by python -m pinn_jax demo\nwindow.PINN_DEMO = "
+                                      + text + ";\n"))
     return paths
 
 
@@ -168,6 +167,8 @@ def _parser() -> ArgumentParser:
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",
                    help="which parameters of a run directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the page's start states, noise and shuffles")
+    p.add_argument("--force", action="store_true", help="replace the page's files in OUT_DIR (index.html, demo.js, "
+                   "models.js) when one exists (else it is refused before anything is written)")
     p.add_argument("--serve", action="store_true", help="then serve OUT_DIR on 127.0.0.1 until Ctrl-C")
     p.add_argument("--port", type=int, default=0, help="port for --serve (0: any free one)")
     return p
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--port must be in 0..65535, got {args.port}")
     specs = args.model or list(DEFAULT_MODELS)
     models = [load_model(spec, params=args.params) for spec in specs]
-    paths = write_page(out, models, args.seed)
+    paths = write_page(out, models, args.seed, args.force)
     total = sum(path.stat().st_size for path in paths)
     index = pathlib.Path(out).resolve() / "index.html"
     print(f"wrote {', '.join(path.name for path in paths)} ({total / 1024:.0f} KiB) to {out}: open {index.as_uri()}",
