@@ -46,7 +46,7 @@ __all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
            "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file",
            "pycma_mean_file", "output_dir", "output_file", "SHIPPED_DIR", "agent_files", "shipped_names",
-           "shipped_file", "shipped_meta_file", "append_overrides"]
+           "shipped_file", "shipped_meta_file", "append_overrides", "RETURNS_VS_OCCLUSION_PNG"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
@@ -68,6 +68,7 @@ REPORT_CSV = "report.csv"  # evaluate: the statistics, one row per model and con
 RETURNS_BOX_PNG = "returns_box.png"  # evaluate's figures
 RETURNS_VS_NOISE_PNG = "returns_vs_noise.png"
 RETURNS_VS_PERIOD_PNG = "returns_vs_shuffle_period.png"
+RETURNS_VS_OCCLUSION_PNG = "returns_vs_occlusion.png"
 STUDY_JSON, STUDY_MD, STUDY_PNG = "study.json", "study.md", "study.png"  # study: reports, table, figure
 DIAGNOSE_JSON = "diagnose.json"
 BENCH_JSON, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench_scaling.png"  # bench: report, tables, figure
