@@ -48,7 +48,7 @@ __all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
            "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file",
            "pycma_mean_file", "output_dir", "output_file", "SHIPPED_DIR", "agent_files", "shipped_names",
-           "shipped_file", "shipped_meta_file", "append_overrides"]
+           "shipped_file", "shipped_meta_file", "append_overrides", "RETURNS_VS_OCCLUSION_PNG"]
 
 CONFIG_FILE = "config.yaml"
 PARAMS_FILE = "params.npz"  # a finished run: flat "mean" and "best"
@@ -70,7 +70,9 @@ REPORT_CSV = "report.csv"  # evaluate: the statistics, one row per model and con
 RETURNS_BOX_PNG = "returns_box.png"  # evaluate's figures
 RETURNS_VS_NOISE_PNG = "returns_vs_noise.png"
 RETURNS_VS_PERIOD_PNG = "returns_vs_shuffle_period.png"
-EVALUATE_FILES = (REPORT_JSON, REPORT_CSV, RETURNS_BOX_PNG, RETURNS_VS_NOISE_PNG, RETURNS_VS_PERIOD_PNG)
+RETURNS_VS_OCCLUSION_PNG = "returns_vs_occlusion.png"
+EVALUATE_FILES = (REPORT_JSON, REPORT_CSV, RETURNS_BOX_PNG, RETURNS_VS_NOISE_PNG, RETURNS_VS_PERIOD_PNG,
+                  RETURNS_VS_OCCLUSION_PNG)
 STUDY_JSON, STUDY_MD, STUDY_PNG = "study.json", "study.md", "study.png"  # study: reports, table, figure
 STUDY_FILES = (STUDY_JSON, STUDY_MD, STUDY_PNG)
 DIAGNOSE_JSON = "diagnose.json"

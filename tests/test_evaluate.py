@@ -92,9 +92,9 @@ def png_size(path) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------- conditions / keys
 def test_condition_names_round_trip():
-    conds = cond_lib.default_conditions(shuffle_every=(50, 100), noise=(0, 5, 10))
+    conds = cond_lib.default_conditions(shuffle_every=(50, 100), noise=(0, 5, 10), occlude=(0.25,))
     assert [c.name for c in conds] == ["no_shuffle", "shuffle", "shuffle_every_50", "shuffle_every_100",
-                                       "noise_5", "noise_10"]
+                                       "noise_5", "noise_10", "occlude_0.25"]
     for c in conds:
         assert cond_lib.parse_condition(c.name) == c
     noise5 = cond_lib.parse_condition("noise_5").transform
@@ -107,14 +107,14 @@ def test_condition_names_round_trip():
 
 
 def test_a_condition_is_a_name_and_an_obs_transform():
-    """A condition holds the ObsTransform its episodes see (no copy of its fields); reports show the same
-    name, fields and label as before."""
-    assert [f.name for f in dataclasses.fields(cond_lib.Condition)] == ["name", "transform"]
+    """A condition holds the ObsTransform its episodes see (no copy of its fields) and the fraction of image
+    patches occluded; reports show the same name, fields and label as before, and that fraction."""
+    assert [f.name for f in dataclasses.fields(cond_lib.Condition)] == ["name", "transform", "occlude"]
     cond = cond_lib.parse_condition("noise_5_every_10", noise_std=0.2)
     assert cond.transform == ObsTransform(shuffle=True, shuffle_every=10, num_noise=5, noise_std=0.2)
     assert cond.as_dict() == {"name": "noise_5_every_10", "shuffle": True, "shuffle_every": 10, "num_noise": 5,
-                              "noise_std": 0.2, "label": "shuffle every 10 steps + 5 noise features"}
-    assert list(cond.as_dict()) == ["name", "shuffle", "shuffle_every", "num_noise", "noise_std", "label"]
+                              "noise_std": 0.2, "occlude": 0.0, "label": "shuffle every 10 steps + 5 noise features"}
+    assert list(cond.as_dict()) == ["name", "shuffle", "shuffle_every", "num_noise", "noise_std", "occlude", "label"]
     assert cond_lib.Condition("plain").transform == ObsTransform()
     with pytest.raises(EvaluationError, match=r"^condition 'no_shuffle': noise_std must be > 0, got -1\.0$"):
         cond_lib.make_condition(noise_std=-1.0)
@@ -269,7 +269,8 @@ def test_video_of_an_env_without_rendering_fails_before_the_evaluation(models, t
     code = ev.main(["pretrained:pendulum_mlp", "--episodes", "2", "--shuffle-every", "--noise", "0",
                     "--no-progress", "--video", str(tmp_path / "v.gif")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err == "error: video rendering is only available for CartPoleSwingUp, not Pendulum-v1"
+    assert code == 2 and err == ("error: video rendering is only available for CartPoleSwingUp and image envs, "
+                                 "not Pendulum-v1")
     assert not evaluated and not (tmp_path / "v.gif").exists()
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import gymnax
 
 from pinn_jax.envs.cartpole_swingup import CartPoleSwingUp, EnvParams, EnvState, accelerations, render
-from pinn_jax.envs.patches import Patches, PatchState, PatchWrapper, patchify
+from pinn_jax.envs.patches import Patches, PatchState, PatchWrapper, observed_cells, patchify, unpatchify
 from pinn_jax.envs.wrappers import (
     ActionSpec,
     ActionWrapper,
@@ -77,6 +77,6 @@ def make(name: str, **param_overrides: Any) -> tuple[Any, Any]:
 __all__ = [
     "ActionSpec", "ActionWrapper", "CARTPOLE_NAMES", "NOT_VECTOR", "CartPoleSwingUp", "EnvParams", "EnvState",
     "ObsTransform", "ObsTransformWrapper", "Patches", "PatchState", "PatchWrapper", "TransformState", "WrappedState",
-    "accelerations", "is_swingup", "label", "make", "names", "patchify", "same_task", "render", "transform_reset",
-    "transform_step",
+    "accelerations", "is_swingup", "label", "make", "names", "observed_cells", "patchify", "same_task", "render",
+    "transform_reset", "transform_step", "unpatchify",
 ]

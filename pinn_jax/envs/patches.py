@@ -33,7 +33,7 @@ from gymnax.environments import environment, spaces
 from pinn_jax.envs.wrappers import ObsTransform, TransformState, _Wrapper, transform_reset, transform_step
 from pinn_jax.errors import ConfigError
 
-__all__ = ["Patches", "PatchState", "PatchWrapper", "patchify"]
+__all__ = ["Patches", "PatchState", "PatchWrapper", "observed_cells", "patchify", "unpatchify"]
 
 
 @struct.dataclass
@@ -80,6 +80,23 @@ def patchify(frame: jax.Array, shape: tuple[int, int]) -> jax.Array:
     (h, w, c), (ph, pw) = frame.shape, shape
     grid = frame.reshape(h // ph, ph, w // pw, pw, c).transpose(0, 2, 1, 3, 4)
     return grid.reshape((h // ph) * (w // pw), ph * pw * c)
+
+
+def unpatchify(patches: jax.Array, grid: tuple[int, int], shape: tuple[int, int]) -> jax.Array:
+    """The inverse of :func:`patchify`: ``(rows * columns, h*w*C)`` patches of ``shape`` ``(h, w)``, row by row
+    over a ``(rows, columns)`` ``grid`` -> the ``(H, W, C)`` frame (NumPy arrays stay NumPy)."""
+    (rows, cols), (ph, pw) = grid, shape
+    c = patches.shape[-1] // (ph * pw)
+    return patches.reshape(rows, cols, ph, pw, c).transpose(0, 2, 1, 3, 4).reshape(rows * ph, cols * pw, c)
+
+
+def observed_cells(keep: jax.Array, perm: jax.Array) -> jax.Array:
+    """The grid cell of each patch of an observation, -1 for a noise patch: position ``j`` holds entry ``perm[j]``
+    of the kept patches (cells ``keep``) followed by the noise patches. ``keep`` (..., kept) and ``perm`` (..., N)
+    as in :class:`PatchState` (leading axes: e.g. the steps of a recorded episode)."""
+    keep, perm = jnp.asarray(keep), jnp.asarray(perm)
+    kept = keep.shape[-1]
+    return jnp.where(perm < kept, jnp.take_along_axis(keep, jnp.minimum(perm, kept - 1), axis=-1), -1)
 
 
 @struct.dataclass

@@ -2,6 +2,8 @@
 
     python -m pinn_jax evaluate official pretrained:cartpole_pi_catch --episodes 200 --out out/eval \\
         --shuffle-every 50 100 250 --noise 0 5 10 15 20 30 --video out/eval/pi.mp4 --attention out/eval/attn.png
+    python -m pinn_jax evaluate runs/breakout_minatar_vision runs/breakout_minatar_mlp --max-steps 500 \\
+        --shuffle-every 1 2 5 10 25 100 --noise 0 --occlude 0.1 0.3 0.5 0.8 --out out/pixels --video out/pixels/v.mp4
 
 Every condition (:mod:`pinn_jax.study.conditions`) runs all its episodes in one compiled call per model
 (``rollout.episode`` vmapped over episode keys). Episode ``i`` uses the key ``fold_in(PRNGKey(seed), i)``
@@ -9,6 +11,8 @@ in every condition and for every model, so comparisons are paired: the same star
 draws and the same noise. Models with a fixed input size (MLP, linear) are marked "n/a" in conditions
 that change the number of features. The env, its start and the episode length are the first model's
 unless ``--env``, ``--env-start`` or ``--max-steps`` say otherwise (with an ``--env`` of another task, the default start).
+On an image env every model sees patches cut by its own ``env.patch_size``: a patch is a feature (shuffled, noise
+patches added) and ``--occlude`` drops a fraction of them.
 
 Models are loaded by :mod:`pinn_jax.models`; single episodes (videos, attention maps) are in
 :mod:`pinn_jax.study.episodes`; the figures in :mod:`pinn_jax.study.plots`.
@@ -48,8 +52,8 @@ from pinn_jax.study.conditions import (
     not_applicable,
     parse_condition,
 )
-from pinn_jax.study.episodes import check_filmable, plot_attention, render_episode_video
-from pinn_jax.study.plots import plot_noise, plot_returns, plot_shuffle_period
+from pinn_jax.study.episodes import ATTENTION_KINDS, check_filmable, plot_attention, render_episode_video
+from pinn_jax.study.plots import plot_noise, plot_occlusion, plot_returns, plot_shuffle_period
 from pinn_jax.training.progress import Tracker
 
 __all__ = ["evaluate", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
@@ -115,7 +119,6 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
     results: dict[str, dict[str, Any]] = {n: {} for n in names}
     returns: dict[str, dict[str, Any]] = {n: {} for n in names}
     for cond in conditions:
-        env, env_params = condition_env(env_cfg, cond)
         for name, model in zip(names, models):
             reason = not_applicable(model, env_cfg, cond)
             if reason is not None:
@@ -124,6 +127,7 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
                 returns[name][cond.name] = None
                 done(f"{cond.name} {name}")
                 continue
+            env, env_params = condition_env(env_cfg, cond, model)
             t0 = time.perf_counter()
             ret, length = jax.device_get(_batch_returns(model.policy, env, env_params, model.params, keys,
                                                         env_cfg.max_steps))
@@ -137,8 +141,8 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
         "seed": int(seed), "episodes": int(episodes),
         "env": {"name": env_cfg.name, "start": env_cfg.start, "max_steps": env_cfg.max_steps},
         "conditions": [c.as_dict() for c in conditions],
-        "models": [{"name": n, "kind": m.kind, "source": m.source, "input_size": m.input_size}
-                   for n, m in zip(names, models)],
+        "models": [{"name": n, "kind": m.kind, "source": m.source, "input_size": m.input_size,
+                    "patch_size": m.env_cfg.patch_size} for n, m in zip(names, models)],
         "keys": f"episode i uses fold_in(PRNGKey({seed}), i), shared by all models and conditions",
     }
     return {"meta": meta, "results": results, "returns": returns}
@@ -146,7 +150,7 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
 
 # --------------------------------------------------------------------------------------- reporting
 CSV_FIELDS = ("model", "condition", "status", "reason", *STAT_KEYS, "mean_length",
-              "shuffle", "shuffle_every", "num_noise")
+              "shuffle", "shuffle_every", "num_noise", "occlude")
 
 
 def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,7 +161,7 @@ def report_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
         for cname, cell in cells.items():
             c = conds[cname]
             rows.append({"model": model, "condition": cname, **cell, "shuffle": c["shuffle"],
-                         "shuffle_every": c["shuffle_every"], "num_noise": c["num_noise"]})
+                         "shuffle_every": c["shuffle_every"], "num_noise": c["num_noise"], "occlude": c["occlude"]})
     return rows
 
 
@@ -205,7 +209,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 def write_plots(report: dict[str, Any], out_dir: str | os.PathLike,
                 log: Callable[[str], None] | None = None) -> list[pathlib.Path]:
-    """The three study figures that the report's conditions support, as PNGs in ``out_dir``."""
+    """The four study figures that the report's conditions support, as PNGs in ``out_dir``."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda _msg: None)
@@ -218,6 +222,8 @@ def write_plots(report: dict[str, Any], out_dir: str | os.PathLike,
         paths.append(plot_shuffle_period(report, out / artifacts.RETURNS_VS_PERIOD_PNG))
     else:
         say(f"fewer than two shuffle settings without noise: skipping {artifacts.RETURNS_VS_PERIOD_PNG}")
+    if plots.occlusion_conditions(report):
+        paths.append(plot_occlusion(report, out / artifacts.RETURNS_VS_OCCLUSION_PNG))
     return paths
 
 
@@ -240,6 +246,9 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--noise", type=int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
                    help="noise feature counts, shuffled once per episode")
     p.add_argument("--noise-std", type=float, default=ObsTransform.noise_std, help="std of the noise features")
+    p.add_argument("--occlude", type=float, nargs="*", default=[], metavar="F",
+                   help="image envs: fractions of the patches dropped (a random set per episode, the rest shuffled "
+                        "once), one condition occlude_F each")
     p.add_argument("--out", default=None, metavar="DIR", help="write report.json, report.csv and plots here")
     p.add_argument("--video", default=None, metavar="FILE", help="render one episode to FILE.mp4 or FILE.gif")
     p.add_argument("--video-condition", default="shuffle", metavar="NAME", help="condition of the video episode")
@@ -251,11 +260,12 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--episode-index", type=int, default=None, metavar="I",
                    help="which evaluated episode the video and attention figure show (default: the one with the "
                         "median return of its model in its condition)")
-    p.add_argument("--attention", default=None, metavar="FILE.png", help="attention heatmap of one episode")
+    p.add_argument("--attention", default=None, metavar="FILE.png",
+                   help="attention heatmap of one episode (a vision model's: over the frame)")
     p.add_argument("--attention-condition", default="shuffle", metavar="NAME",
                    help="condition of the attention episode")
     p.add_argument("--attention-model", default=None, metavar="MODEL",
-                   help="which model (default: the first attention-neuron model)")
+                   help="which model (default: the first attention model)")
     p.add_argument("--force", action="store_true", help="replace the reports in --out, the --video and the "
                    "--attention file when they exist (else they are refused before anything runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
@@ -264,14 +274,14 @@ def parse_args(argv: Sequence[str] | None = None):
 
 def _pick(models: list[Model], names: list[str], spec: str | None, flag: str, need_attention: bool = False) -> Model:
     if spec is None:
-        pool = [m for m in models if m.kind == "attention_neuron"] if need_attention else models
+        pool = [m for m in models if m.kind in ATTENTION_KINDS] if need_attention else models
         if not pool:
             raise EvaluationError(f"{flag} needs an attention-neuron model, but none of the models is one "
                                   f"({', '.join(f'{n}: {m.kind}' for n, m in zip(names, models))})")
         return pool[0]
     for n, m in zip(names, models):
         if spec == n:
-            if need_attention and m.kind != "attention_neuron":
+            if need_attention and m.kind not in ATTENTION_KINDS:
                 raise EvaluationError(f"{flag} needs an attention-neuron model; {m.name} is a {m.kind} policy")
             return m
     raise EvaluationError(f"{flag} {spec!r} is not one of the models: {', '.join(names)}")
@@ -307,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise EvaluationError("--episode-index must be >= 0, --video-steps and --video-stride >= 1")
     if args.max_steps is not None and args.max_steps < 1:
         raise EvaluationError(f"--max-steps must be >= 1, got {args.max_steps}")
-    conditions = default_conditions(args.shuffle_every, args.noise, args.noise_std)
+    conditions = default_conditions(args.shuffle_every, args.noise, args.noise_std, args.occlude)
     video_cond = parse_condition(args.video_condition, args.noise_std) if args.video else None
     attn_cond = parse_condition(args.attention_condition, args.noise_std) if args.attention else None
     size = re.fullmatch(r"(\d+)x(\d+)", args.video_size)
@@ -331,11 +341,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.env or first.name
     start = args.env_start or (first.start if same_task(name, first.name) else EnvConfig.start)
     env_cfg = EnvConfig(name=name, start=start, max_steps=args.max_steps or first.max_steps)
-    condition_env(env_cfg, conditions[0])  # a bad --env is one line before anything runs
+    probe = next((m for m in models if same_task(m.env_cfg.name, env_cfg.name)), None)
+    for cond in conditions:  # a bad --env or an --occlude of feature vectors is one line before anything runs
+        condition_env(env_cfg, cond, probe)
     video_model = _pick(models, names, args.video_model, "--video-model") if args.video else None
     attn_model = _pick(models, names, args.attention_model, "--attention", True) if args.attention else None
     if video_model is not None:
-        check_filmable(env_cfg)
+        check_filmable(env_cfg, video_model)
         reason = not_applicable(video_model, env_cfg, video_cond)
         if reason:
             raise EvaluationError(f"cannot film {video_model.name} in {video_cond.name}: {reason}")

@@ -20,8 +20,9 @@ from matplotlib.patches import Patch
 from pinn_jax import artifacts
 from pinn_jax.envs import label
 
-__all__ = ["plot_curves", "plot_returns", "plot_noise", "plot_shuffle_period", "plot_attention_weights",
-           "noise_conditions", "period_conditions"]
+__all__ = ["plot_curves", "plot_returns", "plot_noise", "plot_shuffle_period", "plot_occlusion",
+           "plot_attention_weights", "plot_frame_attention", "noise_conditions", "period_conditions",
+           "occlusion_conditions"]
 
 _COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
@@ -74,17 +75,27 @@ def _na_reason(report: dict[str, Any], model: str, conds: Sequence[dict]) -> str
 def noise_conditions(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Conditions of the noise series (shuffled once per episode, any number of noise features) when
     at least one has noise features, sorted by the number of noise features."""
-    conds = [c for c in report["meta"]["conditions"] if c["shuffle"] and not c["shuffle_every"]]
+    conds = [c for c in report["meta"]["conditions"] if c["shuffle"] and not c["shuffle_every"] and not c["occlude"]]
     if not any(c["num_noise"] for c in conds):
         return []
     return sorted(conds, key=lambda c: c["num_noise"])
 
 
 def period_conditions(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Conditions without noise ordered by how rarely they shuffle: never, once, every k (large k first)."""
-    conds = [c for c in report["meta"]["conditions"] if not c["num_noise"]]
+    """Conditions without noise or occlusion ordered by how rarely they shuffle: never, once, every k (large k
+    first)."""
+    conds = [c for c in report["meta"]["conditions"] if not c["num_noise"] and not c["occlude"]]
     order = lambda c: (0, 0) if not c["shuffle"] else (1, 0) if not c["shuffle_every"] else (2, -c["shuffle_every"])  # noqa: E731
     return sorted(conds, key=order)
+
+
+def occlusion_conditions(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The occlusion series (shuffled once per episode, no noise, any occluded fraction) when at least one
+    condition occludes, sorted by the fraction (the ``shuffle`` condition is its 0)."""
+    conds = [c for c in report["meta"]["conditions"] if c["shuffle"] and not c["shuffle_every"] and not c["num_noise"]]
+    if not any(c["occlude"] for c in conds):
+        return []
+    return sorted(conds, key=lambda c: c["occlude"])
 
 
 def _period_label(c: dict[str, Any]) -> str:
@@ -98,11 +109,12 @@ def _period_label(c: dict[str, Any]) -> str:
 def plot_returns(report: dict[str, Any], path: str | os.PathLike, conditions: Sequence[str] | None = None,
                  figsize: tuple[float, float] = (10.0, 5.5), dpi: int = 100) -> pathlib.Path:
     """Box plot (with the episodes as dots) of the return of every model side by side, one box per
-    condition (default: the conditions without noise or periodic shuffling, i.e. no shuffle and
+    condition (default: the conditions without noise, occlusion or periodic shuffling, i.e. no shuffle and
     shuffle once per episode). Cells that are n/a are marked as such."""
     meta_conds = report["meta"]["conditions"]
     if conditions is None:
-        conds = [c for c in meta_conds if not c["num_noise"] and not c["shuffle_every"]] or list(meta_conds)
+        conds = [c for c in meta_conds if not (c["num_noise"] or c["shuffle_every"] or c["occlude"])]
+        conds = conds or list(meta_conds)
     else:
         by_name = {c["name"]: c for c in meta_conds}
         missing = [n for n in conditions if n not in by_name]
@@ -207,9 +219,28 @@ def plot_shuffle_period(report: dict[str, Any], path: str | os.PathLike,
     ax = fig.add_subplot()
     _series_plot(report, conds, xs, ax)
     ax.set_xticks(xs, [_period_label(c) for c in conds])
-    ax.set_xlabel("shuffle period (how often the features are re-permuted)")
+    ax.set_xlabel("shuffle period (how often the features, or an image's patches, are re-permuted)")
     ax.set_ylabel("episode return (mean ± s.e.)")
     ax.set_title("Return vs shuffle period\n" + _subtitle(report), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_occlusion(report: dict[str, Any], path: str | os.PathLike,
+                   figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 100) -> pathlib.Path:
+    """Mean return (± s.e.) against the fraction of an image's patches occluded (the rest shuffled once per
+    episode), one line per model."""
+    conds = occlusion_conditions(report)
+    if not conds:
+        raise ValueError("the report has no occlusion conditions")
+    xs = [c["occlude"] for c in conds]
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    _series_plot(report, conds, xs, ax)
+    ax.set_xticks(xs, [f"{x:.0%}" for x in xs])
+    ax.set_xlabel("fraction of the patches occluded (a random set per episode; the rest shuffled once per episode)")
+    ax.set_ylabel("episode return (mean ± s.e.)")
+    ax.set_title("Return vs occluded patches\n" + _subtitle(report), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -280,6 +311,32 @@ def plot_attention_weights(attention: np.ndarray, perm: np.ndarray, path: str | 
     ax.legend(fontsize=7, ncol=min(n_real + 1, 6), loc="upper right")
     ax.grid(alpha=0.3)
     fig.suptitle(title + "\nfeatures in their original order (shuffling undone)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_frame_attention(frames: np.ndarray, maps: np.ndarray, titles: Sequence[str], path: str | os.PathLike,
+                         title: str = "Attention over the frame", queries: int | None = None,
+                         dpi: int = 100) -> pathlib.Path:
+    """Panels of a vision policy's attention drawn over the frame: ``frames`` (K, H, W, 3) uint8 pictures of the
+    true frames, ``maps`` (K, rows, columns) the attention each patch of the grid received (summed over the
+    ``queries``), each spread over its patch's pixels on one colour scale; one panel per ``titles`` entry."""
+    frames, maps = np.asarray(frames), np.asarray(maps, float)
+    k, h, w = frames.shape[:3]
+    fig = _figure((3.0 * k + 1.0, 3.9), dpi)
+    gs = fig.add_gridspec(1, k + 1, width_ratios=[1] * k + [0.06])
+    im = None
+    for i in range(k):
+        ax = fig.add_subplot(gs[0, i])
+        ax.imshow(frames[i], extent=(0, w, h, 0), interpolation="nearest")
+        im = ax.imshow(maps[i], extent=(0, w, h, 0), interpolation="nearest", cmap="magma", alpha=0.6, vmin=0.0,
+                       vmax=max(float(maps.max()), 1e-9))
+        ax.set_title(titles[i], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    what = f"summed over {queries} queries" if queries else "summed over the queries"
+    fig.colorbar(im, cax=fig.add_subplot(gs[0, -1]), label=f"attention per patch ({what})")
+    fig.suptitle(title + "\npatches in their places in the frame (shuffling undone)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -14,9 +14,19 @@ from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
 
-__all__ = ["FrameAnnotator", "episode_frames", "video_format", "write_video"]
+__all__ = ["FrameAnnotator", "episode_frames", "text_height", "video_format", "write_video"]
 
 _DPI = 100
+
+
+def _font_size(height: int) -> float:
+    """The annotation's font size in points on frames ``height`` pixels high."""
+    return max(5.0, min(11.0, height / 32))
+
+
+def text_height(height: int, lines: int) -> int:
+    """How many pixel rows from the top ``lines`` lines of annotation cover on frames ``height`` pixels high."""
+    return int(np.ceil(0.02 * height + (1.2 * lines * _font_size(height) + 4) * _DPI / 72))
 
 
 class FrameAnnotator:
@@ -32,7 +42,7 @@ class FrameAnnotator:
                                aspect="auto", extent=(0, self.width, self.height, 0))
         ax.set_xlim(0, self.width)
         ax.set_ylim(self.height, 0)
-        size = fontsize if fontsize is not None else max(5.0, min(11.0, self.height / 32))
+        size = fontsize if fontsize is not None else _font_size(self.height)
         self.text = ax.text(0.015, 0.98, "", transform=ax.transAxes, ha="left", va="top", family="monospace",
                             fontsize=size, color="black",
                             bbox={"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 2})
