@@ -19,7 +19,7 @@ from pinn_jax.errors import UserError, WriteError
 from pinn_jax.models import official, pretrained
 from pinn_jax.study import across_envs, curves, diagnose, evaluate, video
 from pinn_jax.tools import bench, demo, distill
-from pinn_jax.training.metrics import EVAL_COLUMNS
+from pinn_jax.training.metrics import COLUMNS, EVAL_COLUMNS
 
 EVALUATE = ["pretrained:cartpole_linear", "--episodes", "2", "--max-steps", "20", "--shuffle-every", "--noise"]
 NOT_UTF8 = os.fsdecode(b"out\xff")  # a command-line argument that is not UTF-8, as Python decodes it
@@ -37,11 +37,13 @@ def no_temporaries(folder: pathlib.Path) -> bool:
 
 @pytest.fixture
 def run(tmp_path) -> pathlib.Path:
-    """A finished run of the tiny linear config: config.yaml, params.npz and a held-out log (eval.csv)."""
+    """A finished run of the tiny linear config: config.yaml, params.npz, its logs (metrics.csv, eval.csv)."""
     run = tmp_path / "run"
     run.mkdir()
     artifacts.write_config(run, tiny_dict(str(run)))
     artifacts.save_run_params(run, np.zeros(6), np.zeros(6))
+    (run / artifacts.METRICS_FILE).write_text(",".join(COLUMNS) + "\n" + "".join(
+        ",".join(str(float(g if c == "generation" else g + 1)) for c in COLUMNS) + "\n" for g in (1, 2)))
     (run / artifacts.EVAL_FILE).write_text(",".join(EVAL_COLUMNS) + "\n" + "".join(
         ",".join(str(float(g if c == "generation" else g + 1)) for c in EVAL_COLUMNS) + "\n" for g in (1, 2)))
     return run
