@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -12,7 +13,6 @@ from jax.flatten_util import ravel_pytree
 
 from pinn_jax import config as config_lib
 from pinn_jax import configs
-from pinn_jax.config import EnvConfig
 from pinn_jax.envs import ObsTransform
 from pinn_jax.errors import ModelError
 from pinn_jax.experiment import build_env, setup
@@ -36,8 +36,8 @@ CHECKS = [(name, i) for name in NAMES for i in range(len(pretrained.checks(name)
 def mean_return(policy, params, cfg, check) -> float:
     """The mean return over the episodes a ``check`` entry of an agent's metadata names."""
     transform = ObsTransform(shuffle=check["shuffle"], num_noise=check.get("num_noise", 0))
-    env_cfg = EnvConfig(name=cfg.env.name, start=check.get("start", cfg.env.start), max_steps=cfg.env.max_steps)
-    env, env_params = build_env(env_cfg, transform)
+    env_cfg = dataclasses.replace(cfg.env, start=check.get("start", cfg.env.start))  # image envs keep their patches
+    env, env_params = build_env(env_cfg, transform, policy=policy)
     run = jax.jit(jax.vmap(lambda k: episode(policy, env, env_params, params, k, env_cfg.max_steps).ret))
     keys = jax.random.split(jax.random.PRNGKey(check["seed"]), check["episodes"])
     return float(np.asarray(run(keys)).mean())
