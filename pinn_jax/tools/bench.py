@@ -392,7 +392,7 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
 
 
 # ------------------------------------------------------------------------------------------ image envs
-def measure_peak(repeats: int, n: int | None = None, stream_mib: int = 256) -> dict[str, Any]:
+def measure_peak(repeats: int, n: int | None = None, stream_mib: int = 1024) -> dict[str, Any]:
     """The machine's peak as the floor assumes it: float32 FLOP/s of an ``n x n`` matmul (2048 on a CPU, 8192 on an
     accelerator) and the memory bandwidth of ``x + 1`` in place over ``stream_mib`` MiB (read and write; a new
     result each time would time page faults), each the best of ``repeats`` timed runs (and the median)."""
