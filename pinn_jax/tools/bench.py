@@ -20,11 +20,13 @@
   vary: compare them with the load and with the CPU seconds).
 
 It writes ``bench.json``, ``bench.md`` (the tables quoted in the README) and ``bench_scaling.png``
-to ``--out``. ``--vision`` measures the image envs instead (:mod:`pinn_jax.tools.bench_vision`: per game, the
-vision attention neuron and the MLP baseline at ``--population`` x ``--rollouts`` x ``--steps``, 256 x 8 x 100
-by default; where the time goes; the policy's FLOP/memory floor at the machine's measured peak) and writes
-``bench_vision.json`` and ``bench_vision.md``. ``--quick`` uses a reduced grid and 100 steps per episode for the curves; ``--tiny``
+to ``--out``. ``--quick`` uses a reduced grid and 100 steps per episode for the curves; ``--tiny``
 (for tests) shrinks everything (population 8, 2 rollouts, 20 steps, 2 repeats).
+
+``--vision`` measures the image envs instead (:mod:`pinn_jax.tools.bench_vision`): per game, the vision
+attention neuron and the MLP baseline at ``--population`` x ``--rollouts`` x ``--steps`` (256 x 8 x 100 by
+default), where the time goes, and the policy's FLOP/memory floor at the machine's measured peak; it writes
+``bench_vision.json`` and ``bench_vision.md``.
 
 Environment steps are counted as the lockstep simulation computes them: every episode runs its
 full ``max_steps`` (finished episodes are frozen, not skipped), so a generation is
