@@ -44,7 +44,7 @@ __all__ = ["CONFIG_FILE", "OVERRIDES_FILE", "append_overrides",
            "ROUNDS_DIR", "CHECKPOINTS_DIR", "METRICS_FILE", "EVAL_FILE", "TB_DIR", "PYCMA_LOG", "REPORT_JSON",
            "REPORT_CSV", "RETURNS_BOX_PNG", "RETURNS_VS_NOISE_PNG", "RETURNS_VS_PERIOD_PNG", "EVALUATE_FILES",
            "STUDY_JSON", "STUDY_MD", "STUDY_PNG", "STUDY_FILES", "DIAGNOSE_JSON", "BENCH_JSON", "BENCH_MD",
-           "BENCH_PNG", "BENCH_FILES", "PARAM_CHOICES",
+           "BENCH_PNG", "BENCH_FILES", "BENCH_VISION_JSON", "BENCH_VISION_MD", "BENCH_VISION_FILES", "PARAM_CHOICES",
            "atomic", "write_text", "config_file", "write_config", "save_flat", "load_flat", "save_run_params",
            "save_eval_best", "read_npz", "eval_best_kept", "saved_params", "round_file", "student_file",
            "pycma_mean_file", "output_dir", "output_file", "SHIPPED_DIR", "agent_files", "shipped_names",
@@ -78,6 +78,8 @@ STUDY_FILES = (STUDY_JSON, STUDY_MD, STUDY_PNG)
 DIAGNOSE_JSON = "diagnose.json"
 BENCH_JSON, BENCH_MD, BENCH_PNG = "bench.json", "bench.md", "bench_scaling.png"  # bench: report, tables, figure
 BENCH_FILES = (BENCH_JSON, BENCH_MD, BENCH_PNG)
+BENCH_VISION_JSON, BENCH_VISION_MD = "bench_vision.json", "bench_vision.md"  # bench --vision: report, tables
+BENCH_VISION_FILES = (BENCH_VISION_JSON, BENCH_VISION_MD)
 SHIPPED_DIR = pathlib.Path(__file__).resolve().parent / "models" / "pretrained"  # NAME.npz + NAME.json
 PARAM_CHOICES = ("mean", "best", "eval_best")  # which parameters of a run
 

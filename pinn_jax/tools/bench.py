@@ -23,6 +23,11 @@ It writes ``bench.json``, ``bench.md`` (the tables quoted in the README) and ``b
 to ``--out``. ``--quick`` uses a reduced grid and 100 steps per episode for the curves; ``--tiny``
 (for tests) shrinks everything (population 8, 2 rollouts, 20 steps, 2 repeats).
 
+``--vision`` measures the image envs instead (:mod:`pinn_jax.tools.bench_vision`): per game, the vision
+attention neuron and the MLP baseline at ``--population`` x ``--rollouts`` x ``--steps`` (256 x 8 x 100 by
+default), where the time goes, and the policy's FLOP/memory floor at the machine's measured peak; it writes
+``bench_vision.json`` and ``bench_vision.md``.
+
 Environment steps are counted as the lockstep simulation computes them: every episode runs its
 full ``max_steps`` (finished episodes are frozen, not skipped), so a generation is
 ``population x rollouts x max_steps`` steps.
@@ -49,17 +54,18 @@ import numpy as np
 from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
 from pinn_jax.errors import ArgumentParser, cli
-from pinn_jax.experiment import setup
+from pinn_jax.experiment import Experiment, setup
 from pinn_jax.rollout import evaluate_population
+from pinn_jax.tools import bench_vision
+from pinn_jax.tools.bench_report import _device_line, load_text, markdown, plot
 from pinn_jax.tools.bench_report import g as _g
-from pinn_jax.tools.bench_report import load_text, markdown, plot
 from pinn_jax.tools.bench_report import range_text as _range
 from pinn_jax.tools.bench_report import times as _times
 from pinn_jax.training.process import limit_lapack_threads
 from pinn_jax.training.progress import Tracker
 from pinn_jax.training.trainer import make_trainer
 
-__all__ = ["Settings", "SETTINGS", "run", "main", "REPORT_KEYS"]
+__all__ = ["Settings", "SETTINGS", "run", "run_vision", "measure_peak", "main", "REPORT_KEYS"]
 
 POLICIES = {"attention_neuron": "cartpole_pi", "mlp": "cartpole_mlp", "linear": "cartpole_linear"}  # shipped configs
 REPORT_KEYS = ("meta", "settings", "generation", "compile", "memory", "scaling", "baseline", "speedup")
@@ -187,10 +193,12 @@ def device_info() -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ measurements
-def measure_generation(cfg: config_lib.Config, repeats: int, split: bool = False) -> dict[str, Any]:
-    """Time ``Trainer.run(state, 1)`` (one full generation) after compiling it; optionally the split."""
+def measure_generation(cfg: config_lib.Config | Experiment, repeats: int, split: bool = False,
+                       parts: Callable[[Any, Any], dict[str, Callable[[], Any]]] | None = None) -> dict[str, Any]:
+    """Time ``Trainer.run(state, 1)`` (one full generation) after compiling it; optionally the split, and the
+    functions ``parts(trainer, state)`` gives (each ``NAME`` timed as ``NAME_sec``)."""
     tr = make_trainer(cfg)
-    state = tr.init()
+    cfg, state = tr.cfg, tr.init()
     t0 = time.perf_counter()
     lowered = tr.run.lower(state, 1)
     t1 = time.perf_counter()
@@ -205,6 +213,8 @@ def measure_generation(cfg: config_lib.Config, repeats: int, split: bool = False
     fns = {"generation": one_generation}
     if split:
         fns.update(_split_fns(tr, state))
+    if parts is not None:
+        fns.update(parts(tr, state))
     times = timed(fns, repeats)
     gen = times["generation"]
     pop, rollouts, steps = cfg.strategy.population_size, cfg.train.rollouts, cfg.train_steps
@@ -215,8 +225,7 @@ def measure_generation(cfg: config_lib.Config, repeats: int, split: bool = False
         "sec_per_gen": gen, "gen_per_sec": 1.0 / gen["median"], "env_steps_per_sec": env_steps / gen["median"],
         "cpu_sec_per_gen": gen["cpu_median"], "trace_s": t1 - t0, "compile_s": t2 - t1,
     }
-    if split:
-        out.update(ask_tell_sec=times["ask_tell"], evaluate_sec=times["evaluate"])
+    out.update({f"{name}_sec": t for name, t in times.items() if name != "generation"})
     return out
 
 
@@ -384,6 +393,73 @@ def run(s: Settings, out: Path | None = None, log: Callable[[str], None] = print
     return report
 
 
+# ------------------------------------------------------------------------------------------ image envs
+def measure_peak(repeats: int, n: int | None = None, stream_mib: int = 1024) -> dict[str, Any]:
+    """The machine's peak as the floor assumes it: float32 FLOP/s of an ``n x n`` matmul (2048 on a CPU, 8192 on an
+    accelerator) and the memory bandwidth of ``x + 1`` in place over ``stream_mib`` MiB (read and write; a new
+    result each time would time page faults), each the best of ``repeats`` timed runs (and the median)."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    box = [jnp.zeros((stream_mib * 2**20 // 4,), jnp.float32)]
+    matmul, stream = jax.jit(lambda a: a @ a), jax.jit(lambda x: x + 1.0, donate_argnums=0)
+
+    def stream_once() -> None:
+        box[0] = jax.block_until_ready(stream(box[0]))
+
+    t = timed({"matmul": lambda: jax.block_until_ready(matmul(a)), "stream": stream_once}, max(repeats, 3))
+    flops, nbytes = 2.0 * n ** 3, 2.0 * box[0].nbytes
+    return {"flops_per_s": flops / t["matmul"]["min"], "flops_median": flops / t["matmul"]["median"],
+            "bytes_per_s": nbytes / t["stream"]["min"], "bytes_median": nbytes / t["stream"]["median"],
+            "matmul_n": n, "stream_bytes": box[0].nbytes, "n": t["matmul"]["n"]}
+
+
+def vision_measurements(s: bench_vision.VisionSettings) -> int:
+    """How many steps ``run_vision`` takes: the peak, then one generation per game and policy."""
+    return 1 + len(s.games) * len(s.policies)
+
+
+def run_vision(s: bench_vision.VisionSettings, out: Path | None = None, log: Callable[[str], None] = print,
+               done: Callable[[str], None] = lambda what: None) -> dict[str, Any]:
+    """Measure the image envs of ``s`` (:mod:`pinn_jax.tools.bench_vision`); write ``bench_vision.json`` and
+    ``bench_vision.md`` to ``out``. ``log`` and ``done`` as in :func:`run`."""
+    t_start = time.perf_counter()
+    meta = device_info()
+    meta["lapack_threads_limited"] = limit_lapack_threads()
+    log(f"pinn_jax.tools.bench --vision ({s.mode}): {_device_line(meta)} | jax {meta['jax']} | "
+        f"load {load_text(meta['loadavg_start'])}")
+    peak = measure_peak(s.repeats)
+    log(f"peak: {_g(peak['flops_per_s'] / 1e9)} GFLOP/s ({peak['matmul_n']}² matmul), "
+        f"{_g(peak['bytes_per_s'] / 1e9)} GB/s (x + 1)")
+    done("peak")
+    runs = []
+    for game in s.games:
+        for name in s.policies:
+            log(f"{game}, {name}: population {s.population} x {s.rollouts} rollouts x {s.steps} steps ...")
+            exp = setup(bench_vision.make_config(game, name, s.population, s.rollouts, s.steps, s.seed))
+            shape = tuple(jax.eval_shape(exp.env.reset_env, jax.random.PRNGKey(0), exp.env_params)[0].shape)
+            r = measure_generation(exp, s.repeats, split=True, parts=bench_vision.part_fns)
+            cost = bench_vision.step_cost(exp.policy, shape, exp.num_params, s.rollouts)
+            r.update(game=game, policy=name, obs_shape="×".join(map(str, shape)), step_cost=cost,
+                     xla_step_cost=bench_vision.xla_step_cost(exp.policy, exp.template, shape),
+                     floor=bench_vision.floor(cost, r["env_steps_per_gen"], peak))
+            runs.append(r)
+            log(f"  {_range(r['sec_per_gen'])} s/gen, {_g(r['env_steps_per_sec'])} env steps/s; "
+                + ", ".join(f"{p} {_g(r[p + '_sec']['median'])} s" for p in bench_vision.PARTS)
+                + f"; floor {_g(r['floor']['floor_s'])} s")
+            done(f"{game} {name}")
+    meta["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    meta["wall_s"] = time.perf_counter() - t_start
+    report = {"meta": meta, "settings": dataclasses.asdict(s), "peak": peak, "runs": runs}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        json_path, md_path = out / artifacts.BENCH_VISION_JSON, out / artifacts.BENCH_VISION_MD
+        artifacts.write_text(json_path, json.dumps(report, indent=1))
+        artifacts.write_text(md_path, bench_vision.markdown(report))
+        log(f"wrote {json_path}, {md_path}")
+    return report
+
+
 # ------------------------------------------------------------------------------------------ CLI
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
@@ -401,13 +477,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--tiny", action="store_true", help="everything tiny (tests): population 8, 2 rollouts, 20 steps")
     p.add_argument("--repeats", type=int, help="timed repetitions per figure (default 5; tiny 2)")
     p.add_argument("--curve-steps", type=int, help="steps per episode for the scaling curves (default 200)")
-    p.add_argument("--policies", help="comma-separated subset of attention_neuron,mlp,linear")
+    p.add_argument("--policies", help="comma-separated subset of attention_neuron,mlp,linear (--vision: "
+                   "vision_attention,mlp)")
     p.add_argument("--grid-population", type=_ints, help="e.g. 64,256,1024,4096")
     p.add_argument("--grid-rollouts", type=_ints, help="e.g. 1,4,16,64")
     p.add_argument("--grid-features", type=_ints, help="e.g. 5,10,20,50,100")
     p.add_argument("--no-split", action="store_true", help="skip the ask+tell / evaluation split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
+    vision = p.add_argument_group("image envs", "--vision measures them instead (tiny with --tiny)")
+    vision.add_argument("--vision", action="store_true", help="per game: vision attention neuron and MLP baseline")
+    vision.add_argument("--games", help=f"comma-separated subset of {','.join(bench_vision.GAMES)}")
+    vision.add_argument("--population", type=int, help="population (default 256)")
+    vision.add_argument("--rollouts", type=int, help="rollouts per member (default 8)")
+    vision.add_argument("--steps", type=int, help="steps per episode (default 100)")
     args = p.parse_args(argv)
+    if args.vision:
+        return _main_vision(p, args)
+    if any(getattr(args, k) is not None for k in ("games", "population", "rollouts", "steps")):
+        p.error("--games, --population, --rollouts and --steps go with --vision")
     s = SETTINGS["tiny" if args.tiny else "quick" if args.quick else "full"]
     updates: dict[str, Any] = {}
     if args.repeats is not None:
@@ -434,6 +521,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = artifacts.output_dir(args.out, "--out", artifacts.BENCH_FILES, args.force)
     with Tracker(measurements(s), "bench", bar=not args.no_progress) as t:
         run(s, out, log=t.log, done=lambda what: t.advance(1, what))
+    return 0
+
+
+def _names(p: ArgumentParser, option: str, text: str, known: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(","))
+    bad = [n for n in names if n not in known]
+    if bad:
+        p.error(f"unknown {option.lstrip('-')} {bad}; choose from {', '.join(known)}")
+    return names
+
+
+def _main_vision(p: ArgumentParser, args: Any) -> int:
+    """``bench --vision``: the options that apply, checked, then :func:`run_vision`."""
+    vector = {"--quick": args.quick, "--curve-steps": args.curve_steps, "--grid-population": args.grid_population,
+              "--grid-rollouts": args.grid_rollouts, "--grid-features": args.grid_features, "--no-split": args.no_split}
+    given = [k for k, v in vector.items() if v]
+    if given:
+        p.error(f"{', '.join(given)}: not with --vision (no scaling curves; --steps sets the episodes)")
+    updates: dict[str, Any] = {"seed": args.seed}
+    for key in ("population", "rollouts", "steps", "repeats"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                p.error(f"--{key} must be >= 1")
+            updates[key] = value
+    if args.games:
+        updates["games"] = _names(p, "--games", args.games, list(bench_vision.GAMES))
+    if args.policies:
+        updates["policies"] = _names(p, "--policies", args.policies, list(bench_vision.POLICIES))
+    s = dataclasses.replace(bench_vision.VISION_SETTINGS["tiny" if args.tiny else "full"], **updates)
+    out = artifacts.output_dir(args.out, "--out", artifacts.BENCH_VISION_FILES, args.force)
+    with Tracker(vision_measurements(s), "bench", bar=not args.no_progress) as t:
+        run_vision(s, out, log=t.log, done=lambda what: t.advance(1, what))
     return 0
 
 
