@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
 from pinn_jax.envs import label
-from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.errors import ArgumentParser, cli, int_range, uint32
 from pinn_jax.models import Model, load_model
 from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condition
 from pinn_jax.study.evaluate import evaluate
@@ -111,14 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax study", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", metavar="MODEL", help="models to compare (default: the shipped agents "
                    "of every env)")
-    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model and condition")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
+    p.add_argument("--episodes", type=int_range(2, what="a standard error needs two"), default=DEFAULT_EPISODES,
+                   help="episodes per model and condition")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the episode keys")
     p.add_argument("--conditions", nargs="+", default=list(ACROSS_ENVS), metavar="NAME", help="conditions")
     p.add_argument("--out", default="out/study", metavar="DIR", help="write study.json, study.md, study.png here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
-    if args.episodes < 2:
-        raise EvaluationError(f"--episodes must be >= 2 (a standard error needs two), got {args.episodes}")
     out = artifacts.output_dir(args.out, "--out")
     models = [load_model(spec) for spec in (args.models or DEFAULT_MODELS)]
     with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:

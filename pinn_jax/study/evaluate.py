@@ -32,7 +32,7 @@ import numpy as np
 from pinn_jax import artifacts
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import ObsTransform, label, same_task
-from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.errors import ArgumentParser, EvaluationError, cli, nonneg_int, positive_float, positive_int, uint32
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import episode
@@ -229,26 +229,29 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",
                    help="parameters of a run: the ES mean, the best member, or eval_best (the mean that scored "
                         "best on held-out episodes during training)")
-    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per condition")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
+    p.add_argument("--episodes", type=positive_int, default=DEFAULT_EPISODES, help="episodes per condition")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the episode keys")
     p.add_argument("--env", default=None, help="environment name (default: the first model's)")
     p.add_argument("--env-start", choices=STARTS, default=None, help="start distribution (default: the "
                    "first model's)")
-    p.add_argument("--max-steps", type=int, default=None, help="episode length limit (default: the first model's)")
-    p.add_argument("--shuffle-every", type=int, nargs="*", default=list(SHUFFLE_PERIODS), metavar="K",
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="episode length limit (default: the first model's)")
+    p.add_argument("--shuffle-every", type=positive_int, nargs="*", default=list(SHUFFLE_PERIODS), metavar="K",
                    help="shuffle periods in steps, one condition each")
-    p.add_argument("--noise", type=int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
+    p.add_argument("--noise", type=nonneg_int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
                    help="noise feature counts, shuffled once per episode")
-    p.add_argument("--noise-std", type=float, default=ObsTransform.noise_std, help="std of the noise features")
+    p.add_argument("--noise-std", type=positive_float, default=ObsTransform.noise_std,
+                   help="std of the noise features")
     p.add_argument("--out", default=None, metavar="DIR", help="write report.json, report.csv and plots here")
     p.add_argument("--video", default=None, metavar="FILE", help="render one episode to FILE.mp4 or FILE.gif")
     p.add_argument("--video-condition", default="shuffle", metavar="NAME", help="condition of the video episode")
     p.add_argument("--video-model", default=None, metavar="MODEL", help="which model to film (default: the first)")
-    p.add_argument("--video-steps", type=int, default=None, help="steps rendered (default: the whole episode)")
-    p.add_argument("--video-stride", type=int, default=1, help="render every k-th step")
+    p.add_argument("--video-steps", type=positive_int, default=None,
+                   help="steps rendered (default: the whole episode)")
+    p.add_argument("--video-stride", type=positive_int, default=1, help="render every k-th step")
     p.add_argument("--video-size", default="480x320", metavar="WxH", help="frame size")
-    p.add_argument("--fps", type=float, default=30.0, help="video frame rate")
-    p.add_argument("--episode-index", type=int, default=None, metavar="I",
+    p.add_argument("--fps", type=positive_float, default=30.0, help="video frame rate")
+    p.add_argument("--episode-index", type=nonneg_int, default=None, metavar="I",
                    help="which evaluated episode the video and attention figure show (default: the one with the "
                         "median return of its model in its condition)")
     p.add_argument("--attention", default=None, metavar="FILE.png", help="attention heatmap of one episode")
@@ -298,13 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 on a bad model spec or option, with a one-line error)."""
     args = parse_args(argv)
     info = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    if args.episodes < 1:
-        raise EvaluationError(f"--episodes must be >= 1, got {args.episodes}")
-    if ((args.episode_index is not None and args.episode_index < 0) or args.video_stride < 1
-            or (args.video_steps is not None and args.video_steps < 1)):
-        raise EvaluationError("--episode-index must be >= 0, --video-steps and --video-stride >= 1")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise EvaluationError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.episode_index is not None and args.episode_index >= args.episodes:
+        raise EvaluationError(f"--episode-index {args.episode_index} is not one of the {args.episodes} episodes "
+                              f"evaluated (0 to {args.episodes - 1})")
     conditions = default_conditions(args.shuffle_every, args.noise, args.noise_std)
     video_cond = parse_condition(args.video_condition, args.noise_std) if args.video else None
     attn_cond = parse_condition(args.attention_condition, args.noise_std) if args.attention else None
