@@ -24,7 +24,7 @@ from pinn_jax.envs import label
 from pinn_jax.errors import ArgumentParser, cli, int_range, uint32
 from pinn_jax.models import Model, load_model
 from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condition
-from pinn_jax.study.evaluate import evaluate
+from pinn_jax.study.evaluate import check_memory, evaluate
 from pinn_jax.study.plots import error_bars
 from pinn_jax.training.progress import Tracker
 
@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = artifacts.output_dir(args.out, "--out")
     models = [load_model(spec) for spec in (args.models or DEFAULT_MODELS)]
+    check_memory(models, [parse_condition(c) for c in args.conditions], args.episodes)
     with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:
         result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,
                        tick=lambda cell: bar.advance(1, cell))

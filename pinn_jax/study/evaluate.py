@@ -48,11 +48,12 @@ from pinn_jax.study.conditions import (
     not_applicable,
     parse_condition,
 )
-from pinn_jax.study.episodes import check_filmable, plot_attention, render_episode_video
+from pinn_jax.study.episodes import check_filmable, plot_attention, recording_bytes, render_episode_video, video_bytes
 from pinn_jax.study.plots import plot_noise, plot_returns, plot_shuffle_period
+from pinn_jax.training import memory
 from pinn_jax.training.progress import Tracker
 
-__all__ = ["evaluate", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
+__all__ = ["evaluate", "check_memory", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
            "STAT_KEYS"]
 
 STAT_KEYS = ("mean", "std", "sem", "median", "q25", "q75", "min", "max", "n_episodes")
@@ -142,6 +143,23 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
         "keys": f"episode i uses fold_in(PRNGKey({seed}), i), shared by all models and conditions",
     }
     return {"meta": meta, "results": results, "returns": returns}
+
+
+def check_memory(models: Sequence[Model], conditions: Sequence[Condition], episodes: int,
+                 env_cfg: EnvConfig | None = None) -> None:
+    """Refuse, in one line naming ``--episodes`` and the condition, an evaluation whose episodes cannot all be held
+    in memory at once (:func:`evaluate` runs a model's episodes of a condition in one call): checked for every model
+    (on ``env_cfg``, else its own env) in every condition it can run, before anything runs."""
+    per, name, cond = 0, "", None
+    for model in models:
+        cfg = env_cfg or model.env_cfg
+        for c in conditions:
+            if not_applicable(model, cfg, c) is None:
+                n = memory.episode_bytes(model.policy, *condition_env(cfg, c), model.params)
+                per, name, cond = max((per, name, cond), (n, model.name, c), key=lambda w: w[0])
+    if cond is not None:
+        memory.require(episodes * per, f"--episodes {episodes} of {name} in {cond.name} ({memory.size(per)} an "
+                                       f"episode)", EvaluationError)
 
 
 # --------------------------------------------------------------------------------------- reporting
@@ -336,6 +354,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = not_applicable(video_model, env_cfg, video_cond)
         if reason:
             raise EvaluationError(f"cannot film {video_model.name} in {video_cond.name}: {reason}")
+        video_need = video_bytes(video_model, video_cond, env_cfg, args.video_steps, args.video_stride, int(size[1]),
+                                 int(size[2]))
+        memory.require(video_need, f"--video-size {args.video_size} (a video of {video_model.name}, up to "
+                                   f"{args.video_steps or env_cfg.max_steps} steps, every {args.video_stride})",
+                       EvaluationError)
+    if attn_model is not None:
+        memory.require(recording_bytes(attn_model, attn_cond, env_cfg), f"--attention (an episode of "
+                       f"{env_cfg.max_steps} steps recorded)", EvaluationError)
+    check_memory(models, conditions, args.episodes, env_cfg)
 
     for n, m in zip(names, models):
         info(f"model {n}: {m.kind} policy from {m.source}")
