@@ -81,3 +81,9 @@ def test_the_range_helpers_take_their_bounds_and_refuse_the_rest():
     assert math.isfinite(errors.float_range(0.0, 1.0, above=True)("1"))
     with pytest.raises(argparse.ArgumentTypeError, match="must be a finite number > 0 and <= 1, got '0'"):
         errors.float_range(0.0, 1.0, above=True)("0")
+
+
+def test_the_episode_shown_is_one_of_those_evaluated(capsys):
+    assert evaluate.main([NO_MODEL, "--episodes", "4", "--episode-index", "4"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: --episode-index 4 is not one of the 4 episodes evaluated "
+                                                "(0 to 3)")
