@@ -28,7 +28,7 @@ __all__ = ["available", "require", "size", "tree_bytes", "episode_bytes", "train
 
 EPISODE_COPIES = 3  # an episode's carry lives in the scan's old and new carry and in the step's temporaries
 MEMBER_COPIES = 3  # a member's parameters: the flat population asked, its parameter pytrees, the ES's noise
-STATE_COPIES = 2  # the search state, and the new one a generation's tell computes from it
+STATE_COPIES = 4  # the search state, the new one a tell computes, and an eigendecomposition's copy and workspace
 
 
 def size(n: float) -> str:
