@@ -26,12 +26,12 @@ import dacite
 import yaml
 
 from pinn_jax import configs
-from pinn_jax.errors import ConfigError
+from pinn_jax.errors import INT32_MAX, UINT32_MAX, ConfigError
 from pinn_jax.policies import POLICY_NAMES, AttentionNeuronPolicy, MLPPolicy, VisionAttentionPolicy
 
 # (lowest, highest, why) of an int field; every other int field must fit in int32
-_INT_RANGES: dict[str, tuple[int, int, str]] = {"seed": (0, 2**32 - 1, "a uint32 seed for jax.random.PRNGKey")}
-_INT32 = (-2**31, 2**31 - 1, "int32")
+_INT_RANGES: dict[str, tuple[int, int, str]] = {"seed": (0, UINT32_MAX, "a uint32 seed for jax.random.PRNGKey")}
+_INT32 = (-INT32_MAX - 1, INT32_MAX, "int32")
 
 
 STARTS = ("hard", "easy", "upright")  # the swing-up's start distributions (env.start, --env-start)

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import re
 import sys
 from typing import Callable, NoReturn, Sequence
 
 __all__ = ["UserError", "ConfigError", "CheckpointError", "RunDirError", "TrainingError", "ModelError",
-           "EvaluationError", "WriteError", "one_line", "cli", "ArgumentParser", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
+           "EvaluationError", "WriteError", "one_line", "cli", "ArgumentParser", "EXIT_USER_ERROR", "EXIT_INTERRUPTED",
+           "INT32_MAX", "UINT32_MAX", "int_range", "float_range", "uint32", "positive_int", "nonneg_int",
+           "finite_float", "positive_float"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+INT32_MAX = 2**31 - 1  # the largest count, length or size: JAX's default integers are int32
+UINT32_MAX = 2**32 - 1  # the largest seed: jax.random.PRNGKey takes a uint32 (a larger one would wrap silently)
 
 
 class UserError(Exception):
@@ -125,3 +130,46 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {self.prog}: {message} (see --help)", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_USER_ERROR)
+
+
+# Numeric options: argparse ``type=`` helpers, so that every command checks its numbers alike and before any work
+# (a bad one is ``error: PROG: argument --X: must be ...``, exit 2).
+def int_range(lo: int, hi: int = INT32_MAX, what: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: an integer from ``lo`` to ``hi`` (``what`` says why, in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            why = f" ({what})" if what else ""
+            raise argparse.ArgumentTypeError(f"must be an integer from {lo} to {hi}{why}, got {text!r}")
+        return value
+
+    return parse
+
+
+def float_range(lo: float = -math.inf, hi: float = math.inf, above: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number from ``lo`` to ``hi`` (``above``: greater than ``lo``)."""
+    bounds = [f"{'>' if above else '>='} {lo:g}"] if math.isfinite(lo) else []
+    bounds += [f"<= {hi:g}"] if math.isfinite(hi) else []
+    wanted = f"a number from {lo:g} to {hi:g}" if len(bounds) == 2 and not above else \
+        " ".join(["a finite number", " and ".join(bounds)]).rstrip()
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > lo if above else value >= lo) and value <= hi):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+uint32 = int_range(0, UINT32_MAX, "a seed is a uint32")
+positive_int = int_range(1)
+nonneg_int = int_range(0)
+finite_float = float_range()
+positive_float = float_range(0.0, above=True)

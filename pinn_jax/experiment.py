@@ -31,8 +31,8 @@ from pinn_jax.envs.fitness import Fitness, from_config
 from pinn_jax.errors import ConfigError
 from pinn_jax.policies import REGISTRY, Policy, make_policy
 
-__all__ = ["Experiment", "PolicyEnv", "setup", "build_env", "action_spec", "build_policy", "transform_from",
-           "obs_dim_of"]
+__all__ = ["Experiment", "PolicyEnv", "setup", "components", "build_env", "action_spec", "build_policy",
+           "transform_from", "obs_dim_of"]
 
 PolicyEnv = ObsTransformWrapper | PatchWrapper  # an env as a policy sees it: vectors, or image patches
 
@@ -171,16 +171,22 @@ class Experiment:
     # :mod:`pinn_jax.envs.fitness`; equal to ``env`` when they are all neutral), with ``env_params``
 
 
+def components(cfg: Config, env: Any = None, policy: Policy | None = None) -> tuple[Policy, PolicyEnv, Any]:
+    """The policy, the training env (observation transform applied) and its params of ``cfg``, as :func:`setup`
+    builds them; no parameters are made. ``env`` and ``policy`` as in :func:`setup`."""
+    if policy is None:
+        policy = build_policy(cfg.policy, _inner_env(cfg.env, env)[3])
+    elif not isinstance(policy, Policy):
+        raise ConfigError(f"policy: {type(policy).__name__} does not meet the Policy protocol (pinn_jax.policies.Policy)")
+    return (policy, *build_env(cfg.env, transform_from(cfg.train), env, policy=policy))
+
+
 def setup(cfg: Config, env: Any = None, policy: Policy | None = None) -> Experiment:
     """Build the experiment of ``cfg`` (training env and observation transform). ``env`` (a gymnax ``Environment``
     or ``(env, env_params)``) and ``policy`` (an object meeting the :class:`~pinn_jax.policies.Policy` protocol)
     replace the ones ``env.name`` and ``policy.name`` describe."""
     own_env, transform = env, transform_from(cfg.train)
-    if policy is None:
-        policy = build_policy(cfg.policy, _inner_env(cfg.env, own_env)[3])
-    elif not isinstance(policy, Policy):
-        raise ConfigError(f"policy: {type(policy).__name__} does not meet the Policy protocol (pinn_jax.policies.Policy)")
-    env, env_params = build_env(cfg.env, transform, own_env, policy=policy)
+    policy, env, env_params = components(cfg, own_env, policy)
     obs_dim = obs_dim_of(env, env_params)
     template = policy.init(jax.random.PRNGKey(0), obs_dim)
     flat, unravel = ravel_pytree(template)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli, one_line
+from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, UserError, cli, one_line, uint32
 from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.training import process
 from pinn_jax.training.metrics import read_csv
@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="a shipped config by name (see --list-configs) or a YAML file")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.generations=50 (repeatable)")
-    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config's seed)")
+    p.add_argument("--seed", type=uint32, default=None, help="the run's seed (default: the config's seed)")
     p.add_argument("--out", "--run-dir", dest="run_dir", metavar="DIR",
                    help="the run directory to write (default: the config's run_dir)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly from its latest checkpoint")

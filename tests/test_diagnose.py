@@ -93,8 +93,9 @@ def test_cli_prints_a_table_writes_json_and_rejects_bad_input(tmp_path, capsys):
     assert (tmp_path / "file").read_text() == "keep"
     assert dg.main(["pretrained:no_such_model"]) == 2
     assert "no_such_model" in capsys.readouterr().err
-    assert dg.main(["pretrained:cartpole_linear", "--episodes", "0"]) == 2
-    assert "--episodes must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        dg.main(["pretrained:cartpole_linear", "--episodes", "0"])
+    assert e.value.code == 2 and "argument --episodes: must be an integer from 1" in capsys.readouterr().err
 
 
 def test_the_same_model_twice_gets_two_rows():

@@ -21,10 +21,10 @@ from matplotlib.figure import Figure
 
 from pinn_jax import artifacts
 from pinn_jax.envs import label
-from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.errors import ArgumentParser, cli, int_range, uint32
 from pinn_jax.models import Model, load_model
 from pinn_jax.study.conditions import ACROSS_ENVS, DEFAULT_EPISODES, parse_condition
-from pinn_jax.study.evaluate import evaluate
+from pinn_jax.study.evaluate import check_memory, evaluate
 from pinn_jax.study.plots import error_bars
 from pinn_jax.training.progress import Tracker
 
@@ -111,18 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax study", description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="*", metavar="MODEL", help="models to compare (default: the shipped agents "
                    "of every env)")
-    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model and condition")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
+    p.add_argument("--episodes", type=int_range(2, what="a standard error needs two"), default=DEFAULT_EPISODES,
+                   help="episodes per model and condition")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the episode keys")
     p.add_argument("--conditions", nargs="+", default=list(ACROSS_ENVS), metavar="NAME", help="conditions")
     p.add_argument("--out", default="out/study", metavar="DIR", help="write study.json, study.md, study.png here")
     p.add_argument("--force", action="store_true",
                    help="replace the study's files in --out (else they are refused before anything runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
-    if args.episodes < 2:
-        raise EvaluationError(f"--episodes must be >= 2 (a standard error needs two), got {args.episodes}")
     out = artifacts.output_dir(args.out, "--out", artifacts.STUDY_FILES, args.force)
     models = [load_model(spec) for spec in (args.models or DEFAULT_MODELS)]
+    check_memory(models, [parse_condition(c) for c in args.conditions], args.episodes)
     with Tracker(len(models) * len(args.conditions), "study", bar=not args.no_progress) as bar:
         result = study(models, args.episodes, args.seed, args.conditions, log=bar.log,
                        tick=lambda cell: bar.advance(1, cell))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pinn_jax import artifacts
-from pinn_jax.errors import ArgumentParser, UserError, cli
+from pinn_jax.errors import ArgumentParser, UserError, cli, finite_float, positive_float
 from pinn_jax.study.plots import plot_curves
 from pinn_jax.training import checkpoint as ckpt
 from pinn_jax.training.metrics import read_csv
@@ -112,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="figure file (png, pdf, svg)")
     p.add_argument("--force", action="store_true",
                    help="replace --out when it exists (else it is refused before anything is read)")
-    p.add_argument("--target", type=float, default=None, help="held-out return to reach")
-    p.add_argument("--hours", type=float, default=None, help="a wall-clock budget to mark, in hours")
+    p.add_argument("--target", type=finite_float, default=None, help="held-out return to reach")
+    p.add_argument("--hours", type=positive_float, default=None, help="a wall-clock budget to mark, in hours")
     args = p.parse_args(argv)
     out = artifacts.output_file(args.out, "--out", args.force)
     curves = [load_curve(label, dirs) for label, dirs in args.run]

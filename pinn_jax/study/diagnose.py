@@ -39,7 +39,7 @@ import numpy as np
 from pinn_jax import artifacts
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import is_swingup
-from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.errors import ArgumentParser, EvaluationError, cli, float_range, int_range, positive_int, uint32
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.rollout import episode
 from pinn_jax.study.conditions import DEFAULT_EPISODES, condition_env, episode_keys, parse_condition
@@ -198,19 +198,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("models", nargs="+", metavar="MODEL",
                    help="run directory, FILE.npz, 'official' or 'pretrained:NAME'")
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean", help="parameters of a run directory")
-    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per model")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys (those of pinn_jax.study.evaluate)")
+    p.add_argument("--episodes", type=positive_int, default=DEFAULT_EPISODES, help="episodes per model")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the episode keys (those of pinn_jax.study.evaluate)")
     p.add_argument("--env-start", choices=STARTS, default=None,
                    help="start distribution (default: each model's own)")
-    p.add_argument("--max-steps", type=int, default=None, help="episode length (default: each model's own)")
-    p.add_argument("--upright-cos", type=float, default=0.95, help="cos θ above which the pole counts as upright")
+    p.add_argument("--max-steps", type=int_range(2), default=None, help="episode length (default: each model's own)")
+    p.add_argument("--upright-cos", type=float_range(-1.0, 1.0), default=0.95,
+                   help="cos θ above which the pole counts as upright")
     p.add_argument("--out", default=None, metavar="DIR", help="write diagnose.json here")
     p.add_argument("--force", action="store_true",
                    help="replace a diagnose.json in --out (else it is refused before anything runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     args = p.parse_args(argv)
-    if args.episodes < 1 or (args.max_steps is not None and args.max_steps < 2):
-        raise EvaluationError("--episodes must be >= 1 and --max-steps >= 2")
     out = artifacts.output_dir(args.out, "--out", [artifacts.DIAGNOSE_JSON], args.force) if args.out else None
     models = [load_model(spec, args.params) for spec in args.models]
     if args.env_start or args.max_steps:  # each model keeps its own env; only the start and length change

@@ -26,9 +26,10 @@ from pinn_jax.policies import Policy
 from pinn_jax.rollout import episode
 from pinn_jax.study import pixels, plots, video
 from pinn_jax.study.conditions import Condition, condition_env, make_condition, not_applicable, parse_condition
+from pinn_jax.training.memory import episode_bytes
 
-__all__ = ["Recording", "record_episode", "check_filmable", "render_episode_video", "feature_names",
-           "plot_attention", "true_frames", "agent_frames", "frame_attention", "ATTENTION_KINDS"]
+__all__ = ["Recording", "record_episode", "recording_bytes", "check_filmable", "render_episode_video", "video_bytes",
+           "feature_names", "plot_attention", "true_frames", "agent_frames", "frame_attention", "ATTENTION_KINDS"]
 
 SWINGUP_FEATURES = ("x", "ẋ", "cos θ", "sin θ", "θ̇")
 ATTENTION_KINDS = ("attention_neuron", "vision_attention")  # the policies with attention weights to plot
@@ -72,6 +73,21 @@ def record_episode(model: Model, condition: Condition | str = "no_shuffle", env_
     traj = jax.tree.map(np.asarray, out.trajectory)
     return Recording(model=model, condition=condition, env=env, env_params=env_params, ret=float(out.ret),
                      length=int(out.length), trajectory=traj)
+
+
+def recording_bytes(model: Model, condition: Condition | str, env_cfg: EnvConfig, steps: int | None = None) -> int:
+    """A rough upper bound of the bytes :func:`record_episode` holds: an episode's state for every step recorded."""
+    env, env_params = condition_env(env_cfg, _as_condition(condition), model)
+    return min(int(steps or env_cfg.max_steps), env_cfg.max_steps) * episode_bytes(model.policy, env, env_params,
+                                                                                  model.params)
+
+
+def video_bytes(model: Model, condition: Condition | str, env_cfg: EnvConfig, steps: int | None = None,
+                stride: int = 1, width: int = 480, height: int = 320) -> int:
+    """A rough upper bound of the bytes :func:`render_episode_video` holds: the recording, every frame (twice: a
+    gif stacks them) and the canvas they are drawn on."""
+    frames = -(-min(int(steps or env_cfg.max_steps), env_cfg.max_steps) // stride)
+    return recording_bytes(model, condition, env_cfg, steps) + (2 * 3 * frames + 16) * width * height
 
 
 def _is_image(env_cfg: EnvConfig, model: Model) -> bool:

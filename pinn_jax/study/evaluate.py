@@ -36,7 +36,16 @@ import numpy as np
 from pinn_jax import artifacts
 from pinn_jax.config import STARTS, EnvConfig
 from pinn_jax.envs import ObsTransform, label, same_task
-from pinn_jax.errors import ArgumentParser, EvaluationError, cli
+from pinn_jax.errors import (
+    ArgumentParser,
+    EvaluationError,
+    cli,
+    float_range,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    uint32,
+)
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.policies import Policy
 from pinn_jax.rollout import episode
@@ -52,11 +61,19 @@ from pinn_jax.study.conditions import (
     not_applicable,
     parse_condition,
 )
-from pinn_jax.study.episodes import ATTENTION_KINDS, check_filmable, plot_attention, render_episode_video
+from pinn_jax.study.episodes import (
+    ATTENTION_KINDS,
+    check_filmable,
+    plot_attention,
+    recording_bytes,
+    render_episode_video,
+    video_bytes,
+)
 from pinn_jax.study.plots import plot_noise, plot_occlusion, plot_returns, plot_shuffle_period
+from pinn_jax.training import memory
 from pinn_jax.training.progress import Tracker
 
-__all__ = ["evaluate", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
+__all__ = ["evaluate", "check_memory", "summarize", "report_rows", "save_report", "format_table", "write_plots", "main",
            "STAT_KEYS"]
 
 STAT_KEYS = ("mean", "std", "sem", "median", "q25", "q75", "min", "max", "n_episodes")
@@ -148,6 +165,23 @@ def evaluate(models: Sequence[Model], conditions: Sequence[Condition] | None = N
     return {"meta": meta, "results": results, "returns": returns}
 
 
+def check_memory(models: Sequence[Model], conditions: Sequence[Condition], episodes: int,
+                 env_cfg: EnvConfig | None = None) -> None:
+    """Refuse, in one line naming ``--episodes`` and the condition, an evaluation whose episodes cannot all be held
+    in memory at once (:func:`evaluate` runs a model's episodes of a condition in one call): checked for every model
+    (on ``env_cfg``, else its own env) in every condition it can run, before anything runs."""
+    per, name, cond = 0, "", None
+    for model in models:
+        cfg = env_cfg or model.env_cfg
+        for c in conditions:
+            if not_applicable(model, cfg, c) is None:
+                n = memory.episode_bytes(model.policy, *condition_env(cfg, c), model.params)
+                per, name, cond = max((per, name, cond), (n, model.name, c), key=lambda w: w[0])
+    if cond is not None:
+        memory.require(episodes * per, f"--episodes {episodes} of {name} in {cond.name} ({memory.size(per)} an "
+                                       f"episode)", EvaluationError)
+
+
 # --------------------------------------------------------------------------------------- reporting
 CSV_FIELDS = ("model", "condition", "status", "reason", *STAT_KEYS, "mean_length",
               "shuffle", "shuffle_every", "num_noise", "occlude")
@@ -235,29 +269,32 @@ def parse_args(argv: Sequence[str] | None = None):
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",
                    help="parameters of a run: the ES mean, the best member, or eval_best (the mean that scored "
                         "best on held-out episodes during training)")
-    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="episodes per condition")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episode keys")
+    p.add_argument("--episodes", type=positive_int, default=DEFAULT_EPISODES, help="episodes per condition")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the episode keys")
     p.add_argument("--env", default=None, help="environment name (default: the first model's)")
     p.add_argument("--env-start", choices=STARTS, default=None, help="start distribution (default: the "
                    "first model's)")
-    p.add_argument("--max-steps", type=int, default=None, help="episode length limit (default: the first model's)")
-    p.add_argument("--shuffle-every", type=int, nargs="*", default=list(SHUFFLE_PERIODS), metavar="K",
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="episode length limit (default: the first model's)")
+    p.add_argument("--shuffle-every", type=positive_int, nargs="*", default=list(SHUFFLE_PERIODS), metavar="K",
                    help="shuffle periods in steps, one condition each")
-    p.add_argument("--noise", type=int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
+    p.add_argument("--noise", type=nonneg_int, nargs="*", default=list(NOISE_COUNTS), metavar="N",
                    help="noise feature counts, shuffled once per episode")
-    p.add_argument("--noise-std", type=float, default=ObsTransform.noise_std, help="std of the noise features")
-    p.add_argument("--occlude", type=float, nargs="*", default=[], metavar="F",
+    p.add_argument("--noise-std", type=positive_float, default=ObsTransform.noise_std,
+                   help="std of the noise features")
+    p.add_argument("--occlude", type=float_range(0.0, 1.0), nargs="*", default=[], metavar="F",
                    help="image envs: fractions of the patches dropped (a random set per episode, the rest shuffled "
                         "once), one condition occlude_F each")
     p.add_argument("--out", default=None, metavar="DIR", help="write report.json, report.csv and plots here")
     p.add_argument("--video", default=None, metavar="FILE", help="render one episode to FILE.mp4 or FILE.gif")
     p.add_argument("--video-condition", default="shuffle", metavar="NAME", help="condition of the video episode")
     p.add_argument("--video-model", default=None, metavar="MODEL", help="which model to film (default: the first)")
-    p.add_argument("--video-steps", type=int, default=None, help="steps rendered (default: the whole episode)")
-    p.add_argument("--video-stride", type=int, default=1, help="render every k-th step")
+    p.add_argument("--video-steps", type=positive_int, default=None,
+                   help="steps rendered (default: the whole episode)")
+    p.add_argument("--video-stride", type=positive_int, default=1, help="render every k-th step")
     p.add_argument("--video-size", default="480x320", metavar="WxH", help="frame size")
-    p.add_argument("--fps", type=float, default=30.0, help="video frame rate")
-    p.add_argument("--episode-index", type=int, default=None, metavar="I",
+    p.add_argument("--fps", type=positive_float, default=30.0, help="video frame rate")
+    p.add_argument("--episode-index", type=nonneg_int, default=None, metavar="I",
                    help="which evaluated episode the video and attention figure show (default: the one with the "
                         "median return of its model in its condition)")
     p.add_argument("--attention", default=None, metavar="FILE.png",
@@ -310,13 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 on a bad model spec or option, with a one-line error)."""
     args = parse_args(argv)
     info = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    if args.episodes < 1:
-        raise EvaluationError(f"--episodes must be >= 1, got {args.episodes}")
-    if ((args.episode_index is not None and args.episode_index < 0) or args.video_stride < 1
-            or (args.video_steps is not None and args.video_steps < 1)):
-        raise EvaluationError("--episode-index must be >= 0, --video-steps and --video-stride >= 1")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise EvaluationError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.episode_index is not None and args.episode_index >= args.episodes:
+        raise EvaluationError(f"--episode-index {args.episode_index} is not one of the {args.episodes} episodes "
+                              f"evaluated (0 to {args.episodes - 1})")
     conditions = default_conditions(args.shuffle_every, args.noise, args.noise_std, args.occlude)
     video_cond = parse_condition(args.video_condition, args.noise_std) if args.video else None
     attn_cond = parse_condition(args.attention_condition, args.noise_std) if args.attention else None
@@ -351,6 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = not_applicable(video_model, env_cfg, video_cond)
         if reason:
             raise EvaluationError(f"cannot film {video_model.name} in {video_cond.name}: {reason}")
+        video_need = video_bytes(video_model, video_cond, env_cfg, args.video_steps, args.video_stride, int(size[1]),
+                                 int(size[2]))
+        memory.require(video_need, f"--video-size {args.video_size} (a video of {video_model.name}, up to "
+                                   f"{args.video_steps or env_cfg.max_steps} steps, every {args.video_stride})",
+                       EvaluationError)
+    if attn_model is not None:
+        memory.require(recording_bytes(attn_model, attn_cond, env_cfg), f"--attention (an episode of "
+                       f"{env_cfg.max_steps} steps recorded)", EvaluationError)
+    check_memory(models, conditions, args.episodes, env_cfg)
 
     for n, m in zip(names, models):
         info(f"model {n}: {m.kind} policy from {m.source}")

@@ -53,7 +53,7 @@ import numpy as np
 
 from pinn_jax import artifacts, configs
 from pinn_jax import config as config_lib
-from pinn_jax.errors import ArgumentParser, cli
+from pinn_jax.errors import ArgumentParser, cli, int_range, positive_int, uint32
 from pinn_jax.experiment import Experiment, setup
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.tools import bench_vision
@@ -461,8 +461,10 @@ def run_vision(s: bench_vision.VisionSettings, out: Path | None = None, log: Cal
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
+def _ints(lo: int, what: str = "") -> Callable[[str], tuple[int, ...]]:
+    """An argparse ``type``: comma-separated integers, each from ``lo`` (:func:`~pinn_jax.errors.int_range`)."""
+    one = int_range(lo, what=what)
+    return lambda text: tuple(one(v) for v in text.split(","))
 
 
 @cli
@@ -471,17 +473,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="bench_results", metavar="DIR", help="output directory")
     p.add_argument("--force", action="store_true",
                    help="replace the benchmark's files in --out (else they are refused before anything runs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the benchmarked configs (initial state, episodes)")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the benchmarked configs (initial state, episodes)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced grid, 100 steps per episode for the curves")
     mode.add_argument("--tiny", action="store_true", help="everything tiny (tests): population 8, 2 rollouts, 20 steps")
-    p.add_argument("--repeats", type=int, help="timed repetitions per figure (default 5; tiny 2)")
-    p.add_argument("--curve-steps", type=int, help="steps per episode for the scaling curves (default 200)")
+    p.add_argument("--repeats", type=positive_int, help="timed repetitions per figure (default 5; tiny 2)")
+    p.add_argument("--curve-steps", type=positive_int, help="steps per episode for the scaling curves (default 200)")
     p.add_argument("--policies", help="comma-separated subset of attention_neuron,mlp,linear (--vision: "
                    "vision_attention,mlp)")
-    p.add_argument("--grid-population", type=_ints, help="e.g. 64,256,1024,4096")
-    p.add_argument("--grid-rollouts", type=_ints, help="e.g. 1,4,16,64")
-    p.add_argument("--grid-features", type=_ints, help="e.g. 5,10,20,50,100")
+    p.add_argument("--grid-population", type=_ints(2), help="e.g. 64,256,1024,4096")
+    p.add_argument("--grid-rollouts", type=_ints(1), help="e.g. 1,4,16,64")
+    p.add_argument("--grid-features", type=_ints(5, "the environment's 5 observations, then noise"),
+                   help="e.g. 5,10,20,50,100")
     p.add_argument("--no-split", action="store_true", help="skip the ask+tell / evaluation split")
     p.add_argument("--no-progress", action="store_true", help="no progress bar: a status line every 30 s instead")
     vision = p.add_argument_group("image envs", "--vision measures them instead (tiny with --tiny)")
@@ -498,8 +501,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = SETTINGS["tiny" if args.tiny else "quick" if args.quick else "full"]
     updates: dict[str, Any] = {}
     if args.repeats is not None:
-        if args.repeats < 1:
-            p.error("--repeats must be >= 1")
         updates.update(repeats=args.repeats, curve_repeats=args.repeats)
     if args.curve_steps is not None:
         updates["curve_steps"] = args.curve_steps
@@ -514,8 +515,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             updates[key] = getattr(args, key)
     if args.no_split:
         updates["split"] = False
-    if any(v < 5 for v in updates.get("grid_features", s.grid_features)):
-        p.error("feature counts must be >= 5 (the environment's observations)")
     updates["seed"] = args.seed
     s = dataclasses.replace(s, **updates)
     out = artifacts.output_dir(args.out, "--out", artifacts.BENCH_FILES, args.force)

@@ -47,7 +47,7 @@ from pinn_jax import artifacts
 from pinn_jax import config as config_lib
 from pinn_jax.config import LOSSES, Config, DistillConfig
 from pinn_jax.envs import is_swingup, make, same_task
-from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, cli
+from pinn_jax.errors import ArgumentParser, ConfigError, TrainingError, cli, uint32
 from pinn_jax.experiment import setup
 from pinn_jax.models import load_model
 from pinn_jax.policies import Policy, PolicyBase
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "options below override (a distillation's OUT/config.yaml reruns it)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the config, e.g. distill.rounds=40 (repeatable)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the student's initialiser and episodes "
+    p.add_argument("--seed", type=uint32, default=None, help="seed of the student's initialiser and episodes "
                    "(default: the config's seed)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not exist or be empty)")
     defaults = DistillConfig()

@@ -32,7 +32,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from pinn_jax import artifacts, config
-from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli
+from pinn_jax.errors import ArgumentParser, ConfigError, UserError, cli, positive_int, uint32
 from pinn_jax.experiment import Experiment, setup
 from pinn_jax.rollout import evaluate_population
 from pinn_jax.training.metrics import MetricsWriter, eval_row
@@ -128,15 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m pinn_jax pycma_reference", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True, help="config name or YAML path (strategy.name is ignored: pycma)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    p.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    p.add_argument("--generations", type=int, required=True, help="number of generations")
+    p.add_argument("--seed", type=uint32, default=None, help="overrides the config's seed")
+    p.add_argument("--generations", type=positive_int, required=True, help="number of generations")
     p.add_argument("--out", required=True, help="new output directory")
     p.add_argument("--sigma-adaptation", choices=sorted(SIGMA_RULES), default="csa",
                    help="pycma's step-size rule: csa (pycma <= 4.4, the paper's, evosax's) or tpa (pycma 4.5 at n >= 300)")
     p.add_argument("--no-progress", action="store_true", help="a status line every 30 s instead of a bar")
     args = p.parse_args(argv)
-    if args.generations < 1:
-        raise UserError(f"--generations must be >= 1, got {args.generations}")
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = config.load(args.config, overrides)
     out = artifacts.output_dir(args.out, "--out", empty=True)  # its logs are appended to: no other run's rows

@@ -11,6 +11,8 @@ step with a checkpoint of the last finished generation.
 Failures, and what they leave on disk (user errors are one line, ``error: ...``, exit code 2 from the CLI):
 
 * A ``run_dir`` naming a file, or a place where nothing can be written, is refused before anything is created.
+* A run whose arrays cannot fit in the memory available is refused before anything is built or compiled, naming
+  the config key that adds the most (:mod:`pinn_jax.training.memory`).
 * One process at a time per run directory, for a fresh run and for a resume alike: a second one is refused with
   the pid holding ``RUN_DIR/.lock`` (:mod:`pinn_jax.training.rundir`). The lock dies with its process. With
   ``jax.distributed``, process 0 holds it.
@@ -48,7 +50,7 @@ from pinn_jax.config import Config
 from pinn_jax.errors import CheckpointError, ConfigError, RunDirError, TrainingError, UserError, one_line
 from pinn_jax.experiment import setup
 from pinn_jax.training import checkpoint as ckpt
-from pinn_jax.training import distributed, process, rundir
+from pinn_jax.training import distributed, memory, process, rundir
 from pinn_jax.training.metrics import MetricsWriter, eval_row, read_csv
 from pinn_jax.training.progress import Tracker
 from pinn_jax.training.runs import resolve_start
@@ -166,6 +168,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True, trainer: Tra
                 if not has_checkpoint(run_dir):
                     raise CheckpointError(no_checkpoint_message(run_dir))
             process.limit_lapack_threads()
+            if trainer is None:
+                memory.check_training(cfg, env, policy)  # shapes only: before anything is allocated or compiled
             tr = trainer or make_trainer(setup(cfg, env, policy), mesh=distributed.mesh_for(cfg))
             if resume:
                 with interrupts.held():  # a restore is not cut short by a signal (it is raised once done)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from pinn_jax import artifacts, envs
 from pinn_jax import config as config_lib
 from pinn_jax.config import Config
-from pinn_jax.errors import ArgumentParser, ConfigError, ModelError, cli, one_line
+from pinn_jax.errors import ArgumentParser, ConfigError, ModelError, cli, nonneg_int, one_line
 from pinn_jax.experiment import setup
 from pinn_jax.models import official
 from pinn_jax.policies import Policy
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = sub.add_parser("export-student", help="ship a pinn_jax.tools.distill student")
     d.add_argument("distill_dir", help="the distillation's --out directory")
     d.add_argument("name", help="name of the shipped model")
-    d.add_argument("--round", type=int, default=None, help="the round to ship (default: the last)")
+    d.add_argument("--round", type=nonneg_int, default=None, help="the round to ship (default: the last)")
     for sp in (e, d):
         where = sp.add_mutually_exclusive_group()
         where.add_argument("--out", default=".", metavar="DIR", help="where to write NAME.npz and NAME.json")

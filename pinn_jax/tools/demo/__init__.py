@@ -28,7 +28,7 @@ import numpy as np
 
 from pinn_jax import artifacts
 from pinn_jax.envs import CARTPOLE_NAMES, is_swingup, make
-from pinn_jax.errors import ArgumentParser, ModelError, UserError, cli
+from pinn_jax.errors import ArgumentParser, ModelError, UserError, cli, int_range, uint32
 from pinn_jax.models import Model, load_model, unique_names
 from pinn_jax.policies.base import count_params
 from pinn_jax.policies.official_format import fold_gains
@@ -166,11 +166,12 @@ def _parser() -> ArgumentParser:
                    help=f"a model spec (pinn_jax.models.load_model), repeatable; default: {' '.join(DEFAULT_MODELS)}")
     p.add_argument("--params", choices=artifacts.PARAM_CHOICES, default="mean",
                    help="which parameters of a run directory")
-    p.add_argument("--seed", type=int, default=0, help="seed of the page's start states, noise and shuffles")
+    p.add_argument("--seed", type=uint32, default=0, help="seed of the page's start states, noise and shuffles")
     p.add_argument("--force", action="store_true", help="replace the page's files in OUT_DIR (index.html, demo.js, "
                    "models.js) when one exists (else it is refused before anything is written)")
     p.add_argument("--serve", action="store_true", help="then serve OUT_DIR on 127.0.0.1 until Ctrl-C")
-    p.add_argument("--port", type=int, default=0, help="port for --serve (0: any free one)")
+    p.add_argument("--port", type=int_range(0, 65535, "a TCP port"), default=0,
+                   help="port for --serve (0: any free one)")
     return p
 
 
@@ -183,8 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.out or args.out_dir
     if not out:
         p.error("give OUT_DIR (or --out DIR)")
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port must be in 0..65535, got {args.port}")
     specs = args.model or list(DEFAULT_MODELS)
     models = [load_model(spec, params=args.params) for spec in specs]
     paths = write_page(out, models, args.seed, args.force)
