@@ -175,7 +175,7 @@ def check_memory(models: Sequence[Model], conditions: Sequence[Condition], episo
         cfg = env_cfg or model.env_cfg
         for c in conditions:
             if not_applicable(model, cfg, c) is None:
-                n = memory.episode_bytes(model.policy, *condition_env(cfg, c), model.params)
+                n = memory.episode_bytes(model.policy, *condition_env(cfg, c, model), model.params)
                 per, name, cond = max((per, name, cond), (n, model.name, c), key=lambda w: w[0])
     if cond is not None:
         memory.require(episodes * per, f"--episodes {episodes} of {name} in {cond.name} ({memory.size(per)} an "
