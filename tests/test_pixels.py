@@ -214,7 +214,7 @@ def vision_run(tmp_path_factory):
 
 def test_cli_evaluates_a_vision_run_with_its_figures_video_and_attention(vision_run, tmp_path, capsys):
     out = tmp_path / "out"
-    code = pinn_main(["evaluate", str(vision_run), "--episodes", "3", "--shuffle-every", "1", "--noise", "0",
+    code = pinn_main(["evaluate", str(vision_run), "--episodes", "3", "--shuffle-every", "--noise", "0",
                       "--occlude", "0.5", "--max-steps", "30", "--no-progress", "--out", str(out),
                       "--video", str(out / "v.gif"), "--video-size", "96x64", "--video-stride", "10",
                       "--attention", str(out / "attention.png")])
@@ -222,8 +222,8 @@ def test_cli_evaluates_a_vision_run_with_its_figures_video_and_attention(vision_
     assert code == 0, captured.err
     report = json.loads((out / "report.json").read_text())
     conds = [c["name"] for c in report["meta"]["conditions"]]
-    assert conds == ["no_shuffle", "shuffle", "shuffle_every_1", "occlude_0.5"]
-    assert [c["occlude"] for c in report["meta"]["conditions"]] == [0.0, 0.0, 0.0, 0.5]
+    assert conds == ["no_shuffle", "shuffle", "occlude_0.5"]
+    assert [c["occlude"] for c in report["meta"]["conditions"]] == [0.0, 0.0, 0.5]
     cells = report["results"][str(vision_run)]
     assert all(cells[c]["status"] == "ok" and cells[c]["n_episodes"] == 3 for c in conds)
     assert "occlude" in (out / "report.csv").read_text().splitlines()[0].split(",")
