@@ -242,7 +242,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Where the time goes (seconds per generation, each part alone in one compiled call)", "",
               "env: the game's step; patching: the patch wrapper's own step (cut, stack, shuffle); policy: "
               "each member's lockstep policy step; ask + tell: the strategy's update; rest: the generation less "
-              "these parts (the time loop's bookkeeping: freezing finished episodes, returns).", "",
+              "these parts (the time loop's own work, freezing finished episodes and the returns; below 0 where "
+              "the parts alone took longer than fused in the whole, or the load changed).", "",
               "| game | policy | generation | env | patching | policy | ask + tell | rest | policy ÷ its floor |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["runs"]:
