@@ -35,7 +35,7 @@ def test_tiny_vision_bench_writes_its_tables(tmp_path, capsys):
     assert [c.strip() for c in md[speed].strip("|").split("|")] == [
         "game", "policy", "params", "observation", "env steps / s", "s / generation", "FLOP / step (XLA)",
         "bytes / step", "floor s", "ratio"]
-    assert md[speed + 2].startswith("| breakout | vision_attention | 2611 | 25×32 |")
+    assert md[speed + 2].startswith("| breakout | vision_attention | 2739 | 25×32 |")
     assert md[speed + 3].startswith("| breakout | mlp | 3235 | 400 |")
     parts = md.index(next(line for line in md if line.startswith("| game | policy | generation |")))
     assert [c.strip() for c in md[parts].strip("|").split("|")] == [

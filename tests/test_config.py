@@ -79,7 +79,7 @@ def test_field_discovery_covers_every_section():
             "train.episode_steps", "distributed.num_processes", "distributed.process_id"} <= set(INT_KEYS)
     assert set(FLOAT_KEYS) == {"policy.attention_gain", "policy.action_gain", "policy.init_forget_bias",
                                "strategy.sigma_init", "strategy.learning_rate", "train.reward_power",
-                               "train.fall_credit", "train.start_scale", "distill.lqr_above",
+                               "train.fall_credit", "train.start_scale", "train.alive_bonus", "distill.lqr_above",
                                "distill.learning_rate"}
 
 
@@ -231,8 +231,9 @@ def test_non_numeric_string_float_is_a_wrong_type(key):
     assert error(f"{key}=abc") == f"config key '{key}' has the wrong type: expected {expected}, got 'abc' (str)"
 
 
-@pytest.mark.parametrize("key", [k for k in FLOAT_KEYS  # any finite value; a share in [0, 1]; a cosine
-                                 if k not in ("policy.init_forget_bias", "train.fall_credit", "distill.lqr_above")])
+@pytest.mark.parametrize("key", [k for k in FLOAT_KEYS  # any finite value; a share in [0, 1]; a cosine; >= 0
+                                 if k not in ("policy.init_forget_bias", "train.fall_credit", "distill.lqr_above",
+                                              "train.alive_bonus")])
 @pytest.mark.parametrize("value,shown", [(".nan", "nan"), (".inf", "inf"), ("1e400", "inf"), ("-.inf", "-inf"),
                                          ("0", "0.0")])
 def test_positive_floats_must_be_finite(key, value, shown):
@@ -291,7 +292,7 @@ def test_policy_defaults_are_the_policy_classes_own():
 
     changed = {"hidden_dim": 3, "msg_dim": 5, "pos_em_dim": 7, "scale": True, "attention_gain": 2.5,
                "action_gain": 3.5, "head_layers": 2, "init_forget_bias": 1.5}
-    vision = {"frames": 3, "grid": 5, "query_dim": 6, "key_dim": 4, "value_dim": 3, "head_hidden": 7}
+    vision = {"frames": 3, "grid": 5, "query_dim": 6, "key_dim": 4, "value_dim": 3, "head_hidden": 7, "key_frame": True}
     assert set(changed) == set(policies.REGISTRY["attention_neuron"].fields)
     assert set(vision) == set(policies.REGISTRY["vision_attention"].fields)
     code = ("from pinn_jax.policies import AttentionNeuronPolicy as A, MLPPolicy as M, VisionAttentionPolicy as V\n"

@@ -138,7 +138,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, message):
 def test_cli_refuses_a_non_empty_output_directory(tmp_path, capsys):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "student.npz").write_bytes(b"keep me")
-    assert main(["--teacher", "official", "--student", str(CONFIGS / "cartpole_pi_short.yaml"), "--out",
+    assert main(["--teacher", "pretrained:cartpole_mlp", "--student", str(CONFIGS / "cartpole_pi_short.yaml"), "--out",
                  str(tmp_path / "o")]) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "o" / "student.npz").read_bytes() == b"keep me"

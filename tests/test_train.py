@@ -443,7 +443,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({"train": {"rollout": 3}}))
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("error: unknown config key 'train.rollout' (valid keys here: cart_only_steps, "
+    assert err == ("error: unknown config key 'train.rollout' (valid keys here: alive_bonus, cart_only_steps, "
                    "checkpoint_every, common_random_numbers, episode_steps, eval_episodes, eval_every, fall_after, "
                    "fall_credit, generations, keep_every, log_every, num_noise, reward_power, rollouts, shuffle, "
                    "shuffle_every, start_scale)")
