@@ -188,6 +188,21 @@ def _series_plot(report: dict[str, Any], conds: Sequence[dict], xs: Sequence[flo
     ax.legend(fontsize=8, loc="best")
 
 
+def _series_figure(report: dict[str, Any], conds: Sequence[dict], xs: Sequence[float], ticks: Sequence[str] | None,
+                   xlabel: str, title: str, path: str | os.PathLike, figsize: tuple[float, float], dpi: int
+                   ) -> pathlib.Path:
+    """One figure of :func:`_series_plot` over ``conds`` at ``xs`` (tick labels ``ticks``, else the values)."""
+    fig = _figure(figsize, dpi)
+    ax = fig.add_subplot()
+    _series_plot(report, conds, xs, ax)
+    ax.set_xticks(xs, ticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("episode return (mean ± s.e.)")
+    ax.set_title(f"{title}\n" + _subtitle(report), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_noise(report: dict[str, Any], path: str | os.PathLike,
                figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 100) -> pathlib.Path:
     """Mean return (± s.e.) against the number of noise features appended to the
@@ -195,16 +210,9 @@ def plot_noise(report: dict[str, Any], path: str | os.PathLike,
     conds = noise_conditions(report)
     if not conds:
         raise ValueError("the report has no noise conditions (shuffled, with noise features)")
-    xs = [c["num_noise"] for c in conds]
-    fig = _figure(figsize, dpi)
-    ax = fig.add_subplot()
-    _series_plot(report, conds, xs, ax)
-    ax.set_xticks(xs)
-    ax.set_xlabel("number of noise features appended (observation shuffled once per episode)")
-    ax.set_ylabel("episode return (mean ± s.e.)")
-    ax.set_title("Return vs number of noise features\n" + _subtitle(report), fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _series_figure(report, conds, [c["num_noise"] for c in conds], None,
+                          "number of noise features appended (observation shuffled once per episode)",
+                          "Return vs number of noise features", path, figsize, dpi)
 
 
 def plot_shuffle_period(report: dict[str, Any], path: str | os.PathLike,
@@ -214,16 +222,9 @@ def plot_shuffle_period(report: dict[str, Any], path: str | os.PathLike,
     conds = period_conditions(report)
     if not conds:
         raise ValueError("the report has no conditions without noise features")
-    xs = list(range(len(conds)))
-    fig = _figure(figsize, dpi)
-    ax = fig.add_subplot()
-    _series_plot(report, conds, xs, ax)
-    ax.set_xticks(xs, [_period_label(c) for c in conds])
-    ax.set_xlabel("shuffle period (how often the features, or an image's patches, are re-permuted)")
-    ax.set_ylabel("episode return (mean ± s.e.)")
-    ax.set_title("Return vs shuffle period\n" + _subtitle(report), fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _series_figure(report, conds, list(range(len(conds))), [_period_label(c) for c in conds],
+                          "shuffle period (how often the features, or an image's patches, are re-permuted)",
+                          "Return vs shuffle period", path, figsize, dpi)
 
 
 def plot_occlusion(report: dict[str, Any], path: str | os.PathLike,
@@ -234,15 +235,9 @@ def plot_occlusion(report: dict[str, Any], path: str | os.PathLike,
     if not conds:
         raise ValueError("the report has no occlusion conditions")
     xs = [c["occlude"] for c in conds]
-    fig = _figure(figsize, dpi)
-    ax = fig.add_subplot()
-    _series_plot(report, conds, xs, ax)
-    ax.set_xticks(xs, [f"{x:.0%}" for x in xs])
-    ax.set_xlabel("fraction of the patches occluded (a random set per episode; the rest shuffled once per episode)")
-    ax.set_ylabel("episode return (mean ± s.e.)")
-    ax.set_title("Return vs occluded patches\n" + _subtitle(report), fontsize=10)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _series_figure(report, conds, xs, [f"{x:.0%}" for x in xs],
+                          "fraction of the patches occluded (a random set per episode; the rest shuffled once per "
+                          "episode)", "Return vs occluded patches", path, figsize, dpi)
 
 
 def unshuffle(values: np.ndarray, perm: np.ndarray) -> np.ndarray:
